@@ -1,0 +1,52 @@
+# streamdag: `make demo` and `make test` do all set-up themselves (idempotent, quick when done).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+JARS   := .kafka/libs/.fetched-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast lint format bench demo clean proto
+
+setup: $(STAMP) $(JARS)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(JARS): kafka/pom.xml
+	@command -v java >/dev/null || { echo "error: java not found: install Java 17+"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found: install Maven"; exit 1; }
+	mvn -q -B -f kafka/pom.xml package
+	@touch $@
+
+# The test session starts its own broker on a free port (tests/conftest.py) and stops it
+# whatever the outcome.
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not kafka" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+demo: setup
+	$(BIN)/python -m streamdag.cli.main demo
+
+proto: setup
+	$(BIN)/python -m streamdag.protocol.generate
+
+clean:
+	rm -rf .streamdag build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""The ``streamdag`` command: a thin layer that parses arguments and calls the library.
+
+A StreamdagError becomes one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from streamdag.cli.broker import broker
+from streamdag.cli.topics import topics
+from streamdag.errors import StreamdagError
+from streamdag.observability.logging import configure_logging
+from streamdag.settings import get_settings
+
+__all__ = ["cli", "main", "run"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="streamdag")
+@click.option("--verbose", "-v", is_flag=True, help="Log Kafka client details too.")
+def cli(verbose: bool) -> None:
+    """Machine-learning inference pipelines as DAGs of Kafka consumer groups."""
+    level = "DEBUG" if verbose else get_settings().log_level
+    configure_logging(level, kafka_client_level="INFO" if verbose else "CRITICAL")
+
+
+cli.add_command(broker)
+cli.add_command(topics)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        # Without standalone mode click returns Exit's code instead of calling sys.exit.
+        result = cli.main(args=argv, prog_name="streamdag", standalone_mode=False)
+    except StreamdagError as exc:
+        click.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,210 @@
+"""The one error tree of streamdag.
+
+Every error carries a transport-neutral ``code``. Each front door maps codes to its own
+status once (HTTP status, gRPC status, the ``streamdag-error`` header on error replies and
+error-topic records); nothing else inspects error classes to pick a status.
+
+    StreamdagError                      internal
+    ├── ConfigError                     invalid_config
+    │   └── SpecError                   invalid_config   (file, field path, what is wrong)
+    ├── BrokerError                     broker
+    │   ├── JavaNotFound
+    │   ├── KafkaJarsMissing
+    │   ├── BrokerAlreadyRunning
+    │   ├── PortInUse
+    │   ├── BrokerNotRunning
+    │   └── BrokerStartFailed
+    ├── KafkaError                      kafka            (wraps confluent-kafka errors)
+    │   └── TopicMismatch               kafka
+    ├── InvalidInput                    invalid_argument
+    │   └── DecodeError                 invalid_argument (undecodable record or body)
+    ├── NotFound                        not_found
+    │   ├── ModelNotFound
+    │   └── PipelineNotFound
+    ├── PayloadTooLarge                 resource_exhausted
+    ├── ModelError                      model_error      (the model raised)
+    ├── DeadlineExceeded                deadline_exceeded
+    └── Unavailable                     unavailable
+
+Third-party errors are translated where they enter (``raise KafkaError(...) from exc``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BrokerAlreadyRunning",
+    "BrokerError",
+    "BrokerNotRunning",
+    "BrokerStartFailed",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DecodeError",
+    "InvalidInput",
+    "JavaNotFound",
+    "KafkaError",
+    "KafkaJarsMissing",
+    "ModelError",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "PipelineNotFound",
+    "PortInUse",
+    "SpecError",
+    "StreamdagError",
+    "TopicMismatch",
+    "Unavailable",
+]
+
+
+class StreamdagError(Exception):
+    """Base of every error streamdag raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(StreamdagError):
+    """A setting or command-line value cannot be used."""
+
+    code = "invalid_config"
+
+
+class SpecError(ConfigError):
+    """A pipeline spec is invalid: names the file, the field path and what is wrong."""
+
+    def __init__(self, file: str | None, field: str, problem: str) -> None:
+        self.file = file
+        self.field = field
+        self.problem = problem
+        where = f"{file}: " if file else ""
+        at = f"{field}: " if field else ""
+        super().__init__(f"{where}{at}{problem}")
+
+
+class BrokerError(StreamdagError):
+    """The local Kafka broker cannot be started, stopped or reached."""
+
+    code = "broker"
+
+
+class JavaNotFound(BrokerError):
+    def __init__(self) -> None:
+        super().__init__(
+            "java not found: install Java 17+ or set JAVA_HOME (the local broker runs Kafka)"
+        )
+
+
+class KafkaJarsMissing(BrokerError):
+    def __init__(self, libs_dir: str) -> None:
+        self.libs_dir = libs_dir
+        super().__init__(
+            f"no Kafka jars in {libs_dir}: run `make setup` "
+            "(or set STREAMDAG_KAFKA_LIBS to a folder holding kafka_2.13-*.jar)"
+        )
+
+
+class BrokerAlreadyRunning(BrokerError):
+    def __init__(self, data_dir: str, pid: int, bootstrap: str) -> None:
+        self.data_dir = data_dir
+        self.pid = pid
+        self.bootstrap = bootstrap
+        super().__init__(
+            f"a broker already runs on data dir {data_dir} (pid {pid}, {bootstrap}); "
+            "stop it with `streamdag broker stop` or pick another --data-dir"
+        )
+
+
+class PortInUse(BrokerError):
+    def __init__(self, port: int) -> None:
+        self.port = port
+        super().__init__(f"port {port} on 127.0.0.1 is already in use; pick another --port")
+
+
+class BrokerNotRunning(BrokerError):
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        super().__init__(f"no broker runs on data dir {data_dir}")
+
+
+class BrokerStartFailed(BrokerError):
+    """The broker process exited or did not become ready; the message ends with its log."""
+
+
+class KafkaError(StreamdagError):
+    """A Kafka operation failed (wraps confluent-kafka's errors at the boundary)."""
+
+    code = "kafka"
+
+
+class TopicMismatch(KafkaError):
+    def __init__(self, topic: str, expected: int, actual: int) -> None:
+        self.topic = topic
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"topic {topic} exists with {actual} partitions but the pipeline needs {expected}; "
+            "change `partitions` in the spec or recreate the topic"
+        )
+
+
+class InvalidInput(StreamdagError):
+    """A request or record does not fit the protocol or the model's inputs."""
+
+    code = "invalid_argument"
+
+
+class DecodeError(InvalidInput):
+    """Bytes that cannot be decoded as an OIP message."""
+
+
+class NotFound(StreamdagError):
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, name: str, version: str | None = None) -> None:
+        self.name = name
+        self.version = version
+        ver = f" version {version}" if version else ""
+        super().__init__(f"model {name}{ver} not found")
+
+
+class PipelineNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"pipeline {name} not found")
+
+
+class PayloadTooLarge(StreamdagError):
+    code = "resource_exhausted"
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class ModelError(StreamdagError):
+    """The model raised while predicting; ``step`` names where, when known."""
+
+    code = "model_error"
+
+    def __init__(self, message: str, step: str | None = None) -> None:
+        self.step = step
+        super().__init__(message)
+
+
+class DeadlineExceeded(StreamdagError):
+    code = "deadline_exceeded"
+
+
+class Unavailable(StreamdagError):
+    code = "unavailable"

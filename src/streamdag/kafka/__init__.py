@@ -1,0 +1,15 @@
+"""Thin confluent-kafka wrappers: client configs, topic admin."""
+
+from streamdag.kafka.admin import EnsureResult, TopicSpec, ensure_topics, list_topics
+from streamdag.kafka.config import admin_config, client_config, consumer_config, producer_config
+
+__all__ = [
+    "EnsureResult",
+    "TopicSpec",
+    "admin_config",
+    "client_config",
+    "consumer_config",
+    "ensure_topics",
+    "list_topics",
+    "producer_config",
+]

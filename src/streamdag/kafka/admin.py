@@ -1,0 +1,73 @@
+"""Topic administration: create what is missing, verify what exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamdag.errors import KafkaError, TopicMismatch
+from streamdag.kafka.config import admin_config
+
+__all__ = ["EnsureResult", "TopicSpec", "ensure_topics", "list_topics"]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+    config: dict[str, str] = field(default_factory=dict)
+
+    def kafka_config(self) -> dict[str, str]:
+        config = dict(self.config)
+        if self.compacted:
+            config.setdefault("cleanup.policy", "compact")
+        return config
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    created: list[str]
+    existing: list[str]
+
+
+def list_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+    """Topic name -> partition count, for every topic the cluster has."""
+    admin = AdminClient(admin_config(bootstrap))
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaError(f"cannot reach Kafka at {bootstrap}: {exc.args[0].str()}") from exc
+    return {name: len(t.partitions) for name, t in metadata.topics.items()}
+
+
+def ensure_topics(bootstrap: str, topics: list[TopicSpec], timeout: float = 30.0) -> EnsureResult:
+    """Create missing topics; an existing topic must have the expected partition count.
+
+    Idempotent: a topic created concurrently by another process counts as existing.
+    """
+    existing_counts = list_topics(bootstrap, min(timeout, 10.0))
+    for spec in topics:
+        actual = existing_counts.get(spec.name)
+        if actual is not None and actual != spec.partitions:
+            raise TopicMismatch(spec.name, spec.partitions, actual)
+    missing = [t for t in topics if t.name not in existing_counts]
+    created: list[str] = []
+    if missing:
+        admin = AdminClient(admin_config(bootstrap))
+        futures = admin.create_topics(
+            [NewTopic(t.name, t.partitions, 1, config=t.kafka_config()) for t in missing],
+            request_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise KafkaError(f"cannot create topic {name}: {exc.args[0].str()}") from exc
+    return EnsureResult(
+        created=created, existing=[t.name for t in topics if t.name not in created]
+    )

@@ -1,0 +1,79 @@
+"""confluent-kafka client configurations for each role, in one place.
+
+Every client streamdag makes starts from ``client_config``; the role functions add what
+the delivery guarantee needs, so the semantics live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = [
+    "KAFKA_CLIENT_LOGGER",
+    "admin_config", "client_config", "consumer_config", "producer_config"]
+
+ClientConfig = dict[str, Any]
+
+# librdkafka's own log lines go through Python logging instead of straight to stderr.
+KAFKA_CLIENT_LOGGER = logging.getLogger("streamdag.kafka.librdkafka")
+
+
+def client_config(bootstrap: str, client_id: str = "streamdag", **extra: Any) -> ClientConfig:
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "logger": KAFKA_CLIENT_LOGGER,
+        **extra,
+    }
+
+
+def admin_config(bootstrap: str, **extra: Any) -> ClientConfig:
+    return client_config(bootstrap, "streamdag-admin", **extra)
+
+
+def consumer_config(
+    bootstrap: str, group_id: str, *, client_id: str = "streamdag", **extra: Any
+) -> ClientConfig:
+    """A consumer that never commits on its own and reads only committed transactions.
+
+    Offsets are committed by the engine (in the transaction, or after delivery), never
+    by a timer: auto-commit could mark a record done before its result is written.
+    """
+    return client_config(
+        bootstrap,
+        client_id,
+        **{
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "cooperative-sticky",
+            **extra,
+        },
+    )
+
+
+def producer_config(
+    bootstrap: str,
+    *,
+    transactional_id: str | None = None,
+    client_id: str = "streamdag",
+    **extra: Any,
+) -> ClientConfig:
+    """An idempotent producer (acks=all); transactional when ``transactional_id`` is given."""
+    config = client_config(
+        bootstrap,
+        client_id,
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "compression.type": "lz4",
+            **extra,
+        },
+    )
+    if transactional_id is not None:
+        config["transactional.id"] = transactional_id
+    return config

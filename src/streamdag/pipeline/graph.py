@@ -1,0 +1,192 @@
+"""Whole-graph validation of a pipeline spec and the DAG structure the engine runs.
+
+Each problem is reported as (field path, what is wrong), so the loader can name the file,
+the field and the fault in one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from streamdag.pipeline.spec import PIPELINE_SOURCE, InputRef, PipelineSpec, StepSpec
+from streamdag.runtimes.config import ModelSpec, PythonModelSpec, SklearnModelSpec
+
+__all__ = ["Graph", "Problem", "StepNode", "build_graph", "check_spec"]
+
+Problem = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class StepNode:
+    """A step with its upstream sources: ``pipeline`` or step names, in first-use order."""
+
+    spec: StepSpec
+    sources: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_join(self) -> bool:
+        return len(self.sources) > 1
+
+    @property
+    def join_mode(self) -> str:
+        return self.spec.join or "inner"
+
+
+@dataclass(frozen=True)
+class Graph:
+    spec: PipelineSpec
+    nodes: dict[str, StepNode]
+    order: tuple[str, ...]  # topological: every step after all its sources
+
+    def downstream(self, source: str) -> list[str]:
+        return [n.name for n in self.nodes.values() if source in n.sources]
+
+
+def declared_outputs(model: ModelSpec) -> set[str] | None:
+    """Tensor names a model is known to produce, or None when only running it would tell."""
+    if isinstance(model, SklearnModelSpec):
+        return set(model.outputs)
+    if isinstance(model, PythonModelSpec) and model.outputs is not None:
+        return set(model.outputs)
+    return None
+
+
+def _sources(step: StepSpec) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for ref in [*step.input_refs, *step.trigger_refs]:
+        seen.setdefault(ref.source, None)
+    return tuple(seen)
+
+
+def _check_ref(
+    spec: PipelineSpec, field: str, ref: InputRef, steps: dict[str, StepSpec]
+) -> Iterator[Problem]:
+    if ref.is_pipeline:
+        return
+    if ref.source not in steps:
+        known = ", ".join(sorted(steps)) or "none"
+        yield field, f"unknown step {ref.source!r} (steps: {known})"
+        return
+    if ref.tensor is None:
+        return
+    model = spec.models.get(steps[ref.source].model)
+    outputs = declared_outputs(model) if model is not None else None
+    if outputs is not None and ref.tensor not in outputs:
+        yield field, (
+            f"step {ref.source!r} has no output tensor {ref.tensor!r} "
+            f"(it produces: {', '.join(sorted(outputs))})"
+        )
+
+
+def _check_step(
+    spec: PipelineSpec, i: int, step: StepSpec, steps: dict[str, StepSpec]
+) -> Iterator[Problem]:
+    at = f"steps[{i}]"
+    if step.model not in spec.models:
+        known = ", ".join(sorted(spec.models))
+        yield f"{at}.model", f"unknown model {step.model!r} (models: {known})"
+    for j, ref in enumerate(step.input_refs):
+        if ref.source == step.name:
+            yield f"{at}.inputs[{j}]", f"step {step.name!r} cannot read its own outputs"
+        else:
+            yield from _check_ref(spec, f"{at}.inputs[{j}]", ref, steps)
+    for j, ref in enumerate(step.trigger_refs):
+        if ref.is_pipeline or ref.tensor is None:
+            yield f"{at}.when[{j}]", "a trigger names one tensor of a step: <step>.outputs.<tensor>"
+        else:
+            yield from _check_ref(spec, f"{at}.when[{j}]", ref, steps)
+    sources = _sources(step)
+    if step.join is not None and len(sources) < 2:
+        yield f"{at}.join", (
+            f"a join needs inputs from at least two sources; {step.name!r} reads only "
+            f"{', '.join(sources)}"
+        )
+    refs = {str(r) for r in step.input_refs}
+    for key in step.tensor_map:
+        if key not in refs and not any(key.startswith(f"{r}.") for r in refs):
+            yield f"{at}.tensor_map.{key}", (
+                f"{key!r} is not among the step's inputs ({', '.join(step.inputs)})"
+            )
+
+
+def _check_handler(name: str, model: PythonModelSpec) -> Iterator[Problem]:
+    module = model.handler.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        yield f"models.{name}.handler", (
+            f"module {module!r} not found (looked next to the spec file and on sys.path)"
+        )
+
+
+def _find_cycle(nodes: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """A cycle among steps as a path a -> b -> a, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in nodes.get(n, ()):
+            if m not in nodes:
+                continue
+            if state.get(m) == 1:
+                return [*stack[stack.index(m) :], m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in nodes:
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def check_spec(spec: PipelineSpec) -> list[Problem]:
+    """Every whole-graph problem of ``spec``; empty when it can run."""
+    problems: list[Problem] = []
+    steps: dict[str, StepSpec] = {}
+    for i, step in enumerate(spec.steps):
+        if step.name in steps:
+            problems.append((f"steps[{i}].name", f"duplicate step name {step.name!r}"))
+        steps.setdefault(step.name, step)
+    for i, step in enumerate(spec.steps):
+        problems.extend(_check_step(spec, i, step, steps))
+    for name, model in spec.models.items():
+        if isinstance(model, PythonModelSpec):
+            problems.extend(_check_handler(name, model))
+    for j, out in enumerate(spec.output.steps):
+        if out not in steps:
+            problems.append((f"output.steps[{j}]", f"unknown step {out!r}"))
+    deps = {s.name: tuple(x for x in _sources(s) if x != PIPELINE_SOURCE) for s in spec.steps}
+    cycle = _find_cycle(deps)
+    if cycle is not None:
+        i = next(k for k, s in enumerate(spec.steps) if s.name == cycle[0])
+        problems.append((f"steps[{i}].inputs", "cycle: " + " -> ".join(cycle)))
+    return problems
+
+
+def build_graph(spec: PipelineSpec) -> Graph:
+    """The DAG of a spec that passed ``check_spec``."""
+    nodes = {s.name: StepNode(spec=s, sources=_sources(s)) for s in spec.steps}
+    order: list[str] = []
+    done = {PIPELINE_SOURCE}
+    pending = list(nodes)
+    while pending:
+        ready = [n for n in pending if all(src in done for src in nodes[n].sources)]
+        if not ready:
+            raise ValueError(f"steps {pending} cannot be ordered: run check_spec first")
+        order.extend(ready)
+        done.update(ready)
+        pending = [n for n in pending if n not in done]
+    return Graph(spec=spec, nodes=nodes, order=tuple(order))

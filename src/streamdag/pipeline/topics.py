@@ -1,0 +1,71 @@
+"""Derived topic and consumer-group names (DESIGN.md, "Topics: derived streams")."""
+
+from __future__ import annotations
+
+from streamdag.kafka.admin import TopicSpec
+from streamdag.pipeline.graph import build_graph
+from streamdag.pipeline.spec import PIPELINE_SOURCE, PipelineSpec
+
+__all__ = [
+    "OUTPUT_JOIN",
+    "consumer_group",
+    "derive_topics",
+    "errors_topic",
+    "inputs_topic",
+    "join_state_topic",
+    "outputs_topic",
+    "source_topic",
+    "step_outputs_topic",
+]
+
+PREFIX = "streamdag"
+# The assembler of a multi-step pipeline output joins like a step; "output" is reserved.
+OUTPUT_JOIN = "output"
+
+
+def inputs_topic(pipeline: str) -> str:
+    return f"{PREFIX}.{pipeline}.inputs"
+
+
+def outputs_topic(pipeline: str) -> str:
+    return f"{PREFIX}.{pipeline}.outputs"
+
+
+def errors_topic(pipeline: str) -> str:
+    return f"{PREFIX}.{pipeline}.errors"
+
+
+def step_outputs_topic(pipeline: str, step: str) -> str:
+    return f"{PREFIX}.{pipeline}.{step}.outputs"
+
+
+def join_state_topic(pipeline: str, step: str) -> str:
+    return f"{PREFIX}.{pipeline}.{step}.join-state"
+
+
+def consumer_group(pipeline: str, step: str) -> str:
+    return f"{PREFIX}.{pipeline}.{step}"
+
+
+def source_topic(pipeline: str, source: str) -> str:
+    """The topic a step reads for a source (``pipeline`` or a step name)."""
+    if source == PIPELINE_SOURCE:
+        return inputs_topic(pipeline)
+    return step_outputs_topic(pipeline, source)
+
+
+def derive_topics(spec: PipelineSpec) -> list[TopicSpec]:
+    """Every topic of the pipeline, co-partitioned: inputs, step outputs, join state,
+    errors, outputs — in DAG order."""
+    p, n = spec.name, spec.partitions
+    graph = build_graph(spec)
+    topics = [TopicSpec(inputs_topic(p), n)]
+    for name in graph.order:
+        topics.append(TopicSpec(step_outputs_topic(p, name), n))
+        if graph.nodes[name].is_join:
+            topics.append(TopicSpec(join_state_topic(p, name), n, compacted=True))
+    if len(spec.output_steps) > 1:
+        topics.append(TopicSpec(join_state_topic(p, OUTPUT_JOIN), n, compacted=True))
+    topics.append(TopicSpec(errors_topic(p), n))
+    topics.append(TopicSpec(outputs_topic(p), n))
+    return topics

@@ -1,0 +1,44 @@
+"""Models and the runtimes that run them: the ``Model`` interface, ``python``, ``onnx``,
+``sklearn``, and ``create_model`` to pick one from a declaration."""
+
+from streamdag.runtimes.base import (
+    DATATYPES,
+    Model,
+    ModelMetadata,
+    TensorSpec,
+    check_inputs,
+    check_outputs,
+    datatype_of,
+)
+from streamdag.runtimes.config import (
+    BatchConfig,
+    ModelSpec,
+    OipModelSpec,
+    OnnxModelSpec,
+    PythonModelSpec,
+    SklearnModelSpec,
+)
+from streamdag.runtimes.onnx import OnnxModel
+from streamdag.runtimes.python import PythonModel
+from streamdag.runtimes.registry import create_model
+from streamdag.runtimes.sklearn import SklearnModel
+
+__all__ = [
+    "DATATYPES",
+    "BatchConfig",
+    "Model",
+    "ModelMetadata",
+    "ModelSpec",
+    "OipModelSpec",
+    "OnnxModel",
+    "OnnxModelSpec",
+    "PythonModel",
+    "PythonModelSpec",
+    "SklearnModel",
+    "SklearnModelSpec",
+    "TensorSpec",
+    "check_inputs",
+    "check_outputs",
+    "create_model",
+    "datatype_of",
+]

@@ -1,0 +1,43 @@
+"""Settings from the environment (prefix ``STREAMDAG_``); nothing else reads ``os.environ``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Command-line flags override these where both exist."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMDAG_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="localhost:9092", description="Kafka bootstrap servers (host:port,...)."
+    )
+    kafka_libs: Path = Field(
+        default=_REPO_ROOT / ".kafka" / "libs",
+        description="Folder holding the Apache Kafka jars for the local broker.",
+    )
+    broker_data_dir: Path = Field(
+        default=Path(".streamdag") / "broker",
+        description="Data folder of the local broker (KRaft logs, config, pid, log file).",
+    )
+    broker_heap: str = Field(default="512m", description="Java heap (-Xmx) of the local broker.")
+    java_home: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STREAMDAG_JAVA_HOME", "JAVA_HOME"),
+        description="Java installation for the local broker (else `java` on PATH).",
+    )
+    log_level: str = Field(default="INFO", description="Log level of streamdag's loggers.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,126 @@
+"""The local broker launcher against real Apache Kafka: start, use, stop, restart, faults."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streamdag.broker import LocalBroker, free_port
+from streamdag.errors import BrokerAlreadyRunning, JavaNotFound, KafkaJarsMissing, PortInUse
+from streamdag.kafka import TopicSpec, ensure_topics
+from streamdag.settings import get_settings
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker of this module's own, so it can be stopped and restarted."""
+    broker = LocalBroker(tmp_path_factory.mktemp("own"), libs_dir=get_settings().kafka_libs)
+    yield broker
+    if broker.status() is not None:
+        broker.stop()
+
+
+def _produce(bootstrap: str, topic: str, value: bytes) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer.produce(topic, value)
+    assert producer.flush(10) == 0
+
+
+def _read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    values: list[bytes] = []
+    try:
+        for _ in range(100):
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value())
+            if len(values) >= expected:
+                break
+    finally:
+        consumer.close()
+    return values
+
+
+def test_start_produce_consume_stop_restart_keeps_data(own_broker: LocalBroker) -> None:
+    info = own_broker.start(port=free_port())
+    assert own_broker.status() == info
+    ensure_topics(info.bootstrap, [TopicSpec("kept", 1)])
+    _produce(info.bootstrap, "kept", b"before-restart")
+    assert _read_all(info.bootstrap, "kept", 1) == [b"before-restart"]
+
+    own_broker.stop()
+    assert own_broker.status() is None
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", info.port)) != 0, "port still open after stop"
+
+    again = own_broker.start()  # the stored port is reused
+    assert again.port == info.port
+    assert _read_all(again.bootstrap, "kept", 1) == [b"before-restart"]
+
+
+def test_second_start_on_running_data_dir_is_refused(own_broker: LocalBroker) -> None:
+    if own_broker.status() is None:
+        own_broker.start(port=free_port())
+    other = LocalBroker(own_broker.data_dir, libs_dir=own_broker.libs_dir)
+    with pytest.raises(BrokerAlreadyRunning, match="already runs on data dir"):
+        other.start(port=free_port())
+
+
+def test_taken_port_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        broker = LocalBroker(tmp_path, libs_dir=get_settings().kafka_libs)
+        with pytest.raises(PortInUse, match=f"port {port}"):
+            broker.start(port=port)
+
+
+def test_missing_java_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    broker = LocalBroker(tmp_path / "d", libs_dir=get_settings().kafka_libs,
+                         java_home=tmp_path / "nojava")
+    with pytest.raises(JavaNotFound, match="java not found"):
+        broker.start(port=free_port())
+
+
+def test_missing_jars_are_reported(tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path / "d", libs_dir=tmp_path / "empty")
+    with pytest.raises(KafkaJarsMissing, match="make setup"):
+        broker.start(port=free_port())
+
+
+def test_cli_prints_one_line_error_and_fails(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "streamdag.cli.main", "broker", "start",
+             "--port", str(port), "--data-dir", str(tmp_path / "d")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith(f"error: port {port} on 127.0.0.1 is already in use")
+
+
+def test_cli_status_of_a_stopped_broker(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streamdag.cli.main", "broker", "status",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 1
+    assert "not running" in result.stdout

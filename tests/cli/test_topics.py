@@ -1,0 +1,96 @@
+"""`streamdag topics`: print and create a pipeline's derived topics on the real broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from streamdag.kafka import TopicSpec, ensure_topics, list_topics
+
+SPEC = """
+name: {name}
+partitions: 2
+models:
+  m: {{runtime: python, handler: "handlers:identity"}}
+steps:
+  - {{name: clean, model: m}}
+  - {{name: left, model: m, inputs: [clean.outputs]}}
+  - {{name: right, model: m, inputs: [clean.outputs]}}
+  - {{name: both, model: m, inputs: [left.outputs, right.outputs], join: outer}}
+"""
+
+
+def _topics(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamdag.cli.main", "topics", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def _spec(write_spec: Callable[[str], Path], name: str) -> Path:
+    path = write_spec(SPEC.format(name=name))
+    (path.parent / "handlers.py").write_text("def identity(x):\n    return x\n")
+    return path
+
+
+def test_prints_derived_topics_without_a_broker(
+    write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
+) -> None:
+    name = unique_name("p")
+    result = _topics(str(_spec(write_spec, name)), "--bootstrap", "127.0.0.1:1")
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == [f"streamdag.{name}.{t}" for t in (
+        "inputs", "clean.outputs", "left.outputs", "right.outputs", "both.outputs",
+        "both.join-state", "errors", "outputs",
+    )]
+
+
+def test_create_is_idempotent_and_compacts_join_state(
+    bootstrap: str, write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
+) -> None:
+    name = unique_name("p")
+    spec = str(_spec(write_spec, name))
+    first = _topics(spec, "--create", "--bootstrap", bootstrap)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("created") == 8
+    assert "compacted" in next(ln for ln in first.stdout.splitlines() if "join-state" in ln)
+    counts = list_topics(bootstrap)
+    assert counts[f"streamdag.{name}.both.join-state"] == 2
+    assert counts[f"streamdag.{name}.inputs"] == 2
+
+    second = _topics(spec, "--create", "--bootstrap", bootstrap)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("exists") == 8
+
+
+def test_existing_topic_with_other_partition_count_is_an_error(
+    bootstrap: str, write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
+) -> None:
+    name = unique_name("p")
+    ensure_topics(bootstrap, [TopicSpec(f"streamdag.{name}.inputs", 5)])
+    result = _topics(str(_spec(write_spec, name)), "--create", "--bootstrap", bootstrap)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: topic streamdag.{name}.inputs exists with 5 partitions but the pipeline "
+        "needs 2; change `partitions` in the spec or recreate the topic"
+    )
+
+
+def test_bad_spec_is_one_line_error(write_spec: Callable[[str], Path]) -> None:
+    path = write_spec("name: x\nmodels: {}\nsteps: []\n")
+    result = _topics(str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {path}: models: ")
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_unreachable_broker_is_one_line_error(
+    write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
+) -> None:
+    result = _topics(str(_spec(write_spec, unique_name("p"))), "--create",
+                     "--bootstrap", "127.0.0.1:1")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach Kafka at 127.0.0.1:1")
