@@ -46,7 +46,7 @@ demo: setup
 	$(BIN)/python -m streamdag.cli.main demo
 
 proto: setup
-	$(BIN)/python -m streamdag.protocol.generate
+	$(BIN)/python src/streamdag/protocol/generate.py
 
 clean:
 	rm -rf .streamdag build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -36,8 +36,9 @@ def _produce(bootstrap: str, topic: str, value: bytes) -> None:
 
 
 def _read_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "enable.auto.commit": False}
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     values: list[bytes] = []
     try:
@@ -89,8 +90,9 @@ def test_taken_port_is_refused(tmp_path: Path) -> None:
 
 def test_missing_java_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    broker = LocalBroker(tmp_path / "d", libs_dir=get_settings().kafka_libs,
-                         java_home=tmp_path / "nojava")
+    broker = LocalBroker(
+        tmp_path / "d", libs_dir=get_settings().kafka_libs, java_home=tmp_path / "nojava"
+    )
     with pytest.raises(JavaNotFound, match="java not found"):
         broker.start(port=free_port())
 
@@ -107,9 +109,21 @@ def test_cli_prints_one_line_error_and_fails(tmp_path: Path) -> None:
         s.listen()
         port = s.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "streamdag.cli.main", "broker", "start",
-             "--port", str(port), "--data-dir", str(tmp_path / "d")],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                "-m",
+                "streamdag.cli.main",
+                "broker",
+                "start",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "d"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
@@ -118,9 +132,19 @@ def test_cli_prints_one_line_error_and_fails(tmp_path: Path) -> None:
 
 def test_cli_status_of_a_stopped_broker(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streamdag.cli.main", "broker", "status",
-         "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "streamdag.cli.main",
+            "broker",
+            "status",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 1
     assert "not running" in result.stdout

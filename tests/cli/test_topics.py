@@ -25,7 +25,10 @@ steps:
 def _topics(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamdag.cli.main", "topics", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -42,10 +45,19 @@ def test_prints_derived_topics_without_a_broker(
     result = _topics(str(_spec(write_spec, name)), "--bootstrap", "127.0.0.1:1")
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert names == [f"streamdag.{name}.{t}" for t in (
-        "inputs", "clean.outputs", "left.outputs", "right.outputs", "both.outputs",
-        "both.join-state", "errors", "outputs",
-    )]
+    assert names == [
+        f"streamdag.{name}.{t}"
+        for t in (
+            "inputs",
+            "clean.outputs",
+            "left.outputs",
+            "right.outputs",
+            "both.outputs",
+            "both.join-state",
+            "errors",
+            "outputs",
+        )
+    ]
 
 
 def test_create_is_idempotent_and_compacts_join_state(
@@ -90,7 +102,8 @@ def test_bad_spec_is_one_line_error(write_spec: Callable[[str], Path]) -> None:
 def test_unreachable_broker_is_one_line_error(
     write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
 ) -> None:
-    result = _topics(str(_spec(write_spec, unique_name("p"))), "--create",
-                     "--bootstrap", "127.0.0.1:1")
+    result = _topics(
+        str(_spec(write_spec, unique_name("p"))), "--create", "--bootstrap", "127.0.0.1:1"
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach Kafka at 127.0.0.1:1")

@@ -12,23 +12,23 @@ from streamdag.pipeline import build_graph, derive_topics, load_spec
 
 HANDLERS = Path(__file__).parent
 
-FANOUT_JOIN = f"""
+FANOUT_JOIN = """
 name: triage
 version: 2
 guarantee: exactly_once
 partitions: 3
 models:
-  clean: {{runtime: python, handler: "handlers:identity", outputs: [text]}}
-  classify: {{runtime: python, handler: "handlers:identity", outputs: [label, has_dx]}}
-  ner: {{runtime: python, handler: "handlers:identity"}}
-  icd: {{runtime: python, handler: "handlers:identity"}}
+  clean: {runtime: python, handler: "handlers:identity", outputs: [text]}
+  classify: {runtime: python, handler: "handlers:identity", outputs: [label, has_dx]}
+  ner: {runtime: python, handler: "handlers:identity"}
+  icd: {runtime: python, handler: "handlers:identity"}
 steps:
   - name: clean
     model: clean
   - name: sections
     model: classify
     inputs: [clean.outputs.text]
-    tensor_map: {{clean.outputs.text: text}}
+    tensor_map: {clean.outputs.text: text}
   - name: entities
     model: ner
     inputs: [clean.outputs.text]
@@ -83,76 +83,111 @@ def _bad(text: str, old: str, new: str) -> str:
 BAD_CASES = {
     "unknown model": (
         ("model: icd\n", "model: icdx\n"),
-        "steps[3].model", "unknown model 'icdx'",
+        "steps[3].model",
+        "unknown model 'icdx'",
     ),
     "unknown step in inputs": (
         ("[sections.outputs, entities.outputs]", "[sections.outputs, entity.outputs]"),
-        "steps[3].inputs[1]", "unknown step 'entity'",
+        "steps[3].inputs[1]",
+        "unknown step 'entity'",
     ),
     "unknown tensor in inputs": (
-        ("inputs: [clean.outputs.text]\n    tensor_map", "inputs: [clean.outputs.txt]\n    tensor_map"),
-        "steps[1].inputs[0]", "no output tensor 'txt'",
+        (
+            "inputs: [clean.outputs.text]\n    tensor_map",
+            "inputs: [clean.outputs.txt]\n    tensor_map",
+        ),
+        "steps[1].inputs[0]",
+        "no output tensor 'txt'",
     ),
     "malformed reference": (
-        ("inputs: [clean.outputs.text]\n  - name: coder", "inputs: [clean-outputs]\n  - name: coder"),
-        "steps[2].inputs", "is not a reference",
+        (
+            "inputs: [clean.outputs.text]\n  - name: coder",
+            "inputs: [clean-outputs]\n  - name: coder",
+        ),
+        "steps[2].inputs",
+        "is not a reference",
     ),
     "cycle": (
         ("    model: clean\n", "    model: clean\n    inputs: [coder.outputs]\n"),
-        "steps[0].inputs", "cycle: clean -> coder -> sections -> clean",
+        "steps[0].inputs",
+        "cycle: clean -> coder -> sections -> clean",
     ),
     "join with one input": (
-        ("    inputs: [clean.outputs.text]\n  - name: coder",
-         "    inputs: [clean.outputs.text]\n    join: outer\n  - name: coder"),
-        "steps[2].join", "at least two sources",
+        (
+            "    inputs: [clean.outputs.text]\n  - name: coder",
+            "    inputs: [clean.outputs.text]\n    join: outer\n  - name: coder",
+        ),
+        "steps[2].join",
+        "at least two sources",
     ),
     "bad pipeline name": (
-        ("name: triage", "name: Triage_1"), "name", "should match pattern",
+        ("name: triage", "name: Triage_1"),
+        "name",
+        "should match pattern",
     ),
     "bad step name": (
-        ("- name: entities", "- name: Entities!"), "steps[2].name", "should match pattern",
+        ("- name: entities", "- name: Entities!"),
+        "steps[2].name",
+        "should match pattern",
     ),
     "reserved step name": (
-        ("- name: entities", "- name: errors"), "steps[2].name", "reserved",
+        ("- name: entities", "- name: errors"),
+        "steps[2].name",
+        "reserved",
     ),
     "duplicate steps": (
-        ("- name: entities", "- name: sections"), "steps[2].name", "duplicate step name 'sections'",
+        ("- name: entities", "- name: sections"),
+        "steps[2].name",
+        "duplicate step name 'sections'",
     ),
     "bad guarantee": (
-        ("guarantee: exactly_once", "guarantee: exactly_twice"), "guarantee",
+        ("guarantee: exactly_once", "guarantee: exactly_twice"),
+        "guarantee",
         "'exactly_once' or 'at_least_once'",
     ),
     "missing handler module": (
-        ('ner: {runtime: python, handler: "handlers:identity"}',
-         'ner: {runtime: python, handler: "no_such_module:identity"}'),
-        "models.ner.handler", "module 'no_such_module' not found",
+        (
+            'ner: {runtime: python, handler: "handlers:identity"}',
+            'ner: {runtime: python, handler: "no_such_module:identity"}',
+        ),
+        "models.ner.handler",
+        "module 'no_such_module' not found",
     ),
     "unknown runtime": (
-        ("ner: {runtime: python,", "ner: {runtime: pytorch,"), "models.ner.runtime",
+        ("ner: {runtime: python,", "ner: {runtime: pytorch,"),
+        "models.ner.runtime",
         "unknown or missing runtime 'pytorch' (runtimes: 'python', 'onnx', 'sklearn', 'oip')",
     ),
     "unknown field": (
-        ("join_window_ms: 5000", "join_windw_ms: 5000"), "steps[3].join_windw_ms", "unknown field",
+        ("join_window_ms: 5000", "join_windw_ms: 5000"),
+        "steps[3].join_windw_ms",
+        "unknown field",
     ),
     "unknown output step": (
-        ("steps: [coder]", "steps: [coda]"), "output.steps[0]", "unknown step 'coda'",
+        ("steps: [coder]", "steps: [coda]"),
+        "output.steps[0]",
+        "unknown step 'coda'",
     ),
     "trigger on unknown tensor": (
         ("when: [sections.outputs.has_dx]", "when: [sections.outputs.has_diagnosis]"),
-        "steps[3].when[0]", "no output tensor 'has_diagnosis'",
+        "steps[3].when[0]",
+        "no output tensor 'has_diagnosis'",
     ),
     "tensor_map key not an input": (
         ("tensor_map: {clean.outputs.text: text}", "tensor_map: {entities.outputs.x: text}"),
-        "steps[1].tensor_map.entities.outputs.x", "not among the step's inputs",
+        "steps[1].tensor_map.entities.outputs.x",
+        "not among the step's inputs",
     ),
-    "zero partitions": (("partitions: 3", "partitions: 0"), "partitions", "greater than or equal to 1"),
+    "zero partitions": (
+        ("partitions: 3", "partitions: 0"),
+        "partitions",
+        "greater than or equal to 1",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", BAD_CASES, ids=list(BAD_CASES))
-def test_bad_spec_names_file_field_and_fault(
-    case: str, spec_file: Callable[[str], Path]
-) -> None:
+def test_bad_spec_names_file_field_and_fault(case: str, spec_file: Callable[[str], Path]) -> None:
     (old, new), field, fault = BAD_CASES[case]
     path = spec_file(_bad(FANOUT_JOIN, old, new))
     with pytest.raises(SpecError) as info:
@@ -176,10 +211,12 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_defaults(spec_file: Callable[[str], Path]) -> None:
-    spec = load_spec(spec_file(
-        'name: tiny\nmodels:\n  m: {runtime: python, handler: "handlers:identity"}\n'
-        "steps:\n  - {name: only, model: m}\n"
-    ))
+    spec = load_spec(
+        spec_file(
+            'name: tiny\nmodels:\n  m: {runtime: python, handler: "handlers:identity"}\n'
+            "steps:\n  - {name: only, model: m}\n"
+        )
+    )
     assert spec.guarantee == "exactly_once"
     assert spec.partitions == 6
     assert spec.steps[0].inputs == ["pipeline.inputs"]

@@ -17,15 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from streamdag.runtimes import PythonModel, PythonModelSpec
 
-TEXTS = [
-    b"chest pain and shortness of breath",
-    b"fracture of the left wrist after a fall",
-    b"crushing chest pain radiating to the arm",
-    b"broken ankle from a skiing fall",
-    b"pain in the chest at rest",
-    b"wrist fracture, cast applied",
-]
-LABELS = ["cardiac", "trauma", "cardiac", "trauma", "cardiac", "trauma"]
+from ._helpers import LABELS, TEXTS
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from streamdag.runtimes import (
     datatype_of,
 )
 
+from ._helpers import objects
+
 META = ModelMetadata(
     name="clf",
     platform="test",
@@ -26,14 +28,8 @@ META = ModelMetadata(
 UNDECLARED = ModelMetadata(name="fn", platform="python", inputs=[], outputs=[])
 
 
-def texts(*items: object) -> NDArray[Any]:
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array
-
-
 def good_inputs(rows: int = 2) -> dict[str, NDArray[Any]]:
-    return {"x": np.zeros((rows, 3), np.float32), "text": texts(*[b"a"] * rows)}
+    return {"x": np.zeros((rows, 3), np.float32), "text": objects(*[b"a"] * rows)}
 
 
 @pytest.mark.parametrize(
@@ -84,7 +80,10 @@ def test_check_inputs_returns_the_batch_size() -> None:
     ("inputs", "message"),
     [
         ({}, "model clf: no input tensors"),
-        ({"x": np.zeros((2, 3), np.float32)}, "model clf: missing input 'text'; it takes 'x', 'text'"),
+        (
+            {"x": np.zeros((2, 3), np.float32)},
+            "model clf: missing input 'text'; it takes 'x', 'text'",
+        ),
         (
             {**good_inputs(), "extra": np.zeros(2)},
             "model clf: unknown input 'extra'; it takes 'x', 'text'",
@@ -110,7 +109,7 @@ def test_check_inputs_returns_the_batch_size() -> None:
             "model clf: input 'x': is a scalar; the first axis must be the batch",
         ),
         (
-            {**good_inputs(), "text": texts(b"a", "b")},
+            {**good_inputs(), "text": objects(b"a", "b")},
             "model clf: input 'text': BYTES tensor holds a str, expected bytes",
         ),
         (
@@ -119,7 +118,7 @@ def test_check_inputs_returns_the_batch_size() -> None:
             "(BYTES tensors are numpy object arrays of bytes)",
         ),
         (
-            {**good_inputs(), "text": texts(b"a", b"b", b"c")},
+            {**good_inputs(), "text": objects(b"a", b"b", b"c")},
             "model clf: input 'text' has 3 rows but input 'x' has 2; "
             "every input's first axis is the batch",
         ),
@@ -134,10 +133,10 @@ def test_check_inputs_names_the_tensor_and_the_problem(
 
 
 def test_undeclared_inputs_are_checked_only_for_the_batch() -> None:
-    inputs = {"anything": np.zeros((3, 7), np.float64), "words": texts(b"a", b"b", b"c")}
+    inputs = {"anything": np.zeros((3, 7), np.float64), "words": objects(b"a", b"b", b"c")}
     assert check_inputs(UNDECLARED, inputs) == 3
     with pytest.raises(InvalidInput, match="has 2 rows but input 'anything' has 3"):
-        check_inputs(UNDECLARED, {**inputs, "words": texts(b"a", b"b")})
+        check_inputs(UNDECLARED, {**inputs, "words": objects(b"a", b"b")})
 
 
 def test_empty_declared_shape_checks_only_the_batch() -> None:
@@ -157,7 +156,10 @@ def test_check_outputs_accepts_declared_outputs() -> None:
             {"label": np.zeros(2, np.int64), "score": np.zeros(2)},
             "model clf: unexpected output 'score'; it declares 'label'",
         ),
-        ({"label": np.zeros(2, np.int32)}, "model clf: output 'label': expected datatype INT64, got INT32"),
+        (
+            {"label": np.zeros(2, np.int32)},
+            "model clf: output 'label': expected datatype INT64, got INT32",
+        ),
         ({"label": [1, 2]}, "model clf: output 'label': expected a numpy array, got list"),
         (
             {"label": np.zeros(3, np.int64)},

@@ -155,7 +155,9 @@ def test_class_handler_metadata_is_checked_and_renamed(classes: str, python_mode
     assert meta.name == "m"
     assert meta.platform == "custom"
     assert meta.inputs == [TensorSpec("x", "FP32", [-1, 2])]
-    with pytest.raises(InvalidInput, match=r"model m: input 'x': expected shape \[-1, 2\], got \[3, 5\]"):
+    with pytest.raises(
+        InvalidInput, match=r"model m: input 'x': expected shape \[-1, 2\], got \[3, 5\]"
+    ):
         model.predict({"x": np.zeros((3, 5), np.float32)})
     with pytest.raises(ModelError, match="model m: output 'y': expected datatype FP32, got FP64"):
         model.predict({"x": np.zeros((3, 2), np.float32)})
@@ -258,9 +260,7 @@ def test_handler_string_must_be_module_colon_attr() -> None:
     spec = PythonModelSpec.model_construct(runtime="python", handler="mypkg.handlers.run")
     with pytest.raises(ConfigError) as info:
         PythonModel("m", spec).load()
-    assert str(info.value) == (
-        "model m: handler 'mypkg.handlers.run' must look like 'module:attr'"
-    )
+    assert str(info.value) == ("model m: handler 'mypkg.handlers.run' must look like 'module:attr'")
 
 
 def test_search_path_makes_modules_beside_the_spec_importable(

@@ -141,7 +141,9 @@ class LocalBroker:
         if not _pid_alive(pid) or not self._is_our_process(pid):
             return None
         port = self._read_meta().get("port")
-        return BrokerInfo(pid=pid, port=int(port) if isinstance(port, int) else 0, data_dir=self.data_dir)
+        return BrokerInfo(
+            pid=pid, port=int(port) if isinstance(port, int) else 0, data_dir=self.data_dir
+        )
 
     def _is_our_process(self, pid: int) -> bool:
         """Guards against a stale pid file whose pid now belongs to another program."""
@@ -235,8 +237,16 @@ class LocalBroker:
 
     def _format(self, jvm: list[str], cluster_id: str) -> None:
         result = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(self._props_file), "--ignore-formatted"],
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self._props_file),
+                "--ignore-formatted",
+            ],
             capture_output=True,
             text=True,
             check=False,

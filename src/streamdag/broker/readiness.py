@@ -6,9 +6,11 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from streamdag.errors import BrokerStartFailed
 
@@ -27,7 +29,11 @@ def _port_open(host: str, port: int) -> bool:
 
 def _round_trip(bootstrap: str, timeout: float) -> bool:
     """Produce one record to the health topic and read it back; False if not yet possible."""
-    quiet = {"bootstrap.servers": bootstrap, "log_level": 0, "logger": lambda *_: None}
+    quiet: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "log_level": 0,
+        "logger": lambda *_: None,
+    }
     admin = AdminClient(quiet)
     futures = admin.create_topics([NewTopic(HEALTH_TOPIC, 1, 1)], request_timeout=timeout)
     try:
@@ -38,9 +44,12 @@ def _round_trip(bootstrap: str, timeout: float) -> bool:
     marker = uuid.uuid4().bytes
     delivered: list[int] = []
     producer = Producer({**quiet, "message.timeout.ms": int(timeout * 1000)})
-    producer.produce(
-        HEALTH_TOPIC, marker, on_delivery=lambda err, msg: err or delivered.append(msg.offset())
-    )
+
+    def on_delivery(err: object, msg: Any) -> None:
+        if err is None:
+            delivered.append(msg.offset())
+
+    producer.produce(HEALTH_TOPIC, marker, on_delivery=on_delivery)
     producer.flush(timeout)
     if not delivered:
         return False

@@ -36,11 +36,20 @@ def broker() -> None:
 
 
 @broker.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Listener port on 127.0.0.1 [default: the last one used, else 9092]")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Listener port on 127.0.0.1 [default: the last one used, else 9092]",
+)
 @_data_dir
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for the broker to accept produce and consume.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the broker to accept produce and consume.",
+)
 def start(port: int | None, data_dir: Path | None, timeout: float) -> None:
     """Start the broker in the background; print its bootstrap address when ready."""
     began = time.monotonic()

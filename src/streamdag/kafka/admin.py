@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from streamdag.errors import KafkaError, TopicMismatch
 from streamdag.kafka.config import admin_config
@@ -68,6 +69,4 @@ def ensure_topics(bootstrap: str, topics: list[TopicSpec], timeout: float = 30.0
             except KafkaException as exc:
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise KafkaError(f"cannot create topic {name}: {exc.args[0].str()}") from exc
-    return EnsureResult(
-        created=created, existing=[t.name for t in topics if t.name not in created]
-    )
+    return EnsureResult(created=created, existing=[t.name for t in topics if t.name not in created])

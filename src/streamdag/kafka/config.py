@@ -11,7 +11,11 @@ from typing import Any
 
 __all__ = [
     "KAFKA_CLIENT_LOGGER",
-    "admin_config", "client_config", "consumer_config", "producer_config"]
+    "admin_config",
+    "client_config",
+    "consumer_config",
+    "producer_config",
+]
 
 ClientConfig = dict[str, Any]
 

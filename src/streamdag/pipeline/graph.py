@@ -78,9 +78,12 @@ def _check_ref(
     model = spec.models.get(steps[ref.source].model)
     outputs = declared_outputs(model) if model is not None else None
     if outputs is not None and ref.tensor not in outputs:
-        yield field, (
-            f"step {ref.source!r} has no output tensor {ref.tensor!r} "
-            f"(it produces: {', '.join(sorted(outputs))})"
+        yield (
+            field,
+            (
+                f"step {ref.source!r} has no output tensor {ref.tensor!r} "
+                f"(it produces: {', '.join(sorted(outputs))})"
+            ),
         )
 
 
@@ -103,15 +106,19 @@ def _check_step(
             yield from _check_ref(spec, f"{at}.when[{j}]", ref, steps)
     sources = _sources(step)
     if step.join is not None and len(sources) < 2:
-        yield f"{at}.join", (
-            f"a join needs inputs from at least two sources; {step.name!r} reads only "
-            f"{', '.join(sources)}"
+        yield (
+            f"{at}.join",
+            (
+                f"a join needs inputs from at least two sources; {step.name!r} reads only "
+                f"{', '.join(sources)}"
+            ),
         )
     refs = {str(r) for r in step.input_refs}
     for key in step.tensor_map:
         if key not in refs and not any(key.startswith(f"{r}.") for r in refs):
-            yield f"{at}.tensor_map.{key}", (
-                f"{key!r} is not among the step's inputs ({', '.join(step.inputs)})"
+            yield (
+                f"{at}.tensor_map.{key}",
+                (f"{key!r} is not among the step's inputs ({', '.join(step.inputs)})"),
             )
 
 
@@ -122,8 +129,9 @@ def _check_handler(name: str, model: PythonModelSpec) -> Iterator[Problem]:
     except (ImportError, ValueError):
         found = None
     if found is None:
-        yield f"models.{name}.handler", (
-            f"module {module!r} not found (looked next to the spec file and on sys.path)"
+        yield (
+            f"models.{name}.handler",
+            (f"module {module!r} not found (looked next to the spec file and on sys.path)"),
         )
 
 

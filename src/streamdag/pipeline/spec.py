@@ -60,9 +60,7 @@ def parse_ref(text: str) -> InputRef:
         )
     source, kind = match["source"], match["kind"]
     if (source == PIPELINE_SOURCE) != (kind == "inputs"):
-        raise ValueError(
-            f"{text!r}: only the pipeline has .inputs and only steps have .outputs"
-        )
+        raise ValueError(f"{text!r}: only the pipeline has .inputs and only steps have .outputs")
     return InputRef(source=source, tensor=match["tensor"])
 
 

@@ -28,7 +28,7 @@ __all__ = [
 Array: TypeAlias = npt.NDArray[Any]
 """Any numpy array; decoded tensors are native-order arrays, BYTES ones of ``bytes``."""
 
-_NATIVE: Final[dict[str, np.dtype[np.generic]]] = {
+_NATIVE: Final[dict[str, np.dtype[Any]]] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
     "UINT16": np.dtype(np.uint16),
@@ -47,7 +47,7 @@ _NATIVE: Final[dict[str, np.dtype[np.generic]]] = {
 DATATYPES: Final[tuple[str, ...]] = tuple(_NATIVE)
 """The OIP datatype names, in the order the spec lists them."""
 
-_WIRE: Final[dict[str, np.dtype[np.generic]]] = {
+_WIRE: Final[dict[str, np.dtype[Any]]] = {
     name: dt.newbyteorder("<") for name, dt in _NATIVE.items() if name != "BYTES"
 }
 
@@ -67,7 +67,7 @@ def _unknown(datatype: str, where: str | None) -> InvalidInput:
     )
 
 
-def numpy_dtype(datatype: str, *, where: str | None = None) -> np.dtype[np.generic]:
+def numpy_dtype(datatype: str, *, where: str | None = None) -> np.dtype[Any]:
     """The native numpy dtype that decoded tensors of ``datatype`` have.
 
     ``where`` names the tensor or field in the error raised for an unknown datatype.
@@ -78,7 +78,7 @@ def numpy_dtype(datatype: str, *, where: str | None = None) -> np.dtype[np.gener
         raise _unknown(datatype, where) from None
 
 
-def wire_dtype(datatype: str, *, where: str | None = None) -> np.dtype[np.generic]:
+def wire_dtype(datatype: str, *, where: str | None = None) -> np.dtype[Any]:
     """The little-endian dtype of raw contents; BYTES has none (it is length-prefixed)."""
     if datatype == "BYTES":
         raise ValueError("BYTES has no fixed-size wire dtype")
@@ -92,7 +92,9 @@ def datatype_of(array: Array, *, where: str | None = None) -> str:
     """The OIP datatype for a numpy array.
 
     Object, ``bytes_`` (``S``) and ``str_`` (``U``) arrays are BYTES; their elements are
-    checked when encoded. Other dtypes (complex, datetime, ...) have no OIP datatype.
+    checked when encoded. ``S`` arrays drop trailing NUL bytes (numpy does), so exact
+    binary data belongs in object arrays. Other dtypes (complex, datetime, ...) have no
+    OIP datatype.
     """
     dtype = array.dtype
     if dtype.kind in "OSU":

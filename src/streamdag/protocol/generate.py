@@ -26,7 +26,7 @@ Do not edit: change the proto and regenerate.
 
 def generate(out: Path = OUT) -> list[Path]:
     """Write the pb2, pyi and grpc modules into ``out`` and return their paths."""
-    from grpc_tools import protoc  # type: ignore[import-untyped]
+    from grpc_tools import protoc  # type: ignore[import-untyped, unused-ignore]
 
     out.mkdir(parents=True, exist_ok=True)
     well_known = resources.files("grpc_tools") / "_proto"

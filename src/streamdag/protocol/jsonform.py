@@ -19,7 +19,7 @@ literals that Python's and most JSON parsers accept, so serialize with ``allow_n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, StrictInt, StrictStr, ValidationError
 
@@ -44,10 +44,11 @@ __all__ = [
     "response_to_json",
 ]
 
-JSONBody = bytes | str | Mapping[str, Any]
+JSONBody: TypeAlias = bytes | str | Mapping[str, Any]
+"""A body as received (bytes or text) or already parsed into a dict."""
 
-CONTENT_TYPE = "content_type"
-BASE64 = "base64"
+_CONTENT_TYPE = "content_type"
+_BASE64 = "base64"
 
 
 class _Tensor(BaseModel):
@@ -82,12 +83,14 @@ _Body = TypeVar("_Body", bound=BaseModel)
 
 
 def request_from_json(
-    body: JSONBody, *, model_name: str, model_version: str = "", raw: bool = True
+    body: JSONBody, *, model_name: str = "", model_version: str = "", raw: bool = True
 ) -> ModelInferRequest:
     """A ``ModelInferRequest`` from a REST request body (bytes, text or parsed JSON).
 
-    Raises ``DecodeError`` if the body is not JSON and ``InvalidInput`` naming the field
-    for anything else that is wrong. ``raw`` picks the protobuf form of the tensors.
+    The body names no model: REST takes it from the URL, so pass it as ``model_name``
+    (a record on a pipeline's inputs topic may leave it empty). Raises ``DecodeError`` if
+    the body is not JSON and ``InvalidInput`` naming the field for anything else that is
+    wrong. ``raw`` picks the protobuf form of the tensors.
     """
     parsed = _validate(_Request, body, "request")
     arrays = _arrays(parsed.inputs, "inputs", "input")
@@ -225,13 +228,13 @@ def _arrays(tensors: list[_Tensor], field: str, kind: str) -> dict[str, Array]:
 
 def _is_base64(tensor: _Tensor) -> bool:
     params = tensor.parameters or {}
-    return tensor.datatype == "BYTES" and params.get(CONTENT_TYPE) == BASE64
+    return tensor.datatype == "BYTES" and params.get(_CONTENT_TYPE) == _BASE64
 
 
 def _tensor_parameters(tensor: _Tensor) -> dict[str, Any]:
     params = dict(tensor.parameters or {})
     if _is_base64(tensor):
-        del params[CONTENT_TYPE]
+        del params[_CONTENT_TYPE]
     return params
 
 
@@ -242,7 +245,7 @@ def _tensor_json(
     data, is_base64 = array_to_json(array, tensor.datatype)
     params = read_parameters(tensor.parameters) if tensor.parameters else {}
     if is_base64:
-        params[CONTENT_TYPE] = BASE64
+        params[_CONTENT_TYPE] = _BASE64
     out: dict[str, Any] = {
         "name": tensor.name,
         "shape": list(tensor.shape),

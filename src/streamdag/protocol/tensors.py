@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import numpy as np
 
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 # Which typed field carries each datatype, and the dtype of that field's elements.
-_FIELDS: Final[dict[str, tuple[str, np.dtype[np.generic]]]] = {
+_FIELDS: Final[dict[str, tuple[str, np.dtype[Any]]]] = {
     "BOOL": ("bool_contents", np.dtype(np.bool_)),
     "UINT8": ("uint_contents", np.dtype(np.uint32)),
     "UINT16": ("uint_contents", np.dtype(np.uint32)),
@@ -136,8 +136,8 @@ def _split_bytes(data: bytes, count: int, *, where: str) -> list[bytes]:
     return items
 
 
-def _field_for(datatype: str, *, where: str) -> tuple[str, np.dtype[np.generic]]:
-    numpy_dtype(datatype, where=where)
+def _field_for(datatype: str, *, where: str) -> tuple[str, np.dtype[Any]]:
+    numpy_dtype(datatype, where=where)  # an unknown datatype gets its own message
     try:
         return _FIELDS[datatype]
     except KeyError:
@@ -175,7 +175,7 @@ def decode_contents(
     target = numpy_dtype(datatype)
     if target != carrier and array.size:
         # int_contents/uint_contents are 32-bit on the wire; narrower types must fit.
-        info = np.iinfo(cast("np.dtype[np.integer[Any]]", target))
+        info = np.iinfo(target)
         low, high = int(array.min()), int(array.max())
         if low < info.min or high > info.max:
             raise InvalidInput(

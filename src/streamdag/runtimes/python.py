@@ -19,8 +19,8 @@ from streamdag.runtimes.config import PythonModelSpec
 
 __all__ = ["PythonModel"]
 
-Handler = Callable[[dict[str, NDArray[Any]]], object]
-T = TypeVar("T")
+_Handler = Callable[[dict[str, NDArray[Any]]], object]
+_T = TypeVar("_T")
 
 
 class PythonModel(Model):
@@ -33,11 +33,13 @@ class PythonModel(Model):
     handler modules beside the spec import without being installed.
     """
 
-    def __init__(self, name: str, spec: PythonModelSpec, *, search_path: Path | None = None):
+    def __init__(
+        self, name: str, spec: PythonModelSpec, *, search_path: Path | None = None
+    ) -> None:
         self.name = name
         self.spec = spec
         self.search_path = search_path
-        self._function: Handler | None = None
+        self._function: _Handler | None = None
         self._model: Model | None = None
         self._metadata: ModelMetadata | None = None
 
@@ -94,8 +96,10 @@ class PythonModel(Model):
             raise ConfigError(
                 f"model {self.name}: handler {handler!r} must look like 'module:attr'"
             )
-        if self.search_path is not None and str(self.search_path) not in sys.path:
-            sys.path.insert(0, str(self.search_path))
+        if self.search_path is not None:
+            folder = str(self.search_path.resolve())
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
         # Files written after the interpreter started (tests, notebooks) must be seen.
         importlib.invalidate_caches()
         try:
@@ -143,7 +147,7 @@ class PythonModel(Model):
         args = (self.spec,) if positional else ()
         return self._user_code("the constructor", cls, *args)
 
-    def _user_code(self, what: str, call: Callable[..., T], *args: Any) -> T:
+    def _user_code(self, what: str, call: Callable[..., _T], *args: Any) -> _T:
         try:
             return call(*args)
         except StreamdagError:

@@ -1,0 +1,18 @@
+"""The step worker loop: micro-batching, delivery guarantees, retries and the errors topic."""
+
+from streamdag.engine.batching import Failure, RetryPolicy, Success, run_batch
+from streamdag.engine.plan import StepPlan, plan_step
+from streamdag.engine.runner import PipelineRunner, handle_signals
+from streamdag.engine.worker import StepWorker
+
+__all__ = [
+    "Failure",
+    "PipelineRunner",
+    "RetryPolicy",
+    "StepPlan",
+    "StepWorker",
+    "Success",
+    "handle_signals",
+    "plan_step",
+    "run_batch",
+]

@@ -1,0 +1,196 @@
+"""Writing a batch's results and committing its input offsets, per delivery guarantee.
+
+``exactly_once`` (TransactionalDelivery), one Kafka transaction per batch, in this order:
+    1. begin_transaction
+    2. produce every result, error reply, errors-topic and changelog record
+    3. send_offsets_to_transaction(the batch's next offsets, the consumer's group metadata)
+    4. commit_transaction
+Readers use read_committed, so a batch's records appear together with its offsets or not
+at all. Failures by class:
+    retriable      (e.g. a timeout)        -> the same call again, a bounded number of times
+    abortable      (txn_requires_abort)    -> abort, rewind the consumer, the batch is redone
+    fatal          (e.g. producer fenced)  -> new producer (init_transactions), rewind, redo
+The transaction opens only after the model ran, so a slow model never holds one open.
+
+``at_least_once`` (AtLeastOnceDelivery): produce with the idempotent producer, flush, and
+commit the offsets only after every record was acknowledged; a failed delivery rewinds and
+redoes the batch. Duplicates can appear only after a crash between flush and commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from streamdag.engine.envelope import OutRecord
+from streamdag.kafka import producer_config
+
+__all__ = ["AtLeastOnceDelivery", "Delivery", "TransactionalDelivery", "rewind"]
+
+log = logging.getLogger("streamdag.engine.delivery")
+
+_RETRIES = 10
+_TIMEOUT_S = 30.0
+
+
+def rewind(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+    """Seek ``partitions`` back to their committed offsets, so uncommitted work is redone."""
+    if not partitions:
+        return
+    try:
+        committed = consumer.committed(list(partitions), timeout=_TIMEOUT_S)
+    except KafkaException as exc:
+        log.warning("cannot read committed offsets to rewind: %s", exc)
+        return
+    for tp in committed:
+        # No committed offset yet: start of the partition, as auto.offset.reset=earliest.
+        offset = tp.offset if tp.offset >= 0 else -2
+        try:
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException:
+            pass  # no longer assigned: its new owner starts from the committed offset
+
+
+def _produce(producer: Producer, record: OutRecord, on_delivery: Any = None) -> None:
+    headers: list[tuple[str, str | bytes | None]] = [*record.headers]
+    while True:
+        try:
+            producer.produce(
+                record.topic,
+                record.value,
+                record.key.encode(),
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+            return
+        except BufferError:
+            producer.poll(0.05)  # local queue full: let deliveries drain, then retry
+
+
+class Delivery(ABC):
+    """Writes one batch's records and commits its offsets; see the module docstring."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+
+    @abstractmethod
+    def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
+        """True when records and offsets are committed; False when the batch was rolled back
+        and the consumer rewound, so the caller fetches and processes it again."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class TransactionalDelivery(Delivery):
+    def __init__(
+        self, consumer: Consumer, bootstrap: str, transactional_id: str, **config: Any
+    ) -> None:
+        super().__init__(consumer)
+        self._config = producer_config(
+            bootstrap,
+            transactional_id=transactional_id,
+            client_id=transactional_id,
+            **{"transaction.timeout.ms": 10_000, **config},
+        )
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(self._config)
+        # Fences any earlier producer with this transactional id and aborts its open
+        # transaction, so a restarted worker never sees a zombie's half-written batch.
+        self._retry(lambda: producer.init_transactions(_TIMEOUT_S))
+        return producer
+
+    @staticmethod
+    def _retry(call: Callable[[], None]) -> None:
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == _RETRIES:
+                    raise
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+
+    def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            for record in records:
+                _produce(producer, record)
+            metadata = self.consumer.consumer_group_metadata()
+            self._retry(
+                lambda: producer.send_offsets_to_transaction(list(offsets), metadata, _TIMEOUT_S)
+            )
+            self._retry(lambda: producer.commit_transaction(_TIMEOUT_S))
+            return True
+        except KafkaException as exc:
+            error = exc.args[0]
+            log.warning("transaction failed (%s); the batch will be redone", error.str())
+            if error.fatal():
+                self._recreate()
+            else:
+                self._abort()
+            rewind(self.consumer, offsets)
+            return False
+
+    def _abort(self) -> None:
+        try:
+            self._producer.abort_transaction(_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("abort failed (%s); recreating the producer", exc.args[0].str())
+            self._recreate()
+
+    def _recreate(self) -> None:
+        try:
+            self._producer.flush(0)
+        finally:
+            self._producer = self._new_producer()
+
+    def close(self) -> None:
+        self._producer.flush(_TIMEOUT_S)
+
+
+class AtLeastOnceDelivery(Delivery):
+    def __init__(self, consumer: Consumer, bootstrap: str, client_id: str, **config: Any) -> None:
+        super().__init__(consumer)
+        self._producer = Producer(producer_config(bootstrap, client_id=client_id, **config))
+
+    def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
+        failed: list[str] = []
+
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is not None:
+                failed.append(err.str())
+
+        for record in records:
+            _produce(self._producer, record, on_delivery)
+        unsent = self._producer.flush(_TIMEOUT_S)
+        if failed or unsent:
+            log.warning("delivery failed (%s); the batch will be redone",
+                        failed[0] if failed else f"{unsent} unsent")
+            rewind(self.consumer, offsets)
+            return False
+        try:
+            self.consumer.commit(offsets=list(offsets), asynchronous=False)
+        except KafkaException as exc:
+            # The results are out; whoever owns the partitions next may repeat them, which
+            # this guarantee allows.
+            log.warning("offset commit failed (%s)", exc.args[0].str())
+        return True
+
+    def close(self) -> None:
+        self._producer.flush(_TIMEOUT_S)
+
+
+def new_transactional_id(group_id: str, instance_id: str | None) -> str:
+    """A stable id when an instance id is given (a restart fences its predecessor at once),
+    else a fresh one (a killed worker's open transaction then times out on the broker)."""
+    return f"{group_id}.{instance_id or uuid.uuid4().hex[:12]}"

@@ -1,0 +1,101 @@
+"""What one step does, derived once from the spec: topics in and out, tensor selection,
+batching and retry policy. Pure; the worker executes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamdag.engine.batching import RetryPolicy
+from streamdag.errors import InvalidInput
+from streamdag.pipeline import PipelineSpec, build_graph
+from streamdag.pipeline.spec import PIPELINE_SOURCE, InputRef
+from streamdag.pipeline.topics import (
+    consumer_group,
+    errors_topic,
+    outputs_topic,
+    source_topic,
+    step_outputs_topic,
+)
+from streamdag.runtimes.config import BatchConfig
+
+__all__ = ["StepPlan", "plan_step"]
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    pipeline: str
+    version: str
+    guarantee: str
+    step: str
+    model: str
+    group_id: str
+    source_topics: dict[str, str]  # topic -> source ("pipeline" or a step name)
+    refs: tuple[InputRef, ...]
+    tensor_map: dict[str, str]
+    triggers: tuple[InputRef, ...]
+    outputs_topic: str  # the step's own results
+    final_topic: str | None  # the pipeline's outputs topic, for a sole output step
+    errors_topic: str
+    replies_topic: str  # where error replies go so a waiting caller hears at once
+    batch: BatchConfig
+    retry: RetryPolicy
+    timeout_s: float | None
+    join: str | None  # None: a single source, no join state
+
+    def is_request_topic(self, topic: str) -> bool:
+        return self.source_topics.get(topic) == PIPELINE_SOURCE
+
+    def select(self, source: str, arrays: Arrays) -> Arrays:
+        """The model inputs this step takes from one source's tensors, renamed by
+        ``tensor_map``. Raises InvalidInput naming a missing tensor."""
+        kind = "inputs" if source == PIPELINE_SOURCE else "outputs"
+        picked: Arrays = {}
+        for ref in self.refs:
+            if ref.source != source:
+                continue
+            if ref.tensor is None:
+                names = list(arrays)
+            elif ref.tensor in arrays:
+                names = [ref.tensor]
+            else:
+                raise InvalidInput(
+                    f"step {self.step}: input {ref} is missing: {source}.{kind} has "
+                    f"{', '.join(arrays) or 'no tensors'}"
+                )
+            for name in names:
+                picked[self.tensor_map.get(f"{source}.{kind}.{name}", name)] = arrays[name]
+        return picked
+
+
+def plan_step(spec: PipelineSpec, step_name: str) -> StepPlan:
+    graph = build_graph(spec)
+    node = graph.nodes[step_name]
+    step = node.spec
+    model = spec.models[step.model]
+    retry = step.retry or spec.retry
+    outputs = spec.output_steps
+    sole_output = outputs == [step_name]
+    return StepPlan(
+        pipeline=spec.name,
+        version=str(spec.version),
+        guarantee=spec.guarantee,
+        step=step_name,
+        model=step.model,
+        group_id=consumer_group(spec.name, step_name),
+        source_topics={source_topic(spec.name, s): s for s in node.sources},
+        refs=tuple(step.input_refs),
+        tensor_map=dict(step.tensor_map),
+        triggers=tuple(step.trigger_refs),
+        outputs_topic=step_outputs_topic(spec.name, step_name),
+        final_topic=outputs_topic(spec.name) if sole_output else None,
+        errors_topic=errors_topic(spec.name),
+        replies_topic=outputs_topic(spec.name),
+        batch=model.batch,
+        retry=RetryPolicy(retry.max_attempts, retry.backoff_ms, retry.max_backoff_ms),
+        timeout_s=model.timeout_ms / 1000.0 if model.timeout_ms else None,
+        join=node.join_mode if node.is_join else None,
+    )

@@ -1,0 +1,125 @@
+"""Run the workers of a pipeline (all steps, or some) in this process until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+
+from streamdag.engine.plan import plan_step
+from streamdag.engine.worker import StepWorker
+from streamdag.errors import ConfigError, StreamdagError
+from streamdag.kafka import ensure_topics
+from streamdag.pipeline import PipelineSpec, derive_topics
+from streamdag.runtimes import Model, create_model
+
+__all__ = ["PipelineRunner", "handle_signals"]
+
+log = logging.getLogger("streamdag.engine.runner")
+
+
+class PipelineRunner:
+    """Creates the pipeline's topics, loads each model once, and runs one worker thread per
+    step. ``stop`` ends them after their batch in flight; ``run`` returns when all ended
+    and raises if a worker died of an unexpected error."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        bootstrap: str,
+        *,
+        steps: Sequence[str] | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        known = [s.name for s in spec.steps]
+        chosen = list(steps) if steps else known
+        unknown = [s for s in chosen if s not in known]
+        if unknown:
+            raise ConfigError(
+                f"unknown step {', '.join(unknown)} in --steps; {spec.name} has {', '.join(known)}"
+            )
+        self.spec = spec
+        self.bootstrap = bootstrap
+        self.steps = chosen
+        self.instance_id = instance_id
+        self.stop_event = threading.Event()
+        self.ready = threading.Event()
+        self._failures: list[BaseException] = []
+        self._plans = [plan_step(spec, s) for s in chosen]
+        joins = [p.step for p in self._plans if p.join is not None]
+        if joins:
+            raise ConfigError(f"join steps are not supported by this engine yet: {', '.join(joins)}")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _load_models(self) -> dict[str, Model]:
+        models: dict[str, Model] = {}
+        for plan in self._plans:
+            if plan.model not in models:
+                model = create_model(plan.model, self.spec.models[plan.model], self.spec.base_dir)
+                model.load()
+                models[plan.model] = model
+        return models
+
+    def run(self) -> None:
+        ensure_topics(self.bootstrap, derive_topics(self.spec))
+        models = self._load_models()
+        threads = [
+            threading.Thread(
+                target=self._work,
+                args=(StepWorker(plan, models[plan.model], self.bootstrap, self.stop_event,
+                                 instance_id=self.instance_id),),
+                name=f"step-{plan.step}",
+                daemon=True,
+            )
+            for plan in self._plans
+        ]
+        for t in threads:
+            t.start()
+        self.ready.set()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.5)
+        finally:
+            self.stop_event.set()
+            for t in threads:
+                t.join()
+            for name, model in models.items():
+                try:
+                    model.unload()
+                except Exception:
+                    log.exception("unloading model %s failed", name)
+        if self._failures:
+            failure = self._failures[0]
+            if isinstance(failure, StreamdagError):
+                raise failure
+            raise StreamdagError(f"a worker failed: {type(failure).__name__}: {failure}")
+
+    def _work(self, worker: StepWorker) -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            log.exception("worker of step %s failed", worker.plan.step)
+            self._failures.append(exc)
+            self.stop_event.set()  # one dead worker stops the process: let a supervisor see it
+
+
+@contextmanager
+def handle_signals(runner: PipelineRunner) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the runner gracefully (batch in flight finished, committed)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the batches in flight, then stopping", signum)
+        runner.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,338 @@
+"""The step worker: one consumer-group member that turns input records into results.
+
+Loop: fetch a micro-batch -> decode -> run the model in a helper thread while the consumer
+stays alive (paused partitions, polled) -> deliver results and offsets together (see
+``delivery.py``). A worker keeps nothing between batches: all state is in Kafka, so it can
+be killed, restarted or multiplied at any moment.
+
+Rebalances: a revocation that arrives while a batch is in flight first finishes and
+commits that batch (the partitions are still ours inside the callback); lost partitions
+(a missed session) drop the batch uncommitted, for their new owner to redo.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from streamdag.engine.batching import Arrays, Failure, Outcome, Success, run_batch
+from streamdag.engine.delivery import (
+    AtLeastOnceDelivery,
+    Delivery,
+    TransactionalDelivery,
+    new_transactional_id,
+)
+from streamdag.engine.envelope import Envelope, OutRecord, decode_record, error_reply, result_record
+from streamdag.engine.plan import StepPlan
+from streamdag.errors import DeadlineExceeded, InvalidInput
+from streamdag.kafka import consumer_config
+from streamdag.kafka.headers import ErrorInfo
+from streamdag.observability import metrics
+from streamdag.runtimes import Model
+
+__all__ = ["StepWorker"]
+
+log = logging.getLogger("streamdag.engine.worker")
+
+# Between keep-alive polls while the model runs; far below max.poll.interval.ms.
+_KEEPALIVE_S = 1.0
+
+
+class _Batch:
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.future: Future[list[OutRecord]] | None = None
+        self.done = False
+
+    def offsets(self) -> list[TopicPartition]:
+        nxt: dict[tuple[str, int], int] = {}
+        for m in self.messages:
+            nxt[(m.topic(), m.partition())] = max(nxt.get((m.topic(), m.partition()), 0),
+                                                  m.offset() + 1)
+        return [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
+
+
+class StepWorker:
+    """Runs one step of a pipeline until ``stop`` is set; see the module docstring."""
+
+    def __init__(
+        self,
+        plan: StepPlan,
+        model: Model,
+        bootstrap: str,
+        stop: threading.Event,
+        *,
+        instance_id: str | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.model = model
+        self.bootstrap = bootstrap
+        self.stop = stop
+        self.instance_id = instance_id
+        self._consumer_overrides = consumer_overrides or {}
+        self._labels = (plan.pipeline, plan.step)
+        self._in_flight: _Batch | None = None
+        self._stash: list[Any] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{plan.step}")
+        self._timeout_pool: ThreadPoolExecutor | None = None
+        self._paused: list[TopicPartition] = []
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def run(self) -> None:
+        plan = self.plan
+        client_id = f"{plan.group_id}.{self.instance_id or 'worker'}"
+        overrides: dict[str, Any] = {
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1500,
+            "max.poll.interval.ms": 300_000,
+            **self._consumer_overrides,
+        }
+        if self.instance_id:
+            overrides["group.instance.id"] = client_id
+        self.consumer = Consumer(
+            consumer_config(self.bootstrap, plan.group_id, client_id=client_id, **overrides)
+        )
+        self.delivery = self._new_delivery()
+        self.consumer.subscribe(
+            list(plan.source_topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info("worker start: pipeline=%s step=%s group=%s topics=%s guarantee=%s",
+                 plan.pipeline, plan.step, plan.group_id, ",".join(plan.source_topics),
+                 plan.guarantee)
+        try:
+            while not self.stop.is_set():
+                self._run_once()
+        finally:
+            self._shutdown()
+
+    def _new_delivery(self) -> Delivery:
+        if self.plan.guarantee == "exactly_once":
+            txid = new_transactional_id(self.plan.group_id, self.instance_id)
+            return TransactionalDelivery(self.consumer, self.bootstrap, txid)
+        return AtLeastOnceDelivery(self.consumer, self.bootstrap, f"{self.plan.group_id}")
+
+    def _shutdown(self) -> None:
+        # Every fetched batch was delivered or rolled back before we got here; closing the
+        # consumer leaves the group at once so the partitions move without a session wait.
+        try:
+            self.delivery.close()
+        finally:
+            self.consumer.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._timeout_pool is not None:
+                self._timeout_pool.shutdown(wait=False, cancel_futures=True)
+            log.info("worker stop: pipeline=%s step=%s", self.plan.pipeline, self.plan.step)
+
+    # -- rebalance callbacks (run inside consumer.poll on this thread) --------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("rebalance: step=%s assigned %s", self.plan.step, _fmt(partitions))
+        if self._in_flight is not None and partitions:
+            # Cooperative assignment can add partitions while a batch is in flight; they
+            # stay paused until it is delivered, like the rest.
+            consumer.pause(partitions)
+            self._paused.extend(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("rebalance: step=%s revoked %s", self.plan.step, _fmt(partitions))
+        batch = self._in_flight
+        if batch is not None and not batch.done:
+            self._complete(batch)  # commit first: the partitions are still ours here
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in revoked]
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("rebalance: step=%s lost %s", self.plan.step, _fmt(partitions))
+        batch = self._in_flight
+        if batch is not None and not batch.done:
+            batch.done = True  # cannot commit any more; the new owner redoes it
+        self._stash = []
+
+    # -- the loop ----------------------------------------------------------------------
+    def _fetch(self) -> list[Any]:
+        size = self.plan.batch.max_size
+        messages = self._stash[:size]
+        self._stash = self._stash[size:]
+        if not messages:
+            first = self.consumer.poll(0.25)
+            if first is None:
+                return []
+            messages = [first]
+        if len(messages) < size:
+            more = self.consumer.consume(size - len(messages), self.plan.batch.max_wait_ms / 1000)
+            messages.extend(more)
+        good = []
+        for m in messages:
+            err = m.error()
+            if err is None:
+                good.append(m)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error on step=%s: %s", self.plan.step, err.str())
+        return good
+
+    def _run_once(self) -> None:
+        messages = self._fetch()
+        if not messages:
+            return
+        metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
+        batch = _Batch(messages)
+        self._in_flight = batch
+        batch.future = self._executor.submit(self._process, messages)
+        try:
+            done, _ = wait([batch.future], timeout=_KEEPALIVE_S)
+            if not done:
+                self._keep_alive(batch)
+            if not batch.done:
+                self._complete(batch)
+        finally:
+            self._in_flight = None
+            if self._paused:
+                self.consumer.resume(self._paused)
+                self._paused = []
+
+    def _keep_alive(self, batch: _Batch) -> None:
+        """Serve the group (heartbeats, max.poll.interval, rebalances) while the model runs;
+        paused partitions make poll fetch nothing new."""
+        assignment = self.consumer.assignment()
+        self.consumer.pause(assignment)
+        self._paused.extend(assignment)
+        assert batch.future is not None
+        while not batch.done and not batch.future.done():
+            msg = self.consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                self._stash.append(msg)
+            wait([batch.future], timeout=_KEEPALIVE_S)
+
+    def _complete(self, batch: _Batch) -> None:
+        assert batch.future is not None
+        records = batch.future.result()
+        batch.done = True
+        if self.delivery.deliver(records, batch.offsets()):
+            out = sum(1 for r in records if r.topic == self.plan.outputs_topic)
+            metrics.RECORDS_OUT.labels(*self._labels).inc(out)
+        else:
+            self._stash = []  # rewound: these will be fetched again
+
+    # -- model work (runs in the helper thread) ----------------------------------------
+    def _process(self, messages: Sequence[Any]) -> list[OutRecord]:
+        plan = self.plan
+        envelopes = [
+            decode_record(m, is_request=plan.is_request_topic(m.topic()), model_name=plan.pipeline)
+            for m in messages
+        ]
+        records: list[OutRecord] = []
+        runnable: list[tuple[Envelope, Arrays]] = []
+        for env in envelopes:
+            if env.problem is not None:
+                records += self._failure(env, Failure(env.problem.code, env.problem.message, 0))
+            elif env.error is not None:
+                continue  # an upstream step failed this request and has answered the caller
+            else:
+                try:
+                    source = plan.source_topics[env.topic]
+                    inputs = plan.select(source, env.arrays)
+                except InvalidInput as exc:
+                    records += self._failure(env, Failure(exc.code, exc.message, 0))
+                    continue
+                if self._triggered(env):
+                    runnable.append((env, self._drop_triggers(inputs)))
+        outcomes = run_batch(
+            self._predict,
+            [inputs for _, inputs in runnable],
+            plan.retry,
+            on_retry=metrics.RETRIES.labels(*self._labels).inc,
+            on_call=metrics.BATCH_SIZE.labels(*self._labels).observe,
+        )
+        now_ms = time.time() * 1000
+        for (env, _), outcome in zip(runnable, outcomes, strict=True):
+            records += self._records(env, outcome, now_ms)
+        return records
+
+    def _triggered(self, env: Envelope) -> bool:
+        return all(t.tensor in env.arrays for t in self.plan.triggers)
+
+    def _drop_triggers(self, inputs: Arrays) -> Arrays:
+        names = {t.tensor for t in self.plan.triggers}
+        return {k: v for k, v in inputs.items() if k not in names}
+
+    def _predict(self, inputs: Arrays) -> Arrays:
+        started = time.perf_counter()
+        try:
+            if self.plan.timeout_s is None:
+                return self.model.predict(inputs)
+            if self._timeout_pool is None:
+                self._timeout_pool = ThreadPoolExecutor(4, thread_name_prefix="model-timeout")
+            try:
+                return self._timeout_pool.submit(self.model.predict, inputs).result(
+                    self.plan.timeout_s
+                )
+            except FutureTimeout:
+                raise DeadlineExceeded(
+                    f"model {self.plan.model} did not answer within {self.plan.timeout_s:g}s"
+                ) from None
+        finally:
+            metrics.MODEL_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+
+    def _records(self, env: Envelope, outcome: Outcome, now_ms: float) -> list[OutRecord]:
+        if isinstance(outcome, Failure):
+            return self._failure(env, outcome)
+        plan = self.plan
+        out = [self._result(env, plan.outputs_topic, outcome, plan.model)]
+        if plan.final_topic is not None:
+            out.append(self._result(env, plan.final_topic, outcome, plan.pipeline))
+            metrics.END_TO_END_SECONDS.labels(*self._labels).observe(
+                max(0.0, (now_ms - env.request_ts_ms) / 1000)
+            )
+        return out
+
+    def _result(self, env: Envelope, topic: str, outcome: Success, model_name: str) -> OutRecord:
+        plan = self.plan
+        return result_record(
+            env,
+            topic,
+            outcome.outputs,
+            model_name=model_name,
+            pipeline=plan.pipeline,
+            version=plan.version,
+            step=plan.step,
+            attempts=outcome.attempts,
+        )
+
+    def _failure(self, env: Envelope, failure: Failure) -> list[OutRecord]:
+        """The failed record to the errors topic, an error reply to the pipeline's outputs
+        (the caller hears at once), and an error marker on the step's outputs so that
+        downstream joins can let go of the request."""
+        plan = self.plan
+        info = ErrorInfo(failure.code, failure.message, plan.step, failure.attempts)
+        metrics.ERRORS.labels(*self._labels, failure.code).inc()
+        log.warning(
+            "record failed: pipeline=%s step=%s request_id=%s code=%s attempts=%d: %s",
+            plan.pipeline, plan.step, env.request_id, failure.code, failure.attempts,
+            failure.message,
+        )
+
+        def reply(topic: str, model_name: str, original: bool = False) -> OutRecord:
+            return error_reply(
+                env, topic, info, model_name=model_name, pipeline=plan.pipeline,
+                version=plan.version, original=original,
+            )
+
+        return [
+            reply(plan.errors_topic, plan.model, original=True),
+            reply(plan.replies_topic, plan.pipeline),
+            reply(plan.outputs_topic, plan.model),
+        ]
+
+
+def _fmt(partitions: Sequence[TopicPartition]) -> str:
+    return ",".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

@@ -1,0 +1,95 @@
+"""Record headers of the pipeline topics (DESIGN.md, "Topics: derived streams").
+
+Headers travel with each request through the whole graph: user ``x-*`` headers and trace
+context pass through every step untouched; streamdag's own headers are re-stamped by each
+step that writes a record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ATTEMPT",
+    "CONTENT_TYPE",
+    "ERROR",
+    "PIPELINE",
+    "PIPELINE_VERSION",
+    "REPLY_TO",
+    "REQUEST_ID",
+    "REQUEST_TS",
+    "STEP",
+    "TRACEPARENT",
+    "ErrorInfo",
+    "Headers",
+    "get_header",
+    "passthrough",
+]
+
+REQUEST_ID = "x-request-id"
+PIPELINE = "streamdag-pipeline"
+PIPELINE_VERSION = "streamdag-pipeline-version"
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+ATTEMPT = "streamdag-attempt"
+ERROR = "streamdag-error"
+STEP = "streamdag-step"
+CONTENT_TYPE = "content-type"
+# When the request entered the pipeline (ms since the epoch): end-to-end latency.
+REQUEST_TS = "streamdag-request-ts"
+# Where a gateway instance waits for the reply (request-reply over Kafka).
+REPLY_TO = "streamdag-reply-to"
+
+_CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO})
+
+Headers = list[tuple[str, bytes]]
+
+
+def get_header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The last value of header ``name`` as text, or None."""
+    value: str | None = None
+    for key, raw in headers or ():
+        if key == name and raw is not None:
+            value = raw.decode("utf-8", errors="replace")
+    return value
+
+
+def passthrough(headers: Iterable[tuple[str, bytes | None]] | None) -> Headers:
+    """The headers a step carries forward: user ``x-*`` headers and trace/reply context."""
+    return [
+        (k, v)
+        for k, v in headers or ()
+        if v is not None and (k.startswith("x-") or k in _CARRIED)
+    ]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What ``streamdag-error`` says: the error code, its message, the step and attempts."""
+
+    code: str
+    message: str
+    step: str
+    attempts: int = 0
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"code": self.code, "message": self.message, "step": self.step,
+             "attempts": self.attempts}
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: str) -> ErrorInfo:
+        """Parse a header value; a plain-text value becomes the message of an internal error."""
+        try:
+            data = json.loads(raw)
+            return cls(
+                code=str(data["code"]),
+                message=str(data["message"]),
+                step=str(data.get("step", "")),
+                attempts=int(data.get("attempts", 0)),
+            )
+        except (ValueError, KeyError, TypeError):
+            return cls(code="internal", message=raw, step="")

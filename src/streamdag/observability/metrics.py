@@ -1,0 +1,58 @@
+"""Prometheus metrics of the engine, labelled by pipeline and step.
+
+Defined once per process on prometheus-client's default registry; ``serve_metrics``
+exposes them over HTTP for ``streamdag run --metrics-port``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+__all__ = [
+    "BATCH_SIZE",
+    "END_TO_END_SECONDS",
+    "ERRORS",
+    "MODEL_SECONDS",
+    "RECORDS_IN",
+    "RECORDS_OUT",
+    "RETRIES",
+    "serve_metrics",
+]
+
+_LABELS = ("pipeline", "step")
+
+RECORDS_IN = Counter(
+    "streamdag_records_in_total", "Records consumed by a step.", _LABELS
+)
+RECORDS_OUT = Counter(
+    "streamdag_records_out_total", "Results a step committed to its outputs topic.", _LABELS
+)
+ERRORS = Counter(
+    "streamdag_errors_total",
+    "Records that failed for good and went to the errors topic, by error code.",
+    (*_LABELS, "code"),
+)
+RETRIES = Counter("streamdag_retries_total", "Model calls retried after a failure.", _LABELS)
+BATCH_SIZE = Histogram(
+    "streamdag_batch_size",
+    "Rows per model call.",
+    _LABELS,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+)
+MODEL_SECONDS = Histogram(
+    "streamdag_model_seconds",
+    "Seconds per model call.",
+    _LABELS,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+END_TO_END_SECONDS = Histogram(
+    "streamdag_end_to_end_seconds",
+    "Seconds from a request's first timestamp to its result leaving a step.",
+    _LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on ``addr:port`` from a daemon thread."""
+    start_http_server(port, addr=addr)
