@@ -18,11 +18,19 @@ __all__ = ["run"]
 @click.argument("spec_file", metavar="PIPELINE.yaml", type=click.Path(path_type=Path))
 @click.option("--steps", default=None, metavar="A,B", help="Run only these steps.")
 @bootstrap_option
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
-              help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
-@click.option("--instance-id", default=None, metavar="ID",
-              help="A stable id for this process (static group membership; a restart "
-                   "fences its predecessor's transactions at once).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.",
+)
+@click.option(
+    "--instance-id",
+    default=None,
+    metavar="ID",
+    help="A stable id for this process (static group membership; a restart "
+    "fences its predecessor's transactions at once).",
+)
 def run(
     spec_file: Path,
     steps: str | None,

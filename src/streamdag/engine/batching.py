@@ -174,7 +174,7 @@ def run_batch(
                 for i, part in zip(group, split(outputs, counts), strict=True):
                     outcomes[i] = Success(part)
                 continue
-            except Exception:  # noqa: S110 - isolated below, record by record
+            except Exception:
                 pass
         for i in group:
             on_call(rows_of(items[i]) or 1)

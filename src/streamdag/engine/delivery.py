@@ -19,6 +19,7 @@ redoes the batch. Duplicates can appear only after a crash between flush and com
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -51,10 +52,9 @@ def rewind(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
     for tp in committed:
         # No committed offset yet: start of the partition, as auto.offset.reset=earliest.
         offset = tp.offset if tp.offset >= 0 else -2
-        try:
+        # A partition no longer assigned is skipped: its new owner starts from the commit.
+        with contextlib.suppress(KafkaException):
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        except KafkaException:
-            pass  # no longer assigned: its new owner starts from the committed offset
 
 
 def _produce(producer: Producer, record: OutRecord, on_delivery: Any = None) -> None:
@@ -174,8 +174,10 @@ class AtLeastOnceDelivery(Delivery):
             _produce(self._producer, record, on_delivery)
         unsent = self._producer.flush(_TIMEOUT_S)
         if failed or unsent:
-            log.warning("delivery failed (%s); the batch will be redone",
-                        failed[0] if failed else f"{unsent} unsent")
+            log.warning(
+                "delivery failed (%s); the batch will be redone",
+                failed[0] if failed else f"{unsent} unsent",
+            )
             rewind(self.consumer, offsets)
             return False
         try:

@@ -72,7 +72,7 @@ def decode_record(msg: Any, *, is_request: bool, model_name: str = "") -> Envelo
     headers: h.Headers = [(k, v) for k, v in (msg.headers() or []) if v is not None]
     value: bytes = msg.value() or b""
     key: bytes | None = msg.key()
-    ts_type, ts = msg.timestamp()
+    _, ts = msg.timestamp()
     request_ts = h.get_header(headers, h.REQUEST_TS)
     env = Envelope(
         topic=msg.topic(),
@@ -83,7 +83,7 @@ def decode_record(msg: Any, *, is_request: bool, model_name: str = "") -> Envelo
         value=value,
         request_ts_ms=int(request_ts) if request_ts and request_ts.isdigit() else int(ts),
     )
-    if not env.request_ts_ms:
+    if env.request_ts_ms <= 0:  # confluent-kafka gives -1 for TIMESTAMP_NOT_AVAILABLE
         env.request_ts_ms = int(time.time() * 1000)
     try:
         if is_request:
@@ -107,9 +107,7 @@ def decode_record(msg: Any, *, is_request: bool, model_name: str = "") -> Envelo
     return env
 
 
-def _stamp(
-    env: Envelope, *, pipeline: str, version: str, step: str, attempts: int
-) -> h.Headers:
+def _stamp(env: Envelope, *, pipeline: str, version: str, step: str, attempts: int) -> h.Headers:
     return [
         *[(k, v) for k, v in env.carried_headers if k not in (h.REQUEST_ID, h.REQUEST_TS)],
         (h.REQUEST_ID, env.request_id.encode()),
@@ -149,8 +147,9 @@ def error_reply(
 ) -> OutRecord:
     """An error reply (a response without outputs) or, with ``original``, the failed record
     itself as it arrived, for the errors topic. Both carry ``streamdag-error``."""
-    headers = _stamp(env, pipeline=pipeline, version=version, step=error.step,
-                     attempts=error.attempts)
+    headers = _stamp(
+        env, pipeline=pipeline, version=version, step=error.step, attempts=error.attempts
+    )
     headers.append((h.ERROR, error.encode()))
     if original:
         headers += [
@@ -163,7 +162,10 @@ def error_reply(
             headers.append((h.CONTENT_TYPE, content_type.encode()))
         return OutRecord(topic, env.request_id, env.value, headers)
     response = encode_response(
-        model_name, {}, id=env.request_id, model_version=version,
+        model_name,
+        {},
+        id=env.request_id,
+        model_version=version,
         parameters={"error": error.message, "error_code": error.code, "error_step": error.step},
     )
     return OutRecord(topic, env.request_id, response.SerializeToString(), headers)

@@ -51,7 +51,9 @@ class PipelineRunner:
         self._plans = [plan_step(spec, s) for s in chosen]
         joins = [p.step for p in self._plans if p.join is not None]
         if joins:
-            raise ConfigError(f"join steps are not supported by this engine yet: {', '.join(joins)}")
+            raise ConfigError(
+                f"join steps are not supported by this engine yet: {', '.join(joins)}"
+            )
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -71,8 +73,15 @@ class PipelineRunner:
         threads = [
             threading.Thread(
                 target=self._work,
-                args=(StepWorker(plan, models[plan.model], self.bootstrap, self.stop_event,
-                                 instance_id=self.instance_id),),
+                args=(
+                    StepWorker(
+                        plan,
+                        models[plan.model],
+                        self.bootstrap,
+                        self.stop_event,
+                        instance_id=self.instance_id,
+                    ),
+                ),
                 name=f"step-{plan.step}",
                 daemon=True,
             )

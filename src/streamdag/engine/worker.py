@@ -54,8 +54,9 @@ class _Batch:
     def offsets(self) -> list[TopicPartition]:
         nxt: dict[tuple[str, int], int] = {}
         for m in self.messages:
-            nxt[(m.topic(), m.partition())] = max(nxt.get((m.topic(), m.partition()), 0),
-                                                  m.offset() + 1)
+            nxt[(m.topic(), m.partition())] = max(
+                nxt.get((m.topic(), m.partition()), 0), m.offset() + 1
+            )
         return [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
 
 
@@ -107,9 +108,14 @@ class StepWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        log.info("worker start: pipeline=%s step=%s group=%s topics=%s guarantee=%s",
-                 plan.pipeline, plan.step, plan.group_id, ",".join(plan.source_topics),
-                 plan.guarantee)
+        log.info(
+            "worker start: pipeline=%s step=%s group=%s topics=%s guarantee=%s",
+            plan.pipeline,
+            plan.step,
+            plan.group_id,
+            ",".join(plan.source_topics),
+            plan.guarantee,
+        )
         try:
             while not self.stop.is_set():
                 self._run_once()
@@ -317,14 +323,23 @@ class StepWorker:
         metrics.ERRORS.labels(*self._labels, failure.code).inc()
         log.warning(
             "record failed: pipeline=%s step=%s request_id=%s code=%s attempts=%d: %s",
-            plan.pipeline, plan.step, env.request_id, failure.code, failure.attempts,
+            plan.pipeline,
+            plan.step,
+            env.request_id,
+            failure.code,
+            failure.attempts,
             failure.message,
         )
 
         def reply(topic: str, model_name: str, original: bool = False) -> OutRecord:
             return error_reply(
-                env, topic, info, model_name=model_name, pipeline=plan.pipeline,
-                version=plan.version, original=original,
+                env,
+                topic,
+                info,
+                model_name=model_name,
+                pipeline=plan.pipeline,
+                version=plan.version,
+                original=original,
             )
 
         return [

@@ -59,9 +59,7 @@ def get_header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) ->
 def passthrough(headers: Iterable[tuple[str, bytes | None]] | None) -> Headers:
     """The headers a step carries forward: user ``x-*`` headers and trace/reply context."""
     return [
-        (k, v)
-        for k, v in headers or ()
-        if v is not None and (k.startswith("x-") or k in _CARRIED)
+        (k, v) for k, v in headers or () if v is not None and (k.startswith("x-") or k in _CARRIED)
     ]
 
 
@@ -76,8 +74,12 @@ class ErrorInfo:
 
     def encode(self) -> bytes:
         return json.dumps(
-            {"code": self.code, "message": self.message, "step": self.step,
-             "attempts": self.attempts}
+            {
+                "code": self.code,
+                "message": self.message,
+                "step": self.step,
+                "attempts": self.attempts,
+            }
         ).encode()
 
     @classmethod

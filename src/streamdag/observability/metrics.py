@@ -21,9 +21,7 @@ __all__ = [
 
 _LABELS = ("pipeline", "step")
 
-RECORDS_IN = Counter(
-    "streamdag_records_in_total", "Records consumed by a step.", _LABELS
-)
+RECORDS_IN = Counter("streamdag_records_in_total", "Records consumed by a step.", _LABELS)
 RECORDS_OUT = Counter(
     "streamdag_records_out_total", "Results a step committed to its outputs topic.", _LABELS
 )

@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamdag.errors import ConfigError, InvalidInput, ModelError
+from streamdag.protocol.datatypes import DATATYPES
+from streamdag.protocol.datatypes import datatype_of as protocol_datatype_of
 
 __all__ = [
     "DATATYPES",
@@ -26,44 +28,16 @@ __all__ = [
     "datatype_of",
 ]
 
-DATATYPES: tuple[str, ...] = (
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-)
-
-# Keyed by (kind, itemsize) rather than by dtype so that either byte order maps the same.
-_BY_KIND: dict[tuple[str, int], str] = {
-    ("b", 1): "BOOL",
-    ("u", 1): "UINT8",
-    ("u", 2): "UINT16",
-    ("u", 4): "UINT32",
-    ("u", 8): "UINT64",
-    ("i", 1): "INT8",
-    ("i", 2): "INT16",
-    ("i", 4): "INT32",
-    ("i", 8): "INT64",
-    ("f", 2): "FP16",
-    ("f", 4): "FP32",
-    ("f", 8): "FP64",
-}
-
-
 def datatype_of(dtype: np.dtype[Any]) -> str | None:
-    """The OIP datatype of a numpy dtype, or None when OIP has none (e.g. ``<U5``, ``S5``)."""
-    if dtype.kind == "O":
-        return "BYTES"
-    return _BY_KIND.get((dtype.kind, dtype.itemsize))
+    """The OIP datatype of a numpy dtype, or None when a model may not use it: OIP has none
+    (e.g. complex), or text arrays (``<U5``, ``S5``), where models hand BYTES as object
+    arrays of ``bytes``."""
+    if dtype.kind in "SU":
+        return None
+    try:
+        return protocol_datatype_of(np.empty(0, dtype=dtype))
+    except InvalidInput:
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,35 @@
+"""Models used by the engine's integration tests (copied next to each test spec)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def scale(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"y": inputs["x"] * 2}
+
+
+def shift(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"w": inputs["v"] + 1}
+
+
+def total(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"sum": inputs["w"].sum(axis=1)}
+
+
+def slow_scale(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    time.sleep(0.02)
+    return {"y": inputs["x"] * 2}
+
+
+def very_slow_scale(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    time.sleep(8)
+    return {"y": inputs["x"] * 2}
+
+
+def poisoned(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if np.any(inputs["x"] == 13):
+        raise ValueError("cannot score 13")
+    return {"y": inputs["x"] * 2}

@@ -1,0 +1,135 @@
+"""Real worker processes: SIGKILL mid-stream and restart, two processes sharing a step,
+graceful SIGTERM. Results are counted with a read_committed consumer."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kafka_support import Workers, count_by_id, read_results, send_requests
+
+from streamdag.broker import free_port
+from streamdag.kafka import ensure_topics
+from streamdag.pipeline import derive_topics, load_spec
+
+pytestmark = pytest.mark.slow
+
+CHAOS = """
+name: "{name}"
+guarantee: GUARANTEE
+partitions: 4
+models:
+  scale: {runtime: python, handler: "linear_models:slow_scale", outputs: [y],
+          batch: {max_size: 16, max_wait_ms: 5}}
+  shift: {runtime: python, handler: "linear_models:shift", outputs: [w]}
+steps:
+  - {name: double, model: scale}
+  - name: plus-one
+    model: shift
+    inputs: [double.outputs.y]
+    tensor_map: {double.outputs.y: v}
+"""
+
+
+@pytest.fixture
+def workers(tmp_path: Path, bootstrap: str) -> Callable[[Path], Workers]:
+    made: list[Workers] = []
+
+    def make(spec: Path) -> Workers:
+        w = Workers(spec, bootstrap, tmp_path)
+        made.append(w)
+        return w
+
+    yield make  # type: ignore[misc]
+    for w in made:
+        w.stop_all()
+
+
+def _wait_for_results(bootstrap: str, pipeline: str, at_least: int) -> None:
+    results = read_results(bootstrap, pipeline, until=at_least, timeout=60)
+    assert len(results) >= at_least, "the pipeline produced nothing before the kill"
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_sigkill_mid_stream_then_restart(
+    guarantee: str,
+    bootstrap: str,
+    pipeline_spec: Callable[[str], Path],
+    workers: Callable[[Path], Workers],
+) -> None:
+    path = pipeline_spec(CHAOS.replace("GUARANTEE", guarantee))
+    spec = load_spec(path)
+    ensure_topics(bootstrap, derive_topics(spec))
+    n = 3000
+    requests = [(f"k{i}", {"x": np.array([[i, -i]], dtype=np.int64)}) for i in range(n)]
+    send_requests(bootstrap, spec.name, requests)
+
+    w = workers(path)
+    first = [w.start("--steps", "double"), w.start("--steps", "plus-one")]
+    _wait_for_results(bootstrap, spec.name, 200)
+    for proc in first:
+        w.kill(proc)  # SIGKILL: no chance to finish or commit anything
+    w.start("--steps", "double")
+    w.start("--steps", "plus-one")
+
+    results = read_results(bootstrap, spec.name, until=n, timeout=120, settle=3.0)
+    counts = count_by_id(results)
+    assert set(counts) == {rid for rid, _ in requests}, f"missing {n - len(counts)}"
+    if guarantee == "exactly_once":
+        duplicates = {k: c for k, c in counts.items() if c > 1}
+        assert not duplicates, f"{len(duplicates)} duplicated results"
+    for r in results:
+        i = int(r.request_id[1:])
+        assert r.arrays["w"].tolist() == [[2 * i + 1, -2 * i + 1]]
+
+
+SHARED = """
+name: "{name}"
+partitions: 4
+models:
+  scale: {runtime: python, handler: "linear_models:slow_scale", outputs: [y],
+          batch: {max_size: 8, max_wait_ms: 5}}
+steps:
+  - {name: double, model: scale}
+"""
+
+
+def test_two_processes_share_a_step_and_hand_over_on_stop(
+    bootstrap: str,
+    pipeline_spec: Callable[[str], Path],
+    workers: Callable[[Path], Workers],
+) -> None:
+    path = pipeline_spec(SHARED)
+    spec = load_spec(path)
+    ensure_topics(bootstrap, derive_topics(spec))
+    w = workers(path)
+    ports = [free_port(), free_port()]
+    one = w.start("--metrics-port", str(ports[0]))
+    two = w.start("--metrics-port", str(ports[1]))
+    n = 1500
+    requests = [(f"s{i}", {"x": np.array([i], dtype=np.int64)}) for i in range(n)]
+    send_requests(bootstrap, spec.name, requests)
+    _wait_for_results(bootstrap, spec.name, 300)
+
+    series = f'streamdag_records_in_total{{pipeline="{spec.name}",step="double"}}'
+    consumed = 0.0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            for line in page.read().decode().splitlines():
+                if line.startswith(series):
+                    consumed += float(line.split()[-1])
+    assert consumed >= 300
+
+    assert w.terminate(one) == 0  # SIGTERM: finish the batch, commit, leave the group
+    results = read_results(bootstrap, spec.name, until=n, timeout=120, settle=2.0)
+    assert count_by_id(results) == {rid: 1 for rid, _ in requests}
+    assert all(r.arrays["y"].tolist() == [2 * int(r.request_id[1:])] for r in results)
+
+    logs = w.logs()
+    assert "worker stop: pipeline" in logs
+    # Both processes held partitions, and the survivor took over the leaver's.
+    assert logs.count("rebalance: step=double assigned") >= 3
+    assert two.poll() is None
