@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 JARS   := .kafka/libs/.fetched-stamp
 PYTEST_ARGS ?=
+DOCS ?= 200
 
 .PHONY: setup test test-fast lint format bench demo clean proto
 
@@ -43,7 +44,7 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 demo: setup
-	$(BIN)/python -m streamdag.cli.main demo
+	$(BIN)/streamdag demo --docs $(DOCS)
 
 proto: setup
 	$(BIN)/python src/streamdag/protocol/generate.py

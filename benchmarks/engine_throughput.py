@@ -130,8 +130,7 @@ class OutputCounter:
             for m in messages:
                 if m.error() is not None:
                     continue
-                headers: list[Any] = m.headers() or []
-                if any(h[0] == ERROR for h in headers):
+                if _is_error_reply(m):
                     raise BenchmarkFailed(f"{self.topic}: an error reply: {m.headers()}")
                 key = m.key()
                 assert key is not None
@@ -147,6 +146,10 @@ class OutputCounter:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _is_error_reply(message: Any) -> bool:
+    return any(name == ERROR for name, _ in message.headers() or ())
 
 
 def _drain(

@@ -10,6 +10,7 @@ import sys
 import click
 
 from streamdag.cli.broker import broker
+from streamdag.cli.demo import demo
 from streamdag.cli.run import run as run_command
 from streamdag.cli.topics import topics
 from streamdag.errors import StreamdagError
@@ -31,6 +32,7 @@ def cli(verbose: bool) -> None:
 cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(run_command)
+cli.add_command(demo)
 
 
 def main(argv: list[str] | None = None) -> int:
