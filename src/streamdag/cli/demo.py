@@ -14,8 +14,14 @@ __all__ = ["demo"]
 
 
 @click.command()
-@click.option("--docs", "-n", type=click.IntRange(1, 1_000_000), default=200, show_default=True,
-              help="Documents to send through the pipeline.")
+@click.option(
+    "--docs",
+    "-n",
+    type=click.IntRange(1, 1_000_000),
+    default=200,
+    show_default=True,
+    help="Documents to send through the pipeline.",
+)
 @bootstrap_option
 def demo(docs: int, bootstrap: str | None) -> None:
     """Start a local broker (unless --bootstrap is given), run the quickstart pipeline on

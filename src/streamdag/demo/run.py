@@ -30,10 +30,23 @@ __all__ = ["DemoReport", "run_demo"]
 
 SPEC = Path(__file__).with_name("quickstart.yaml")
 
-_FINDINGS = ["chest pain", "shortness of breath", "syncope", "bleeding", "mild headache",
-             "fatigue", "cough", "back pain"]
-_FRAMES = ["Patient reports {f}.", "Patient denies {f}.", "History of {f}, now resolved.",
-           "Presents with {f} since yesterday.", "No {f} at this time."]
+_FINDINGS = [
+    "chest pain",
+    "shortness of breath",
+    "syncope",
+    "bleeding",
+    "mild headache",
+    "fatigue",
+    "cough",
+    "back pain",
+]
+_FRAMES = [
+    "Patient reports {f}.",
+    "Patient denies {f}.",
+    "History of {f}, now resolved.",
+    "Presents with {f} since yesterday.",
+    "No {f} at this time.",
+]
 
 
 def documents(n: int, seed: int = 7) -> list[str]:
@@ -114,8 +127,9 @@ def run_demo(n: int = 200, bootstrap: str | None = None) -> DemoReport:
 
 def _progress(done: int, total: int) -> None:
     if sys.stderr.isatty():
-        print(f"\r  {done}/{total} documents done", end="\n" if done == total else "",
-              file=sys.stderr)
+        print(
+            f"\r  {done}/{total} documents done", end="\n" if done == total else "", file=sys.stderr
+        )
     elif done == total or done % max(1, total // 10) == 0:
         print(f"  {done}/{total} documents done", file=sys.stderr)
 

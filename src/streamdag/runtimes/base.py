@@ -28,6 +28,7 @@ __all__ = [
     "datatype_of",
 ]
 
+
 def datatype_of(dtype: np.dtype[Any]) -> str | None:
     """The OIP datatype of a numpy dtype, or None when a model may not use it: OIP has none
     (e.g. complex), or text arrays (``<U5``, ``S5``), where models hand BYTES as object
