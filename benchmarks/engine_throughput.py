@@ -1,23 +1,26 @@
-"""Engine throughput: how fast one pipeline step drains a backlog, against the raw ceiling.
+"""Engine throughput: how fast one pipeline step drains a backlog, against a raw Kafka loop.
 
-For each delivery guarantee:
+For each delivery guarantee, ``--repeat`` times (medians are reported):
 
 1. N requests (one 1 KB FP32 tensor each) are produced ahead of time to the inputs topic
-   of a one-step pipeline whose model costs next to nothing (``y = 2 * x``). Not timed.
+   of a fresh one-step pipeline whose model costs next to nothing (``y = 2 * x``). Not
+   timed.
 2. The engine (``PipelineRunner``) drains them. Timed from runner start until all N
    results are on the pipeline's outputs topic, read with ``read_committed``.
 3. The baseline drains the very same records (same topic, its own consumer group) with a
    raw confluent-kafka consume -> produce loop that gives the same guarantee with the same
    batch size and the same client configs, copying key and value bytes to a topic of its
-   own: no protobuf, no numpy, no headers. It is the ceiling for any engine on this
-   broker and machine, timed the same way.
+   own: no protobuf, no numpy, no headers. Timed the same way. It is meant as the ceiling
+   for any engine; see docs/benchmarks.md for where, with exactly_once, it is not.
+
+Which of the two drains first alternates between repeats; a small unmeasured drain warms
+the broker's JVM first (``--warmup``). Without ``--bootstrap`` a broker is started on a
+free port in a temporary folder and stopped at the end whatever happens.
 
     .venv/bin/python benchmarks/engine_throughput.py [--requests 20000] [--partitions 6]
-        [--batch 256] [--max-wait-ms 5] [--guarantee both] [--bootstrap HOST:PORT]
-        [--json results.json] [--profile DIR]
-
-Without ``--bootstrap`` a broker is started on a free port in a temporary folder and
-stopped at the end whatever happens.
+        [--batch 256] [--max-wait-ms 5] [--guarantee both] [--repeat 3] [--warmup 5000]
+        [--bootstrap HOST:PORT] [--json results.json] [--profile DIR]
+        [--raw-config KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -28,34 +31,34 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import shlex
 import statistics
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _broker import kafka_bootstrap
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from _drain import BenchmarkFailed, Drain, timed_drain
+from _machine import machine
+from _rawloop import RawLoop, produce
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from streamdag.engine import PipelineRunner, StepWorker
+from streamdag.errors import StreamdagError
 from streamdag.kafka import (
     TopicSpec,
     admin_config,
-    consumer_config,
     ensure_topics,
     list_topics,
     producer_config,
 )
-from streamdag.kafka.headers import ERROR
 from streamdag.pipeline import PipelineSpec, derive_topics, inputs_topic, outputs_topic, parse_spec
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
 
@@ -63,130 +66,7 @@ HERE = Path(__file__).resolve().parent
 GUARANTEES = ("exactly_once", "at_least_once")
 FLOATS = 256  # 1 KB of FP32 per request
 
-# The group settings StepWorker gives its consumer (engine/worker.py), so that the
-# baseline joins and heartbeats the same way.
-WORKER_CONSUMER = {
-    "session.timeout.ms": 6000,
-    "heartbeat.interval.ms": 1500,
-    "max.poll.interval.ms": 300_000,
-}
-# As TransactionalDelivery (engine/delivery.py).
-TRANSACTION_TIMEOUT_MS = 10_000
-CALL_TIMEOUT_S = 30.0
-
 log = logging.getLogger("benchmarks.engine_throughput")
-
-
-class BenchmarkFailed(Exception):
-    pass
-
-
-# -- measuring ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Drain:
-    """One drain of the backlog; times in seconds from the drainer's start."""
-
-    records: int
-    seconds: float  # until the last result was readable
-    first_result_s: float  # until the first results were readable (group join, init)
-    steady_rate: float  # results per second after the first ones were readable
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds
-
-
-class OutputCounter:
-    """Reads a topic from its beginning (read_committed) and notes when it holds n results.
-
-    Created before the drainer starts so its own start-up is not timed. Counts distinct
-    keys (request ids), so a duplicate could never make a drain look finished early.
-    """
-
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self.topic = topic
-        self.consumer = Consumer(
-            consumer_config(
-                bootstrap, f"bench-counter-{uuid.uuid4().hex[:8]}", client_id="bench-counter"
-            )
-        )
-        self.consumer.assign(
-            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
-        )
-        self.sample: bytes | None = None
-
-    def wait(self, n: int, *, started: float, timeout: float, alive: Callable[[], bool]) -> Drain:
-        seen: set[bytes] = set()
-        first_s = first_count = 0.0
-        deadline = started + timeout
-        while len(seen) < n:
-            now = time.perf_counter()
-            if now > deadline:
-                raise BenchmarkFailed(f"{self.topic}: {len(seen)} of {n} results after {timeout}s")
-            if not alive():
-                raise BenchmarkFailed(f"{self.topic}: the drainer stopped at {len(seen)} of {n}")
-            messages = self.consumer.consume(10_000, 0.05)
-            got = 0
-            for m in messages:
-                if m.error() is not None:
-                    continue
-                if _is_error_reply(m):
-                    raise BenchmarkFailed(f"{self.topic}: an error reply: {m.headers()}")
-                key = m.key()
-                assert key is not None
-                seen.add(key)
-                got += 1
-                if self.sample is None:
-                    self.sample = m.value()
-            if got and not first_s:
-                first_s, first_count = time.perf_counter() - started, len(seen)
-        last_s = time.perf_counter() - started
-        steady = (n - first_count) / (last_s - first_s) if last_s > first_s else float("nan")
-        return Drain(records=n, seconds=last_s, first_result_s=first_s, steady_rate=steady)
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-def _is_error_reply(message: Any) -> bool:
-    return any(name == ERROR for name, _ in message.headers() or ())
-
-
-def _drain(
-    bootstrap: str,
-    topic: str,
-    partitions: int,
-    n: int,
-    timeout: float,
-    start: Callable[[], threading.Thread],
-    stop: Callable[[], None],
-) -> tuple[Drain, bytes | None]:
-    counter = OutputCounter(bootstrap, topic, partitions)
-    try:
-        started = time.perf_counter()
-        thread = start()
-        try:
-            drain = counter.wait(n, started=started, timeout=timeout, alive=thread.is_alive)
-        finally:
-            stop()
-            thread.join(60)
-        return drain, counter.sample
-    finally:
-        counter.close()
-
-
-def _thread(
-    target: Callable[[], None], name: str, failures: list[BaseException]
-) -> threading.Thread:
-    def run() -> None:
-        try:
-            target()
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 # -- the engine --------------------------------------------------------------------------
@@ -242,19 +122,17 @@ def drain_engine(
     bootstrap: str, spec: PipelineSpec, n: int, timeout: float, profile: Path | None, label: str
 ) -> Drain:
     runner = PipelineRunner(spec, bootstrap)
-    failures: list[BaseException] = []
     with profiled(profile, label):
-        drain, sample = _drain(
-            bootstrap,
-            outputs_topic(spec.name),
-            spec.partitions,
-            n,
-            timeout,
-            start=lambda: _thread(runner.run, "bench-engine", failures),
-            stop=runner.stop,
+        drain, sample = timed_drain(
+            "engine",
+            runner.run,
+            runner.stop,
+            bootstrap=bootstrap,
+            topic=outputs_topic(spec.name),
+            partitions=spec.partitions,
+            n=n,
+            timeout=timeout,
         )
-    if failures:
-        raise BenchmarkFailed(f"the engine failed: {failures[0]!r}")
     if sample is None:
         raise BenchmarkFailed("no result to check")
     y = decode_response(response_from_bytes(sample))["y"]
@@ -264,90 +142,6 @@ def drain_engine(
 
 
 # -- the baseline --------------------------------------------------------------------------
-def _next_offsets(messages: Sequence[Any]) -> list[TopicPartition]:
-    nxt: dict[tuple[str, int], int] = {}
-    for m in messages:
-        key = (m.topic(), m.partition())
-        nxt[key] = max(nxt.get(key, 0), m.offset() + 1)
-    return [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
-
-
-def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key)
-            return
-        except BufferError:
-            producer.poll(0.05)
-
-
-class RawLoop:
-    """The ceiling: consume a batch, copy its bytes to ``sink``, commit, with the guarantee.
-
-    exactly_once: begin_transaction, produce, send_offsets_to_transaction,
-    commit_transaction. at_least_once: produce (idempotent), flush, synchronous commit.
-    """
-
-    def __init__(
-        self, bootstrap: str, source: str, sink: str, guarantee: str, batch: int, wait_ms: float
-    ) -> None:
-        self.bootstrap = bootstrap
-        self.source = source
-        self.sink = sink
-        self.guarantee = guarantee
-        self.batch = batch
-        self.wait_s = wait_ms / 1000
-        self.group = f"bench-raw-{uuid.uuid4().hex[:8]}"
-        self.stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-    def run(self) -> None:
-        consumer = Consumer(
-            consumer_config(self.bootstrap, self.group, client_id=self.group, **WORKER_CONSUMER)
-        )
-        transactional = self.guarantee == "exactly_once"
-        if transactional:
-            producer = Producer(
-                producer_config(
-                    self.bootstrap,
-                    transactional_id=self.group,
-                    client_id=self.group,
-                    **{"transaction.timeout.ms": TRANSACTION_TIMEOUT_MS},
-                )
-            )
-            producer.init_transactions(CALL_TIMEOUT_S)
-        else:
-            producer = Producer(producer_config(self.bootstrap, client_id=self.group))
-        consumer.subscribe([self.source])
-        try:
-            while not self.stop_event.is_set():
-                messages = [
-                    m for m in consumer.consume(self.batch, self.wait_s) if m.error() is None
-                ]
-                if not messages:
-                    continue
-                offsets = _next_offsets(messages)
-                if transactional:
-                    producer.begin_transaction()
-                    for m in messages:
-                        _produce(producer, self.sink, m.key(), m.value())
-                    producer.send_offsets_to_transaction(
-                        offsets, consumer.consumer_group_metadata(), CALL_TIMEOUT_S
-                    )
-                    producer.commit_transaction(CALL_TIMEOUT_S)
-                else:
-                    for m in messages:
-                        _produce(producer, self.sink, m.key(), m.value())
-                    if producer.flush(CALL_TIMEOUT_S):
-                        raise BenchmarkFailed("baseline: records left unsent")
-                    consumer.commit(offsets=offsets, asynchronous=False)
-        finally:
-            producer.flush(CALL_TIMEOUT_S)
-            consumer.close()
-
-
 def raw_sink(spec: PipelineSpec, guarantee: str) -> str:
     return f"bench.{spec.name}.raw-{guarantee.replace('_', '-')}"
 
@@ -360,22 +154,23 @@ def drain_raw(
     timeout: float,
     batch: int,
     wait_ms: float,
+    producer_extra: dict[str, Any],
 ) -> Drain:
     sink = raw_sink(spec, guarantee)
     ensure_topics(bootstrap, [TopicSpec(sink, spec.partitions)])
-    loop = RawLoop(bootstrap, inputs_topic(spec.name), sink, guarantee, batch, wait_ms)
-    failures: list[BaseException] = []
-    drain, _ = _drain(
-        bootstrap,
-        sink,
-        spec.partitions,
-        n,
-        timeout,
-        start=lambda: _thread(loop.run, "bench-raw", failures),
-        stop=loop.stop,
+    loop = RawLoop(
+        bootstrap, inputs_topic(spec.name), sink, guarantee, batch, wait_ms, producer_extra
     )
-    if failures:
-        raise BenchmarkFailed(f"the baseline failed: {failures[0]!r}")
+    drain, _ = timed_drain(
+        "baseline",
+        loop.run,
+        loop.stop,
+        bootstrap=bootstrap,
+        topic=sink,
+        partitions=spec.partitions,
+        n=n,
+        timeout=timeout,
+    )
     return drain
 
 
@@ -392,7 +187,7 @@ def produce_requests(bootstrap: str, spec: PipelineSpec, n: int) -> float:
     for i in range(n):
         rid = uuid.uuid4().hex
         value = encode_request(spec.name, {"x": data[i : i + 1]}, id=rid).SerializeToString()
-        _produce(producer, topic, rid.encode(), value)
+        produce(producer, topic, rid.encode(), value)
         producer.poll(0)
     if producer.flush(60):
         raise BenchmarkFailed("could not produce the requests")
@@ -434,6 +229,7 @@ def measure(
             args.timeout,
             args.batch,
             args.max_wait_ms,
+            args.raw_config,
         )
 
     if engine_first:
@@ -462,7 +258,14 @@ def warm_up(args: argparse.Namespace, bootstrap: str, spec: PipelineSpec) -> Non
     produce_requests(bootstrap, spec, args.warmup)
     for guarantee in GUARANTEES:
         drain_raw(
-            bootstrap, spec, guarantee, args.warmup, args.timeout, args.batch, args.max_wait_ms
+            bootstrap,
+            spec,
+            guarantee,
+            args.warmup,
+            args.timeout,
+            args.batch,
+            args.max_wait_ms,
+            args.raw_config,
         )
     drain_engine(bootstrap, spec, args.warmup, args.timeout, None, "warmup")
 
@@ -490,23 +293,6 @@ def summarize(guarantee: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- reporting -----------------------------------------------------------------------------
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def table(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'guarantee':<14} {'engine rec/s':>12} {'raw rec/s':>10} {'ratio':>6}"
@@ -533,7 +319,8 @@ def _delete_topics(bootstrap: str, names: list[str]) -> None:
     names = [n for n in names if n in existing]
     if not names:
         return
-    futures = AdminClient(admin_config(bootstrap)).delete_topics(names, request_timeout=30)
+    admin = AdminClient(admin_config(bootstrap))  # must outlive the futures
+    futures = admin.delete_topics(names, request_timeout=30)
     for future in futures.values():
         try:
             future.result(30)
@@ -542,6 +329,13 @@ def _delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 # -- main ----------------------------------------------------------------------------------
+def _config_item(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000, help="requests per drain")
@@ -559,9 +353,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per drain")
     parser.add_argument(
-        "--profile", type=Path, help="write cProfile stats of the engine's threads here"
+        "--profile",
+        type=Path,
+        help="write cProfile stats of the engine's worker and model threads to this folder "
+        "(CPython 3.11: later versions allow one profiler per process)",
+    )
+    parser.add_argument(
+        "--raw-config",
+        type=_config_item,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka setting for the baseline's producer only (repeatable); "
+        "by default both sides use the engine's configs unchanged",
     )
     args = parser.parse_args(argv)
+    args.raw_config = dict(args.raw_config)
     if args.requests < 1 or args.repeat < 1 or args.warmup < 0:
         parser.error("--requests and --repeat must be at least 1, --warmup at least 0")
     return args
@@ -576,6 +383,8 @@ def main(argv: Sequence[str]) -> int:
     run_id = uuid.uuid4().hex[:6]
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
+    # Other work on the machine skews every figure; the load average shows if there was any.
+    load_before = os.getloadavg()
     with kafka_bootstrap(args.bootstrap) as bootstrap:
         created: list[str] = []
         try:
@@ -592,19 +401,23 @@ def main(argv: Sequence[str]) -> int:
         finally:
             if args.bootstrap and created:
                 _delete_topics(bootstrap, created)
+    load_after = os.getloadavg()
     print()
     print(
         f"{args.requests} requests of {FLOATS * 4} B, {args.partitions} partitions, batch "
         f"max_size {args.batch} / max_wait_ms {args.max_wait_ms:g}; medians of {args.repeat} "
-        f"run(s); total {time.perf_counter() - started:.0f}s"
+        f"run(s); total {time.perf_counter() - started:.0f}s; load average (1 min) "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
+    if args.raw_config:
+        print(f"baseline producer also given: {args.raw_config}")
     print(table(rows))
     if args.json is not None:
         result = {
             "benchmark": "engine_throughput",
             "command": command,
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
+            "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": load_after},
             "params": {
                 "requests": args.requests,
                 "request_bytes": FLOATS * 4,
@@ -613,6 +426,7 @@ def main(argv: Sequence[str]) -> int:
                 "batch_max_wait_ms": args.max_wait_ms,
                 "repeat": args.repeat,
                 "warmup": args.warmup,
+                "raw_config": args.raw_config,
             },
             "results": rows,
         }
@@ -624,6 +438,6 @@ def main(argv: Sequence[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except BenchmarkFailed as exc:
+    except (BenchmarkFailed, StreamdagError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -36,6 +36,22 @@ class Settings(BaseSettings):
         description="Java installation for the local broker (else `java` on PATH).",
     )
     log_level: str = Field(default="INFO", description="Log level of streamdag's loggers.")
+    serve_host: str = Field(
+        default="127.0.0.1",
+        description="Address `streamdag serve` binds its REST and gRPC ports to "
+        "(0.0.0.0 to accept remote callers).",
+    )
+    serve_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="Largest REST body or gRPC message `streamdag serve` accepts (413 / "
+        "RESOURCE_EXHAUSTED beyond it).",
+    )
+    serve_shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds `streamdag serve` lets requests in flight finish on SIGTERM.",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,8 @@ import pytest
 from streamdag.engine import PipelineRunner
 from streamdag.pipeline import PipelineSpec, load_spec
 
-HANDLERS = Path(__file__).parent / "linear_models.py"
+HERE = Path(__file__).parent
+HANDLERS = [HERE / "linear_models.py", HERE / "dag_models.py"]
 
 
 @pytest.fixture
@@ -21,7 +22,8 @@ def pipeline_spec(tmp_path: Path, unique_name: Callable[[str], str]) -> Callable
     """Write a spec (``{name}`` is filled with a fresh pipeline name) beside the handlers."""
 
     def make(text: str) -> Path:
-        shutil.copy(HANDLERS, tmp_path / "linear_models.py")
+        for module in HANDLERS:
+            shutil.copy(module, tmp_path / module.name)
         path = tmp_path / "pipeline.yaml"
         path.write_text(text.replace("{name}", unique_name("p")))
         return path

@@ -12,6 +12,7 @@ import click
 from streamdag.cli.broker import broker
 from streamdag.cli.demo import demo
 from streamdag.cli.run import run as run_command
+from streamdag.cli.serve import serve
 from streamdag.cli.topics import topics
 from streamdag.errors import StreamdagError
 from streamdag.observability.logging import configure_logging
@@ -33,6 +34,7 @@ cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(run_command)
 cli.add_command(demo)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,7 @@ def rewind(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
 
 def _produce(producer: Producer, record: OutRecord, on_delivery: Any = None) -> None:
     headers: list[tuple[str, str | bytes | None]] = [*record.headers]
+    extra: dict[str, Any] = {} if record.partition is None else {"partition": record.partition}
     while True:
         try:
             producer.produce(
@@ -67,6 +68,7 @@ def _produce(producer: Producer, record: OutRecord, on_delivery: Any = None) -> 
                 record.key.encode(),
                 headers=headers,
                 on_delivery=on_delivery,
+                **extra,
             )
             return
         except BufferError:
@@ -125,10 +127,13 @@ class TransactionalDelivery(Delivery):
             producer.begin_transaction()
             for record in records:
                 _produce(producer, record)
-            metadata = self.consumer.consumer_group_metadata()
-            self._retry(
-                lambda: producer.send_offsets_to_transaction(list(offsets), metadata, _TIMEOUT_S)
-            )
+            if offsets:
+                metadata = self.consumer.consumer_group_metadata()
+                self._retry(
+                    lambda: producer.send_offsets_to_transaction(
+                        list(offsets), metadata, _TIMEOUT_S
+                    )
+                )
             self._retry(lambda: producer.commit_transaction(_TIMEOUT_S))
             return True
         except KafkaException as exc:
@@ -180,6 +185,8 @@ class AtLeastOnceDelivery(Delivery):
             )
             rewind(self.consumer, offsets)
             return False
+        if not offsets:
+            return True
         try:
             self.consumer.commit(offsets=list(offsets), asynchronous=False)
         except KafkaException as exc:

@@ -26,17 +26,28 @@ from streamdag.protocol import (
     response_from_bytes,
 )
 
-__all__ = ["Envelope", "OutRecord", "decode_record", "error_reply", "result_record"]
+__all__ = [
+    "Envelope",
+    "OutRecord",
+    "decode_record",
+    "error_reply",
+    "marker_record",
+    "result_record",
+]
 
 Arrays = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class OutRecord:
+    """A record to produce; ``value`` None is a tombstone, ``partition`` None lets the
+    key pick the partition."""
+
     topic: str
     key: str
-    value: bytes
+    value: bytes | None
     headers: h.Headers
+    partition: int | None = None
 
 
 @dataclass
@@ -167,5 +178,35 @@ def error_reply(
         id=env.request_id,
         model_version=version,
         parameters={"error": error.message, "error_code": error.code, "error_step": error.step},
+    )
+    return OutRecord(topic, env.request_id, response.SerializeToString(), headers)
+
+
+def marker_record(
+    env: Envelope,
+    topic: str,
+    kind: str,
+    *,
+    model_name: str,
+    pipeline: str,
+    version: str,
+    step: str,
+) -> OutRecord:
+    """A record without outputs that tells downstream steps about a request: ``error``
+    (an upstream step failed it; the error travels in ``streamdag-error``) or ``skip`` (no
+    step on this path ran for it)."""
+    headers = _stamp(env, pipeline=pipeline, version=version, step=step, attempts=0)
+    parameters: dict[str, bool | str] = {}
+    if kind == "error":
+        error = h.get_header(env.headers, h.ERROR)
+        headers.append((h.ERROR, (error or "").encode()))
+        if error:
+            info = h.ErrorInfo.decode(error)
+            parameters = {"error": info.message, "error_code": info.code, "error_step": info.step}
+    else:
+        headers.append((h.SKIPPED, b"1"))
+        parameters = {"skipped": True}
+    response = encode_response(
+        model_name, {}, id=env.request_id, model_version=version, parameters=parameters
     )
     return OutRecord(topic, env.request_id, response.SerializeToString(), headers)

@@ -12,15 +12,17 @@ from streamdag.errors import InvalidInput
 from streamdag.pipeline import PipelineSpec, build_graph
 from streamdag.pipeline.spec import PIPELINE_SOURCE, InputRef
 from streamdag.pipeline.topics import (
+    OUTPUT_JOIN,
     consumer_group,
     errors_topic,
+    join_state_topic,
     outputs_topic,
     source_topic,
     step_outputs_topic,
 )
 from streamdag.runtimes.config import BatchConfig
 
-__all__ = ["StepPlan", "plan_step"]
+__all__ = ["StepPlan", "plan_output", "plan_step"]
 
 Arrays = dict[str, np.ndarray]
 
@@ -45,6 +47,9 @@ class StepPlan:
     retry: RetryPolicy
     timeout_s: float | None
     join: str | None  # None: a single source, no join state
+    join_window_ms: float = 10_000.0
+    changelog_topic: str | None = None
+    assembler: bool = False  # the pipeline-output join: no model, writes the final reply
 
     def is_request_topic(self, topic: str) -> bool:
         return self.source_topics.get(topic) == PIPELINE_SOURCE
@@ -98,4 +103,37 @@ def plan_step(spec: PipelineSpec, step_name: str) -> StepPlan:
         retry=RetryPolicy(retry.max_attempts, retry.backoff_ms, retry.max_backoff_ms),
         timeout_s=model.timeout_ms / 1000.0 if model.timeout_ms else None,
         join=node.join_mode if node.is_join else None,
+        join_window_ms=float(step.join_window_ms),
+        changelog_topic=join_state_topic(spec.name, step_name) if node.is_join else None,
+    )
+
+
+def plan_output(spec: PipelineSpec) -> StepPlan | None:
+    """The output assembler of a pipeline with several output steps (else None): a join of
+    their results into one final response on the pipeline's outputs topic."""
+    steps = spec.output_steps
+    if len(steps) < 2:
+        return None
+    return StepPlan(
+        pipeline=spec.name,
+        version=str(spec.version),
+        guarantee=spec.guarantee,
+        step=OUTPUT_JOIN,
+        model="",
+        group_id=consumer_group(spec.name, OUTPUT_JOIN),
+        source_topics={step_outputs_topic(spec.name, s): s for s in steps},
+        refs=tuple(InputRef(source=s) for s in steps),
+        tensor_map={},
+        triggers=(),
+        outputs_topic=outputs_topic(spec.name),
+        final_topic=None,
+        errors_topic=errors_topic(spec.name),
+        replies_topic=outputs_topic(spec.name),
+        batch=BatchConfig(),
+        retry=RetryPolicy(max_attempts=1),
+        timeout_s=None,
+        join=spec.output.join,
+        join_window_ms=float(spec.output.join_window_ms),
+        changelog_topic=join_state_topic(spec.name, OUTPUT_JOIN),
+        assembler=True,
     )

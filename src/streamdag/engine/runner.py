@@ -9,11 +9,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-from streamdag.engine.plan import plan_step
+from streamdag.engine.plan import plan_output, plan_step
 from streamdag.engine.worker import StepWorker
 from streamdag.errors import ConfigError, StreamdagError
 from streamdag.kafka import ensure_topics
 from streamdag.pipeline import PipelineSpec, derive_topics
+from streamdag.pipeline.topics import OUTPUT_JOIN
 from streamdag.runtimes import Model, create_model
 
 __all__ = ["PipelineRunner", "handle_signals"]
@@ -34,7 +35,8 @@ class PipelineRunner:
         steps: Sequence[str] | None = None,
         instance_id: str | None = None,
     ) -> None:
-        known = [s.name for s in spec.steps]
+        assembler = plan_output(spec)
+        known = [s.name for s in spec.steps] + ([OUTPUT_JOIN] if assembler else [])
         chosen = list(steps) if steps else known
         unknown = [s for s in chosen if s not in known]
         if unknown:
@@ -48,12 +50,9 @@ class PipelineRunner:
         self.stop_event = threading.Event()
         self.ready = threading.Event()
         self._failures: list[BaseException] = []
-        self._plans = [plan_step(spec, s) for s in chosen]
-        joins = [p.step for p in self._plans if p.join is not None]
-        if joins:
-            raise ConfigError(
-                f"join steps are not supported by this engine yet: {', '.join(joins)}"
-            )
+        self._plans = [
+            assembler if (s == OUTPUT_JOIN and assembler) else plan_step(spec, s) for s in chosen
+        ]
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -61,10 +60,11 @@ class PipelineRunner:
     def _load_models(self) -> dict[str, Model]:
         models: dict[str, Model] = {}
         for plan in self._plans:
-            if plan.model not in models:
-                model = create_model(plan.model, self.spec.models[plan.model], self.spec.base_dir)
-                model.load()
-                models[plan.model] = model
+            if plan.assembler or plan.model in models:
+                continue
+            model = create_model(plan.model, self.spec.models[plan.model], self.spec.base_dir)
+            model.load()
+            models[plan.model] = model
         return models
 
     def run(self) -> None:
@@ -76,7 +76,7 @@ class PipelineRunner:
                 args=(
                     StepWorker(
                         plan,
-                        models[plan.model],
+                        models.get(plan.model),
                         self.bootstrap,
                         self.stop_event,
                         instance_id=self.instance_id,

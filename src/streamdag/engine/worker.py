@@ -22,18 +22,19 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from streamdag.engine.batching import Arrays, Failure, Outcome, Success, run_batch
+from streamdag.engine.batching import Arrays
 from streamdag.engine.delivery import (
     AtLeastOnceDelivery,
     Delivery,
     TransactionalDelivery,
     new_transactional_id,
 )
-from streamdag.engine.envelope import Envelope, OutRecord, decode_record, error_reply, result_record
+from streamdag.engine.envelope import OutRecord, decode_record
+from streamdag.engine.joins import restore_partitions
+from streamdag.engine.logic import StepLogic
 from streamdag.engine.plan import StepPlan
-from streamdag.errors import DeadlineExceeded, InvalidInput
+from streamdag.errors import DeadlineExceeded
 from streamdag.kafka import consumer_config
-from streamdag.kafka.headers import ErrorInfo
 from streamdag.observability import metrics
 from streamdag.runtimes import Model
 
@@ -66,7 +67,7 @@ class StepWorker:
     def __init__(
         self,
         plan: StepPlan,
-        model: Model,
+        model: Model | None,
         bootstrap: str,
         stop: threading.Event,
         *,
@@ -85,6 +86,7 @@ class StepWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{plan.step}")
         self._timeout_pool: ThreadPoolExecutor | None = None
         self._paused: list[TopicPartition] = []
+        self.logic = StepLogic(plan, self._predict)
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> None:
@@ -96,6 +98,10 @@ class StepWorker:
             "max.poll.interval.ms": 300_000,
             **self._consumer_overrides,
         }
+        if plan.join is not None:
+            # Partition i of every source topic must land on the same worker, with its join
+            # state: the range assignor gives that for co-partitioned topics.
+            overrides["partition.assignment.strategy"] = "range"
         if self.instance_id:
             overrides["group.instance.id"] = client_id
         self.consumer = Consumer(
@@ -143,6 +149,7 @@ class StepWorker:
     # -- rebalance callbacks (run inside consumer.poll on this thread) --------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("rebalance: step=%s assigned %s", self.plan.step, _fmt(partitions))
+        self._restore({p.partition for p in partitions})
         if self._in_flight is not None and partitions:
             # Cooperative assignment can add partitions while a batch is in flight; they
             # stay paused until it is delivered, like the rest.
@@ -156,6 +163,8 @@ class StepWorker:
             self._complete(batch)  # commit first: the partitions are still ours here
         revoked = {(p.topic, p.partition) for p in partitions}
         self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in revoked]
+        if self.logic.join is not None:
+            self.logic.join.drop_partitions({p.partition for p in partitions})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("rebalance: step=%s lost %s", self.plan.step, _fmt(partitions))
@@ -163,6 +172,8 @@ class StepWorker:
         if batch is not None and not batch.done:
             batch.done = True  # cannot commit any more; the new owner redoes it
         self._stash = []
+        if self.logic.join is not None:
+            self.logic.join.drop_partitions({p.partition for p in partitions})
 
     # -- the loop ----------------------------------------------------------------------
     def _fetch(self) -> list[Any]:
@@ -186,9 +197,22 @@ class StepWorker:
                 log.warning("consumer error on step=%s: %s", self.plan.step, err.str())
         return good
 
+    def _restore(self, partitions: set[int]) -> None:
+        join = self.logic.join
+        if join is None or not partitions:
+            return
+        join.drop_partitions(partitions)
+        count = restore_partitions(join, self.bootstrap, partitions)
+        log.info(
+            "join state: step=%s restored %d pending requests of partitions %s",
+            self.plan.step,
+            count,
+            sorted(partitions),
+        )
+
     def _run_once(self) -> None:
         messages = self._fetch()
-        if not messages:
+        if not messages and not self.logic.due(time.time() * 1000):
             return
         metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
         batch = _Batch(messages)
@@ -228,6 +252,8 @@ class StepWorker:
             metrics.RECORDS_OUT.labels(*self._labels).inc(out)
         else:
             self._stash = []  # rewound: these will be fetched again
+            # The join state in memory ran ahead of what was committed: reload it.
+            self._restore({p.partition for p in self.consumer.assignment()})
 
     # -- model work (runs in the helper thread) ----------------------------------------
     def _process(self, messages: Sequence[Any]) -> list[OutRecord]:
@@ -236,42 +262,11 @@ class StepWorker:
             decode_record(m, is_request=plan.is_request_topic(m.topic()), model_name=plan.pipeline)
             for m in messages
         ]
-        records: list[OutRecord] = []
-        runnable: list[tuple[Envelope, Arrays]] = []
-        for env in envelopes:
-            if env.problem is not None:
-                records += self._failure(env, Failure(env.problem.code, env.problem.message, 0))
-            elif env.error is not None:
-                continue  # an upstream step failed this request and has answered the caller
-            else:
-                try:
-                    source = plan.source_topics[env.topic]
-                    inputs = plan.select(source, env.arrays)
-                except InvalidInput as exc:
-                    records += self._failure(env, Failure(exc.code, exc.message, 0))
-                    continue
-                if self._triggered(env):
-                    runnable.append((env, self._drop_triggers(inputs)))
-        outcomes = run_batch(
-            self._predict,
-            [inputs for _, inputs in runnable],
-            plan.retry,
-            on_retry=metrics.RETRIES.labels(*self._labels).inc,
-            on_call=metrics.BATCH_SIZE.labels(*self._labels).observe,
-        )
-        now_ms = time.time() * 1000
-        for (env, _), outcome in zip(runnable, outcomes, strict=True):
-            records += self._records(env, outcome, now_ms)
-        return records
-
-    def _triggered(self, env: Envelope) -> bool:
-        return all(t.tensor in env.arrays for t in self.plan.triggers)
-
-    def _drop_triggers(self, inputs: Arrays) -> Arrays:
-        names = {t.tensor for t in self.plan.triggers}
-        return {k: v for k, v in inputs.items() if k not in names}
+        return self.logic.process(envelopes)
 
     def _predict(self, inputs: Arrays) -> Arrays:
+        if self.model is None:  # the output assembler: the joined tensors are the answer
+            return inputs
         started = time.perf_counter()
         try:
             if self.plan.timeout_s is None:
@@ -288,65 +283,6 @@ class StepWorker:
                 ) from None
         finally:
             metrics.MODEL_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
-
-    def _records(self, env: Envelope, outcome: Outcome, now_ms: float) -> list[OutRecord]:
-        if isinstance(outcome, Failure):
-            return self._failure(env, outcome)
-        plan = self.plan
-        out = [self._result(env, plan.outputs_topic, outcome, plan.model)]
-        if plan.final_topic is not None:
-            out.append(self._result(env, plan.final_topic, outcome, plan.pipeline))
-            metrics.END_TO_END_SECONDS.labels(*self._labels).observe(
-                max(0.0, (now_ms - env.request_ts_ms) / 1000)
-            )
-        return out
-
-    def _result(self, env: Envelope, topic: str, outcome: Success, model_name: str) -> OutRecord:
-        plan = self.plan
-        return result_record(
-            env,
-            topic,
-            outcome.outputs,
-            model_name=model_name,
-            pipeline=plan.pipeline,
-            version=plan.version,
-            step=plan.step,
-            attempts=outcome.attempts,
-        )
-
-    def _failure(self, env: Envelope, failure: Failure) -> list[OutRecord]:
-        """The failed record to the errors topic, an error reply to the pipeline's outputs
-        (the caller hears at once), and an error marker on the step's outputs so that
-        downstream joins can let go of the request."""
-        plan = self.plan
-        info = ErrorInfo(failure.code, failure.message, plan.step, failure.attempts)
-        metrics.ERRORS.labels(*self._labels, failure.code).inc()
-        log.warning(
-            "record failed: pipeline=%s step=%s request_id=%s code=%s attempts=%d: %s",
-            plan.pipeline,
-            plan.step,
-            env.request_id,
-            failure.code,
-            failure.attempts,
-            failure.message,
-        )
-
-        def reply(topic: str, model_name: str, original: bool = False) -> OutRecord:
-            return error_reply(
-                env,
-                topic,
-                info,
-                model_name=model_name,
-                pipeline=plan.pipeline,
-                version=plan.version,
-                original=original,
-            )
-
-        return [
-            reply(plan.errors_topic, plan.model, original=True),
-            reply(plan.replies_topic, plan.pipeline),
-            reply(plan.outputs_topic, plan.model),
-        ]
 
 
 def _fmt(partitions: Sequence[TopicPartition]) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "REPLY_TO",
     "REQUEST_ID",
     "REQUEST_TS",
+    "SKIPPED",
     "STEP",
     "TRACEPARENT",
     "ErrorInfo",
@@ -36,6 +37,8 @@ TRACESTATE = "tracestate"
 ATTEMPT = "streamdag-attempt"
 ERROR = "streamdag-error"
 STEP = "streamdag-step"
+# On a step's outputs: the step did not run for this request (its trigger did not fire).
+SKIPPED = "streamdag-skipped"
 CONTENT_TYPE = "content-type"
 # When the request entered the pipeline (ms since the epoch): end-to-end latency.
 REQUEST_TS = "streamdag-request-ts"
@@ -47,12 +50,16 @@ _CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO})
 Headers = list[tuple[str, bytes]]
 
 
-def get_header(headers: Sequence[tuple[str, bytes | None]] | None, name: str) -> str | None:
+def get_header(
+    headers: Sequence[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None,
+    name: str,
+) -> str | None:
     """The last value of header ``name`` as text, or None."""
+    items = headers.items() if isinstance(headers, dict) else headers or ()
     value: str | None = None
-    for key, raw in headers or ():
+    for key, raw in items:
         if key == name and raw is not None:
-            value = raw.decode("utf-8", errors="replace")
+            value = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     return value
 
 

@@ -1,0 +1,136 @@
+"""Timing a drain: from a drainer's start until its output topic holds all n results."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from streamdag.kafka import consumer_config
+from streamdag.kafka.headers import ERROR
+
+__all__ = ["BenchmarkFailed", "Drain", "OutputCounter", "timed_drain"]
+
+
+class BenchmarkFailed(Exception):
+    """The benchmark could not measure: a drainer failed, timed out or wrote a wrong result."""
+
+
+@dataclass(frozen=True)
+class Drain:
+    """One drain of the backlog; times in seconds from the drainer's start."""
+
+    records: int
+    seconds: float  # until the last result was readable
+    first_result_s: float  # until the first results were readable (group join, init)
+    steady_rate: float  # results per second after the first ones were readable
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+class OutputCounter:
+    """Reads a topic from its beginning (read_committed) and notes when it holds n results.
+
+    Created before the drainer starts so its own start-up is not timed. Counts distinct
+    keys (request ids), so a duplicate could never make a drain look finished early.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.topic = topic
+        self.consumer = Consumer(
+            consumer_config(
+                bootstrap, f"bench-counter-{uuid.uuid4().hex[:8]}", client_id="bench-counter"
+            )
+        )
+        self.consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
+        )
+        self.sample: bytes | None = None
+
+    def wait(self, n: int, *, started: float, timeout: float, alive: Callable[[], bool]) -> Drain:
+        seen: set[bytes] = set()
+        first_s = first_count = 0.0
+        deadline = started + timeout
+        while len(seen) < n:
+            now = time.perf_counter()
+            if now > deadline:
+                raise BenchmarkFailed(f"{self.topic}: {len(seen)} of {n} results after {timeout}s")
+            if not alive():
+                raise BenchmarkFailed(f"{self.topic}: the drainer stopped at {len(seen)} of {n}")
+            # Small reads, so the first results are timed closely (the steady rate needs it).
+            messages = self.consumer.consume(500, 0.05)
+            got = 0
+            for m in messages:
+                if m.error() is not None:
+                    continue
+                if _is_error_reply(m):
+                    raise BenchmarkFailed(f"{self.topic}: an error reply: {m.headers()}")
+                key = m.key()
+                assert key is not None
+                seen.add(key)
+                got += 1
+                if self.sample is None:
+                    self.sample = m.value()
+            if got and not first_s:
+                first_s, first_count = time.perf_counter() - started, len(seen)
+        last_s = time.perf_counter() - started
+        if first_count < n and last_s > first_s:
+            steady = (n - first_count) / (last_s - first_s)
+        else:
+            steady = float("nan")  # everything arrived at once: no steady state to see
+        return Drain(records=n, seconds=last_s, first_result_s=first_s, steady_rate=steady)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _is_error_reply(message: Any) -> bool:
+    return any(name == ERROR for name, _ in message.headers() or ())
+
+
+def timed_drain(
+    what: str,
+    run: Callable[[], None],
+    stop: Callable[[], None],
+    *,
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    n: int,
+    timeout: float,
+) -> tuple[Drain, bytes | None]:
+    """Time ``run`` (in a thread, until ``stop``) filling ``topic`` with n results."""
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as exc:
+            failures.append(exc)
+
+    counter = OutputCounter(bootstrap, topic, partitions)
+    try:
+        thread = threading.Thread(target=target, name=f"bench-{what}", daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        try:
+            drain = counter.wait(n, started=started, timeout=timeout, alive=thread.is_alive)
+        except BenchmarkFailed:
+            if failures:
+                raise BenchmarkFailed(f"the {what} failed: {failures[0]!r}") from failures[0]
+            raise
+        finally:
+            stop()
+            thread.join(60)
+        if failures:
+            raise BenchmarkFailed(f"the {what} failed: {failures[0]!r}") from failures[0]
+        return drain, counter.sample
+    finally:
+        counter.close()

@@ -1,0 +1,252 @@
+"""What a step makes of its input records: the records it writes. No Kafka I/O here.
+
+For each decoded input record a step either runs the model (possibly after a join),
+forwards a marker, or reports a failure:
+
+    undecodable / inputs that do not fit   -> failure (errors topic + error reply), no retry
+    upstream error marker                  -> error marker forwarded on the step's outputs
+                                              (the failing step already answered the caller)
+    upstream skip marker, or trigger unmet -> skip marker on the step's outputs; a sole
+                                              output step also answers the caller
+    result (or completed join)             -> model micro-batch -> results or failures
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from streamdag.engine.batching import Arrays, Failure, Outcome, Success, run_batch
+from streamdag.engine.envelope import (
+    Envelope,
+    OutRecord,
+    error_reply,
+    marker_record,
+    result_record,
+)
+from streamdag.engine.joins import Completion, JoinState, piece_kind
+from streamdag.engine.plan import StepPlan
+from streamdag.errors import DeadlineExceeded, InvalidInput
+from streamdag.kafka import headers as h
+from streamdag.observability import metrics
+from streamdag.protocol import decode_response, response_from_bytes
+
+__all__ = ["StepLogic"]
+
+Predict = Callable[[Arrays], Arrays]
+
+log = logging.getLogger("streamdag.engine")
+
+
+class StepLogic:
+    def __init__(self, plan: StepPlan, predict: Predict) -> None:
+        self.plan = plan
+        self.predict = predict
+        self.labels = (plan.pipeline, plan.step)
+        self.join: JoinState | None = None
+        if plan.join is not None and plan.changelog_topic is not None:
+            self.join = JoinState(
+                plan.source_topics.values(), plan.join, plan.join_window_ms, plan.changelog_topic
+            )
+
+    def due(self, now_ms: float) -> bool:
+        """Whether a join window has passed and ``process([])`` has work to do."""
+        if self.join is None:
+            return False
+        return any(
+            now_ms - e.first_ms >= self.plan.join_window_ms for e in self.join.entries.values()
+        )
+
+    def process(
+        self, envelopes: Sequence[Envelope], now_ms: float | None = None
+    ) -> list[OutRecord]:
+        now_ms = time.time() * 1000 if now_ms is None else now_ms
+        records: list[OutRecord] = []
+        runnable: list[tuple[Envelope, Arrays]] = []
+        for env in envelopes:
+            if env.problem is not None:
+                records += self._failure(env, Failure(env.problem.code, env.problem.message, 0))
+            elif self.join is not None:
+                source = self.plan.source_topics[env.topic]
+                completion = self.join.add(source, env, now_ms)
+                if completion is not None:
+                    records += self._complete(completion, runnable)
+            else:
+                records += self._single(env, runnable)
+        if self.join is not None:
+            for completion in self.join.expire(now_ms):
+                records += self._complete(completion, runnable)
+        outcomes = run_batch(
+            self.predict,
+            [inputs for _, inputs in runnable],
+            self.plan.retry,
+            on_retry=metrics.RETRIES.labels(*self.labels).inc,
+            on_call=metrics.BATCH_SIZE.labels(*self.labels).observe,
+        )
+        for (env, _), outcome in zip(runnable, outcomes, strict=True):
+            records += self._records(env, outcome, now_ms)
+        if self.join is not None:
+            records += self.join.changelog()
+        return records
+
+    # -- one record of a single-source step --------------------------------------------
+    def _single(self, env: Envelope, runnable: list[tuple[Envelope, Arrays]]) -> list[OutRecord]:
+        kind = piece_kind(env)
+        if kind == "error":
+            return [self._marker(env, "error")]
+        if kind == "skip":
+            return self._skip(env)
+        source = self.plan.source_topics[env.topic]
+        try:
+            inputs = self.plan.select(source, env.arrays)
+        except InvalidInput as exc:
+            return self._failure(env, Failure(exc.code, exc.message, 0))
+        if not self._fires({source: env.arrays}):
+            return self._skip(env)
+        runnable.append((env, self._drop_triggers(inputs)))
+        return []
+
+    # -- a completed join --------------------------------------------------------------
+    def _complete(
+        self, done: Completion, runnable: list[tuple[Envelope, Arrays]]
+    ) -> list[OutRecord]:
+        first = done.error_piece or next(iter(done.pieces.values()), None)
+        env = Envelope(
+            topic=self.plan.outputs_topic,
+            partition=done.partition,
+            offset=-1,
+            request_id=done.request_id,
+            headers=first.headers if first is not None else [],
+            value=first.value if first is not None else b"",
+        )
+        ts = h.get_header(env.headers, h.REQUEST_TS)
+        env.request_ts_ms = int(ts) if ts and ts.isdigit() else int(time.time() * 1000)
+        if done.outcome == "error":
+            return [self._marker(env, "error")]
+        if done.outcome == "expired":
+            assert self.join is not None
+            missing = ", ".join(self.join.missing(done))
+            message = (
+                f"join window of {self.plan.join_window_ms:g} ms passed without pieces from "
+                f"{missing or 'some inputs'}"
+            )
+            return self._failure(env, Failure(DeadlineExceeded.code, message, 0))
+        if done.outcome == "skip":
+            return self._skip(env)
+        by_source: dict[str, Arrays] = {}
+        inputs: Arrays = {}
+        try:
+            for source, piece in done.pieces.items():
+                arrays = decode_response(response_from_bytes(piece.value))
+                by_source[source] = arrays
+                for name, array in self.plan.select(source, arrays).items():
+                    # The output assembler keeps same-named tensors of two steps apart.
+                    key = f"{source}.{name}" if name in inputs and self.plan.assembler else name
+                    inputs[key] = array
+        except InvalidInput as exc:
+            return self._failure(env, Failure(exc.code, exc.message, 0))
+        if not self._fires(by_source):
+            return self._skip(env)
+        runnable.append((env, self._drop_triggers(inputs)))
+        return []
+
+    # -- triggers ----------------------------------------------------------------------
+    def _fires(self, by_source: dict[str, Arrays]) -> bool:
+        """A trigger fires when its tensor arrived; a BOOL tensor also has to be all true,
+        so a model in a micro-batch can route each row by its value."""
+        for ref in self.plan.triggers:
+            array = by_source.get(ref.source, {}).get(ref.tensor or "")
+            if array is None or (array.dtype == np.bool_ and not bool(np.all(array))):
+                return False
+        return True
+
+    def _drop_triggers(self, inputs: Arrays) -> Arrays:
+        names = {t.tensor for t in self.plan.triggers}
+        return {k: v for k, v in inputs.items() if k not in names}
+
+    # -- records out -------------------------------------------------------------------
+    def _records(self, env: Envelope, outcome: Outcome, now_ms: float) -> list[OutRecord]:
+        if isinstance(outcome, Failure):
+            return self._failure(env, outcome)
+        plan = self.plan
+        out = [] if plan.assembler else [self._result(env, plan.outputs_topic, outcome, plan.model)]
+        final = plan.replies_topic if plan.assembler else plan.final_topic
+        if final is not None:
+            out.append(self._result(env, final, outcome, plan.pipeline))
+            metrics.END_TO_END_SECONDS.labels(*self.labels).observe(
+                max(0.0, (now_ms - env.request_ts_ms) / 1000)
+            )
+        return out
+
+    def _result(self, env: Envelope, topic: str, outcome: Success, model_name: str) -> OutRecord:
+        plan = self.plan
+        return result_record(
+            env,
+            topic,
+            outcome.outputs,
+            model_name=model_name,
+            pipeline=plan.pipeline,
+            version=plan.version,
+            step=plan.step,
+            attempts=outcome.attempts,
+        )
+
+    def _marker(self, env: Envelope, kind: str, topic: str | None = None) -> OutRecord:
+        plan = self.plan
+        return marker_record(
+            env,
+            topic or plan.outputs_topic,
+            kind,
+            model_name=plan.model or plan.pipeline,
+            pipeline=plan.pipeline,
+            version=plan.version,
+            step=plan.step,
+        )
+
+    def _skip(self, env: Envelope) -> list[OutRecord]:
+        plan = self.plan
+        out = [] if plan.assembler else [self._marker(env, "skip")]
+        final = plan.replies_topic if plan.assembler else plan.final_topic
+        if final is not None:
+            # No branch ran for this request: the caller still gets one (empty) answer.
+            out.append(self._marker(env, "skip", final))
+        return out
+
+    def _failure(self, env: Envelope, failure: Failure) -> list[OutRecord]:
+        """The failed record to the errors topic, an error reply to the pipeline's outputs
+        (the caller hears at once), and an error marker on the step's outputs so that
+        downstream steps and joins let go of the request."""
+        plan = self.plan
+        info = h.ErrorInfo(failure.code, failure.message, plan.step, failure.attempts)
+        metrics.ERRORS.labels(*self.labels, failure.code).inc()
+        log.warning(
+            "record failed: pipeline=%s step=%s request_id=%s code=%s attempts=%d: %s",
+            plan.pipeline,
+            plan.step,
+            env.request_id,
+            failure.code,
+            failure.attempts,
+            failure.message,
+        )
+
+        def reply(topic: str, model_name: str, original: bool = False) -> OutRecord:
+            return error_reply(
+                env,
+                topic,
+                info,
+                model_name=model_name,
+                pipeline=plan.pipeline,
+                version=plan.version,
+                original=original,
+            )
+
+        out = [
+            reply(plan.errors_topic, plan.model or plan.pipeline, original=True),
+            reply(plan.replies_topic, plan.pipeline),
+        ]
+        if not plan.assembler:
+            out.append(reply(plan.outputs_topic, plan.model))
+        return out

@@ -1,0 +1,130 @@
+"""Adaptive batching for served models: concurrent requests share one ``predict`` call.
+
+A request waits at most ``max_wait_ms`` for others to join it, and a batch holds at most
+``max_size`` requests, as in the model's ``batch:`` declaration. Requests whose tensors
+cannot be concatenated (other trailing shapes or dtypes) run as separate calls of the
+same flush. The grouping, concatenation and splitting are the engine's
+(``streamdag.engine.batching``), so a model sees the same micro-batches whether it is
+served or run as a pipeline step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from numpy.typing import NDArray
+
+from streamdag.engine.batching import concat, group_compatible, rows_of, split
+from streamdag.errors import ModelError, StreamdagError
+from streamdag.runtimes import BatchConfig
+
+__all__ = ["AdaptiveBatcher", "Arrays", "Predict"]
+
+Arrays = dict[str, NDArray[Any]]
+Predict = Callable[[Arrays], Arrays]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    inputs: Arrays
+    future: asyncio.Future[Arrays]
+
+
+class AdaptiveBatcher:
+    """Queues the requests of one model and runs them in batches in a thread executor.
+
+    ``predict`` is synchronous (``Model.predict``) and may run in several threads at
+    once: a new batch starts while the previous one is still running.
+    """
+
+    def __init__(self, name: str, predict: Predict, config: BatchConfig) -> None:
+        self.name = name
+        self._predict = predict
+        self._max_size = config.max_size
+        self._max_wait = config.max_wait_ms / 1000.0
+        self._queue: list[_Pending] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self, inputs: Arrays) -> Arrays:
+        """The model's outputs for one request's rows.
+
+        Raises what the model raised for this request: ``StreamdagError`` as is, anything
+        else as ``ModelError``.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Arrays] = loop.create_future()
+        self._queue.append(_Pending(inputs, future))
+        if len(self._queue) >= self._max_size:
+            self._flush()
+        elif self._timer is None:
+            # The first request of a batch starts the clock; later ones do not extend it,
+            # so no request waits longer than max_wait_ms.
+            self._timer = loop.call_later(self._max_wait, self._flush)
+        return await future
+
+    async def drain(self) -> None:
+        """Run what is queued now and wait until every batch in flight has finished."""
+        self._flush()
+        while self._running:
+            await asyncio.wait(set(self._running))
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # A caller that gave up (timeout, client gone) cancelled its future: skip it.
+        batch = [p for p in self._queue if not p.future.done()]
+        self._queue = []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        groups = group_compatible([p.inputs for p in batch])
+        await asyncio.gather(*(self._run_group([batch[i] for i in g]) for g in groups))
+
+    async def _run_group(self, members: list[_Pending]) -> None:
+        if len(members) > 1:
+            counts = [rows_of(m.inputs) or 0 for m in members]
+            try:
+                outputs = await asyncio.to_thread(
+                    self._predict, concat([m.inputs for m in members])
+                )
+                parts = split(outputs, counts)
+            except Exception:
+                # One bad request must not fail its neighbours: run each on its own, so
+                # only the culprit gets the error.
+                pass
+            else:
+                for member, part in zip(members, parts, strict=True):
+                    _resolve(member.future, part)
+                return
+        await asyncio.gather(*(self._run_alone(m) for m in members))
+
+    async def _run_alone(self, member: _Pending) -> None:
+        try:
+            outputs = await asyncio.to_thread(self._predict, member.inputs)
+            rows = rows_of(member.inputs)
+            if rows is not None:
+                outputs = split(outputs, [rows])[0]
+        except StreamdagError as exc:
+            _fail(member.future, exc)
+        except Exception as exc:
+            _fail(member.future, ModelError(f"model {self.name}: {type(exc).__name__}: {exc}"))
+        else:
+            _resolve(member.future, outputs)
+
+
+def _resolve(future: asyncio.Future[Arrays], outputs: Arrays) -> None:
+    if not future.done():
+        future.set_result(outputs)
+
+
+def _fail(future: asyncio.Future[Arrays], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,299 @@
+"""The transport-neutral core of the front doors: health, metadata, repository, inference.
+
+Built once in ``server.py`` and shared by the REST and gRPC doors, which only convert.
+Every problem is a ``streamdag.errors`` error; each door maps its ``code`` once. A request
+is checked before anything runs (the target exists, the tensors decode and, for a model,
+fit its inputs); then a pipeline request goes to the ``PipelineGateway``, a model request
+to the model's adaptive batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from typing import TypeVar
+
+from streamdag.errors import (
+    ConfigError,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelError,
+    PipelineNotFound,
+    StreamdagError,
+    Unavailable,
+)
+from streamdag.pipeline import PipelineSpec
+from streamdag.protocol import (
+    ModelInferRequest,
+    ModelInferResponse,
+    decode_request,
+    encode_response,
+    parameter_value,
+    requested_outputs,
+)
+from streamdag.runtimes import TensorSpec, check_inputs
+from streamdag.serving.gateway_api import PipelineGateway
+from streamdag.serving.repository import MODEL_VERSION, ModelRepository, RepositoryEntry
+
+__all__ = ["DataPlane", "ModelDescription", "ServerMetadata"]
+
+PIPELINE_PLATFORM = "streamdag_pipeline"
+_EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ServerMetadata:
+    name: str
+    version: str
+    extensions: list[str]
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """OIP model metadata; shapes use -1 for variable dimensions, batch first."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+class DataPlane:
+    """Models declared by pipeline specs, plus the pipelines behind an optional gateway."""
+
+    def __init__(
+        self, specs: Sequence[PipelineSpec], *, gateway: PipelineGateway | None = None
+    ) -> None:
+        self._repository = ModelRepository(specs)
+        self._gateway = gateway
+        self._started = False
+        clash = set(self._repository.names()) & set(self.pipelines())
+        if clash:
+            name = sorted(clash)[0]
+            raise ConfigError(
+                f"model {name} has the name of a pipeline, so /v2/models/{name} would be "
+                "ambiguous; rename the model"
+            )
+
+    async def start(self) -> None:
+        """Start the gateway and load every model; raises the first failure."""
+        if self._gateway is not None:
+            await self._gateway.start()
+        await self._repository.load_all()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Finish the requests in flight, unload the models, stop the gateway."""
+        self._started = False
+        await self._repository.unload_all()
+        if self._gateway is not None:
+            await self._gateway.stop()
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """True once every model loaded at start, until shutdown begins."""
+        return self._started
+
+    def server_metadata(self) -> ServerMetadata:
+        extensions = [*_EXTENSIONS, "pipelines"] if self._gateway is not None else _EXTENSIONS
+        return ServerMetadata("streamdag", package_version("streamdag"), list(extensions))
+
+    def models(self) -> list[str]:
+        return self._repository.names()
+
+    def pipelines(self) -> list[str]:
+        return self._gateway.pipelines() if self._gateway is not None else []
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        if self._is_pipeline(name):
+            return self._started
+        return self._repository.get(name, version or "").state == "READY"
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelDescription:
+        if self._is_pipeline(name):
+            # A pipeline's tensors are those of its steps; the spec does not declare them.
+            return ModelDescription(name, [], PIPELINE_PLATFORM, [], [])
+        served = self._repository.get(name, version or "")
+        meta = served.metadata
+        if meta is None:
+            raise Unavailable(f"model {name} was never loaded, so its metadata is unknown")
+        return ModelDescription(
+            name,
+            [MODEL_VERSION],
+            meta.platform,
+            [_described(t) for t in meta.inputs],
+            [_described(t) for t in meta.outputs],
+        )
+
+    def repository_index(self, *, ready_only: bool = False) -> list[RepositoryEntry]:
+        """Every model, then every pipeline (always READY: its workers run elsewhere)."""
+        pipelines = [RepositoryEntry(p, "", "READY") for p in self.pipelines()]
+        return [*self._repository.index(ready_only=ready_only), *pipelines]
+
+    async def load(self, name: str) -> None:
+        self._not_a_pipeline(name, "loaded")
+        await self._repository.load(name)
+
+    async def unload(self, name: str) -> None:
+        self._not_a_pipeline(name, "unloaded")
+        await self._repository.unload(name)
+
+    async def infer(
+        self,
+        request: ModelInferRequest,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ModelInferResponse:
+        """Run ``request`` on the model or pipeline named by ``request.model_name``."""
+        response, _ = await self.infer_with_headers(request, timeout=timeout, headers=headers)
+        return response
+
+    async def infer_with_headers(
+        self,
+        request: ModelInferRequest,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[ModelInferResponse, dict[str, str]]:
+        """As ``infer``, plus the reply headers of a pipeline (none for a model).
+
+        ``timeout`` (seconds) is the transport's own deadline, if any; the request
+        parameter ``timeout`` (seconds) shortens it.
+        """
+        if not request.model_name:
+            raise InvalidInput("model_name: must not be empty")
+        if self._is_pipeline(request.model_name):
+            return await self.infer_pipeline(
+                request.model_name, request, timeout=timeout, headers=headers
+            )
+        return await self._infer_model(request, _deadline(request, timeout)), {}
+
+    async def infer_pipeline(
+        self,
+        pipeline: str,
+        request: ModelInferRequest,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[ModelInferResponse, dict[str, str]]:
+        """Request-reply through ``pipeline``; the reply and its headers."""
+        gateway = self._gateway_for(pipeline)
+        decode_request(request)  # a malformed tensor must never reach Kafka
+        deadline = _deadline(request, timeout)
+        return await _guard(
+            pipeline,
+            gateway.infer(pipeline, request, timeout=deadline, headers=dict(headers or {})),
+        )
+
+    async def submit(
+        self, pipeline: str, request: ModelInferRequest, *, headers: Mapping[str, str] | None = None
+    ) -> str:
+        """Start an asynchronous job; its id is ``request.id``."""
+        gateway = self._gateway_for(pipeline)
+        decode_request(request)
+        return await _guard(
+            pipeline, gateway.submit(pipeline, request, headers=dict(headers or {}))
+        )
+
+    async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
+        """A job's reply, or None while it runs; a failed job raises its error."""
+        return await _guard(pipeline, self._gateway_for(pipeline).job(pipeline, request_id))
+
+    async def _infer_model(
+        self, request: ModelInferRequest, deadline: float | None
+    ) -> ModelInferResponse:
+        name = request.model_name
+        served = self._repository.get(name, request.model_version)
+        batcher = served.ready_batcher()
+        meta = served.metadata
+        assert meta is not None  # a READY model has been loaded
+        arrays = decode_request(request)
+        check_inputs(meta, arrays)
+        wanted = requested_outputs(request)
+        _check_outputs(name, wanted, [t.name for t in meta.outputs])
+        try:
+            outputs = await asyncio.wait_for(batcher.run(arrays), deadline)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"request {request.id or '(no id)'} to model {name} did not finish "
+                f"within {deadline:g} s"
+            ) from None
+        if wanted:
+            _check_outputs(name, wanted, list(outputs))
+            outputs = {key: outputs[key] for key in wanted}
+        try:
+            return encode_response(
+                name,
+                outputs,
+                id=request.id,
+                model_version=MODEL_VERSION,
+                # Answer in the form the caller used: clients such as tritonclient.grpc
+                # read numeric outputs only from raw contents.
+                raw=bool(request.raw_input_contents),
+            )
+        except InvalidInput as exc:
+            raise ModelError(f"model {name} returned an output OIP cannot carry: {exc}") from exc
+
+    def _is_pipeline(self, name: str) -> bool:
+        return self._gateway is not None and name in self._gateway.pipelines()
+
+    def _gateway_for(self, pipeline: str) -> PipelineGateway:
+        if self._gateway is None or pipeline not in self._gateway.pipelines():
+            raise PipelineNotFound(pipeline)
+        return self._gateway
+
+    def _not_a_pipeline(self, name: str, what: str) -> None:
+        if self._is_pipeline(name):
+            raise InvalidInput(
+                f"{name} is a pipeline; its workers run on their own and it cannot be {what} here"
+            )
+
+
+def _described(spec: TensorSpec) -> TensorSpec:
+    # An empty shape means "rank unknown"; OIP has no word for that, and [] would say
+    # scalar, so report the one thing known: a variable batch axis.
+    return spec if spec.shape else TensorSpec(spec.name, spec.datatype, [-1])
+
+
+def _check_outputs(model: str, wanted: list[str], available: list[str]) -> None:
+    if not available:
+        return
+    for name in wanted:
+        if name not in available:
+            known = ", ".join(repr(a) for a in available)
+            raise InvalidInput(f"model {model}: unknown output {name!r}; it returns {known}")
+
+
+def _deadline(request: ModelInferRequest, transport: float | None) -> float | None:
+    """The shorter of the transport's deadline and the ``timeout`` parameter (seconds)."""
+    if "timeout" not in request.parameters:
+        return transport
+    value = parameter_value(request.parameters["timeout"], name="parameters.timeout")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidInput(
+            f"parameters.timeout: must be a positive number of seconds, got {value!r}"
+        )
+    if math.isinf(value):
+        return transport
+    return float(value) if transport is None else min(float(value), transport)
+
+
+async def _guard(pipeline: str, call: Awaitable[_T]) -> _T:
+    """Await a gateway call; a non-streamdag error is a gateway bug, reported as internal."""
+    try:
+        return await call
+    except StreamdagError:
+        raise
+    except Exception as exc:
+        raise StreamdagError(
+            f"pipeline {pipeline}: the gateway failed: {type(exc).__name__}: {exc}"
+        ) from exc

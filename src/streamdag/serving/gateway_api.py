@@ -1,0 +1,83 @@
+"""The interface between the front doors and the pipelines behind them.
+
+The ``DataPlane`` hands every request aimed at a pipeline to one ``PipelineGateway``; the
+Kafka implementation produces to the pipeline's inputs topic and waits for the reply on
+its outputs topic. Front doors never see the gateway: they convert and call the
+``DataPlane``, which validates first, so a bad request never reaches the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from streamdag.protocol import ModelInferRequest, ModelInferResponse
+
+__all__ = ["PipelineGateway"]
+
+
+class PipelineGateway(Protocol):
+    """Request-reply and asynchronous jobs for the pipelines a server exposes.
+
+    Every method except ``pipelines`` may raise only ``streamdag.errors`` errors; the
+    front doors map their ``code`` to an HTTP or gRPC status. Anything else is a bug
+    and answers 500 / INTERNAL.
+    """
+
+    def pipelines(self) -> list[str]:
+        """Names of the pipelines this gateway serves.
+
+        Called when the ``DataPlane`` is built and for every request, to route a model
+        name that is a pipeline name; it must be cheap and must not block.
+        """
+        ...
+
+    async def start(self) -> None:
+        """Connect (producer, reply consumer); called once, before the first request.
+
+        Raising stops the server from starting and the error is reported to the user.
+        """
+        ...
+
+    async def stop(self) -> None:
+        """Release the connections; called once at shutdown, after the last request.
+
+        Also called when the server fails to start (this gateway's ``start`` or a model's
+        load raised), so it must cope with a gateway that never started. Requests still
+        waiting should fail with ``Unavailable``.
+        """
+        ...
+
+    async def infer(
+        self,
+        pipeline: str,
+        request: ModelInferRequest,
+        *,
+        timeout: float | None,
+        headers: dict[str, str],
+    ) -> tuple[ModelInferResponse, dict[str, str]]:
+        """Run one request through ``pipeline`` and return its reply and reply headers.
+
+        ``request.id`` is always set (the front door generated one if the caller did
+        not) and is the Kafka key. ``timeout`` is in seconds; None means the pipeline's
+        ``timeout_ms``. ``headers`` are the caller's ``x-*`` and ``traceparent`` headers.
+        Raises ``PipelineNotFound``, ``DeadlineExceeded`` naming the request id, or, for
+        an error reply, an error whose ``code`` is the one in the reply.
+        """
+        ...
+
+    async def submit(
+        self, pipeline: str, request: ModelInferRequest, *, headers: dict[str, str]
+    ) -> str:
+        """Start ``request`` as an asynchronous job and return its id without waiting.
+
+        The id is ``request.id`` (always set); the caller polls ``job`` with it.
+        """
+        ...
+
+    async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
+        """The reply of a submitted job, or None while it is still running.
+
+        Raises the reply's error if the job failed, and a ``NotFound`` error if the id is
+        unknown or its result expired.
+        """
+        ...

@@ -1,0 +1,178 @@
+"""The gRPC front door: ``inference.GRPCInferenceService`` (grpc.aio) over the DataPlane.
+
+The service is Triton's, so ``tritonclient.grpc`` and other OIP clients work unchanged.
+``ModelInfer`` with ``model_name`` set to a pipeline's name runs the pipeline. Errors end
+the call with the status from ``GRPC_STATUS`` and the error's message as details.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, NoReturn, TypeVar
+
+import grpc
+
+from streamdag.errors import StreamdagError
+from streamdag.protocol import (
+    ModelInferRequest,
+    ModelInferResponse,
+    inference_pb2,
+    inference_pb2_grpc,
+)
+from streamdag.runtimes import TensorSpec
+from streamdag.serving.dataplane import DataPlane
+
+__all__ = ["GRPC_STATUS", "InferenceServicer", "add_servicer", "grpc_status"]
+
+GRPC_STATUS: Final[dict[str, grpc.StatusCode]] = {
+    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+}
+"""The one mapping from ``StreamdagError.code`` to gRPC status; other codes are INTERNAL."""
+
+REQUEST_ID = "x-request-id"
+# gRPC metadata keys are lowercase tokens; "grpc-" keys belong to the transport.
+_KEY = re.compile(r"^(?!grpc-)[0-9a-z_.-]+$")
+_log = logging.getLogger("streamdag.serving")
+_T = TypeVar("_T")
+
+
+def grpc_status(code: str) -> grpc.StatusCode:
+    return GRPC_STATUS.get(code, grpc.StatusCode.INTERNAL)
+
+
+class InferenceServicer:
+    """The RPCs of ``inference.GRPCInferenceService``; each converts and delegates."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dp = dataplane
+
+    async def ServerLive(self, request: Any, context: Any) -> inference_pb2.ServerLiveResponse:
+        return inference_pb2.ServerLiveResponse(live=self._dp.live())
+
+    async def ServerReady(self, request: Any, context: Any) -> inference_pb2.ServerReadyResponse:
+        return inference_pb2.ServerReadyResponse(ready=self._dp.ready())
+
+    async def ModelReady(
+        self, request: inference_pb2.ModelReadyRequest, context: Any
+    ) -> inference_pb2.ModelReadyResponse:
+        ready = await _call(context, lambda: self._dp.model_ready(request.name, request.version))
+        return inference_pb2.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(
+        self, request: Any, context: Any
+    ) -> inference_pb2.ServerMetadataResponse:
+        meta = self._dp.server_metadata()
+        return inference_pb2.ServerMetadataResponse(
+            name=meta.name, version=meta.version, extensions=meta.extensions
+        )
+
+    async def ModelMetadata(
+        self, request: inference_pb2.ModelMetadataRequest, context: Any
+    ) -> inference_pb2.ModelMetadataResponse:
+        meta = await _call(context, lambda: self._dp.model_metadata(request.name, request.version))
+        return inference_pb2.ModelMetadataResponse(
+            name=meta.name,
+            versions=meta.versions,
+            platform=meta.platform,
+            inputs=[_tensor(t) for t in meta.inputs],
+            outputs=[_tensor(t) for t in meta.outputs],
+        )
+
+    async def ModelInfer(self, request: ModelInferRequest, context: Any) -> ModelInferResponse:
+        metadata = _metadata(context)
+        # The request id is the message's id, else the x-request-id metadata, else new.
+        request.id = request.id or metadata.get(REQUEST_ID) or uuid.uuid4().hex
+        forwarded = {k: v for k, v in metadata.items() if k.startswith("x-") or k == "traceparent"}
+        forwarded[REQUEST_ID] = request.id
+        # Metadata values are ASCII; an id that is not stays in the message only.
+        trailing = ((REQUEST_ID, request.id),) if _sendable(REQUEST_ID, request.id) else ()
+        try:
+            response, reply = await self._dp.infer_with_headers(
+                request, timeout=context.time_remaining(), headers=forwarded
+            )
+        except Exception as exc:
+            await _abort(context, exc, trailing)
+        context.set_trailing_metadata(
+            (*((k, v) for k, v in reply.items() if k != REQUEST_ID and _sendable(k, v)), *trailing)
+        )
+        return response
+
+    async def RepositoryIndex(
+        self, request: inference_pb2.RepositoryIndexRequest, context: Any
+    ) -> inference_pb2.RepositoryIndexResponse:
+        entries = self._dp.repository_index(ready_only=request.ready)
+        index = inference_pb2.RepositoryIndexResponse.ModelIndex
+        return inference_pb2.RepositoryIndexResponse(
+            models=[
+                index(name=e.name, version=e.version, state=e.state, reason=e.reason)
+                for e in entries
+            ]
+        )
+
+    async def RepositoryModelLoad(
+        self, request: inference_pb2.RepositoryModelLoadRequest, context: Any
+    ) -> inference_pb2.RepositoryModelLoadResponse:
+        await _call_async(context, lambda: self._dp.load(request.model_name))
+        return inference_pb2.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: inference_pb2.RepositoryModelUnloadRequest, context: Any
+    ) -> inference_pb2.RepositoryModelUnloadResponse:
+        await _call_async(context, lambda: self._dp.unload(request.model_name))
+        return inference_pb2.RepositoryModelUnloadResponse()
+
+
+def add_servicer(servicer: InferenceServicer, server: Any) -> None:
+    """Register ``servicer`` on a ``grpc.aio.Server``."""
+    # The generated registration function has no annotations.
+    register: Any = inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server
+    register(servicer, server)
+
+
+async def _call(context: Any, call: Callable[[], _T]) -> _T:
+    try:
+        return call()
+    except Exception as exc:
+        await _abort(context, exc)
+
+
+async def _call_async(context: Any, call: Callable[[], Awaitable[_T]]) -> _T:
+    try:
+        return await call()
+    except Exception as exc:
+        await _abort(context, exc)
+
+
+async def _abort(
+    context: Any, exc: Exception, trailing: tuple[tuple[str, str], ...] = ()
+) -> NoReturn:
+    """End the call with the status of ``exc``; ``context.abort`` raises to do so."""
+    if isinstance(exc, StreamdagError):
+        code, message = grpc_status(exc.code), str(exc)
+    else:
+        _log.error("unexpected error in a gRPC call", exc_info=exc)
+        code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+    await context.abort(code, message, trailing_metadata=trailing)
+    raise AssertionError("unreachable: context.abort raises")
+
+
+def _metadata(context: Any) -> dict[str, str]:
+    # Binary ("-bin") entries carry bytes; no header this door reads is binary.
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+def _sendable(key: str, value: str) -> bool:
+    return bool(_KEY.match(key)) and value.isascii() and value.isprintable()
+
+
+def _tensor(spec: TensorSpec) -> inference_pb2.ModelMetadataResponse.TensorMetadata:
+    return inference_pb2.ModelMetadataResponse.TensorMetadata(
+        name=spec.name, datatype=spec.datatype, shape=spec.shape
+    )

@@ -1,0 +1,276 @@
+"""The REST front door: OIP V2 over HTTP (FastAPI), as Triton and MLServer serve it.
+
+Each route converts the HTTP request, calls the ``DataPlane`` and converts the answer;
+errors become OIP bodies ``{"error": "..."}`` with the status from ``HTTP_STATUS``.
+A model failure is 500, as Triton, MLServer and KServe answer it: the request was
+valid, the server failed to serve it (422 would tell the caller to fix the request).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any, Final
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from streamdag.errors import InvalidInput, PayloadTooLarge, StreamdagError
+from streamdag.protocol import ModelInferRequest, error_body, response_to_json
+from streamdag.serving.dataplane import DataPlane, ModelDescription
+from streamdag.serving.rest_body import (
+    HEADER_LENGTH,
+    OutputForm,
+    dumps,
+    parse_infer_request,
+    render_infer_response,
+)
+from streamdag.settings import get_settings
+
+__all__ = ["HTTP_STATUS", "create_app", "http_status"]
+
+HTTP_STATUS: Final[dict[str, int]] = {
+    "invalid_argument": 400,
+    "not_found": 404,
+    "resource_exhausted": 413,
+    "deadline_exceeded": 504,
+    "unavailable": 503,
+    "model_error": 500,
+    "internal": 500,
+}
+"""The one mapping from ``StreamdagError.code`` to HTTP status; other codes are 500."""
+
+REQUEST_ID = "x-request-id"
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+# Reply headers that describe this HTTP message, not the pipeline's reply.
+_OWN_HEADERS = frozenset({"content-length", "content-type", "content-encoding", "connection"})
+
+
+def http_status(code: str) -> int:
+    return HTTP_STATUS.get(code, 500)
+
+
+def create_app(dataplane: DataPlane, *, max_body_bytes: int | None = None) -> FastAPI:
+    """The FastAPI application of the REST front door over ``dataplane``."""
+    limit = max_body_bytes or get_settings().serve_max_body_bytes
+    app = FastAPI(title="streamdag", openapi_url=None, docs_url=None, redoc_url=None)
+    dp = dataplane
+
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return _status(dp.live(), "server is not live")
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        return _status(dp.ready(), "server is not ready")
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        meta = dp.server_metadata()
+        return _json({"name": meta.name, "version": meta.version, "extensions": meta.extensions})
+
+    @app.get("/v2/models/{model}")
+    @app.get("/v2/models/{model}/versions/{version}")
+    async def model_metadata(model: str, version: str = "") -> Response:
+        return _json(_metadata_json(dp.model_metadata(model, version)))
+
+    @app.get("/v2/models/{model}/ready")
+    @app.get("/v2/models/{model}/versions/{version}/ready")
+    async def model_ready(model: str, version: str = "") -> Response:
+        return _status(dp.model_ready(model, version), f"model {model} is not ready")
+
+    @app.post("/v2/models/{model}/infer")
+    @app.post("/v2/models/{model}/versions/{version}/infer")
+    async def model_infer(request: Request, model: str, version: str = "") -> Response:
+        infer_request, form = await _read_infer(request, limit, model, version)
+        response, reply = await dp.infer_with_headers(infer_request, headers=_forwarded(request))
+        content, header_length = render_infer_response(response, form)
+        return _infer_reply(content, header_length, reply, infer_request.id)
+
+    @app.post("/v2/pipelines/{pipeline}/infer")
+    async def pipeline_infer(request: Request, pipeline: str) -> Response:
+        infer_request, form = await _read_infer(request, limit, pipeline, "")
+        response, reply = await dp.infer_pipeline(
+            pipeline, infer_request, headers=_forwarded(request)
+        )
+        content, header_length = render_infer_response(response, form)
+        return _infer_reply(content, header_length, reply, infer_request.id)
+
+    @app.post("/v2/pipelines/{pipeline}/jobs")
+    async def pipeline_submit(request: Request, pipeline: str) -> Response:
+        infer_request, _ = await _read_infer(request, limit, pipeline, "")
+        job = await dp.submit(pipeline, infer_request, headers=_forwarded(request))
+        location = f"/v2/pipelines/{quote(pipeline, safe='')}/jobs/{quote(job, safe='')}"
+        return _json({"id": job}, 202, {**_id_header(job), "location": location})
+
+    @app.get("/v2/pipelines/{pipeline}/jobs/{job}")
+    async def pipeline_job(request: Request, pipeline: str, job: str) -> Response:
+        request.state.request_id = job
+        result = await dp.job(pipeline, job)
+        if result is None:
+            return _json({"status": "pending"}, 202, _id_header(job))
+        return _json(response_to_json(result), 200, _id_header(job))
+
+    @app.post("/v2/repository/index")
+    async def repository_index(request: Request) -> Response:
+        ready_only = _object(await _read_body(request, limit)).get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise InvalidInput(f"ready: must be true or false, got {ready_only!r}")
+        entries = dp.repository_index(ready_only=ready_only)
+        return _json([asdict(entry) for entry in entries])
+
+    @app.post("/v2/repository/models/{model}/load")
+    async def repository_load(request: Request, model: str) -> Response:
+        # Triton's load parameters (config overrides, files) do not apply to spec models.
+        await _read_body(request, limit)
+        await dp.load(model)
+        return Response(status_code=200)
+
+    @app.post("/v2/repository/models/{model}/unload")
+    async def repository_unload(request: Request, model: str) -> Response:
+        await _read_body(request, limit)
+        await dp.unload(model)
+        return Response(status_code=200)
+
+    app.add_exception_handler(StreamdagError, _on_streamdag_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+    return app
+
+
+async def _read_infer(
+    request: Request, limit: int, name: str, version: str
+) -> tuple[ModelInferRequest, OutputForm]:
+    """Parse an inference body; the request id is the body's ``id``, else the
+    ``x-request-id`` header, else a new one, and error replies carry it too."""
+    request.state.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+    body = await _read_body(request, limit)
+    infer_request, form = parse_infer_request(
+        body, request.headers.get(HEADER_LENGTH), model_name=name, model_version=version
+    )
+    if infer_request.id:
+        request.state.request_id = infer_request.id
+    else:
+        infer_request.id = request.state.request_id
+    return infer_request, form
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput(f"Content-Length: {declared!r} is not a number of bytes")
+        if int(declared) > limit:
+            raise PayloadTooLarge(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # chunked bodies announce no length
+            raise PayloadTooLarge(size, limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    return body if encoding == "identity" else _decompress(body, encoding, limit)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        raise InvalidInput(f"Content-Encoding {encoding!r} is not supported; use gzip or deflate")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        # The limit holds for what the body inflates to, or a tiny body could exhaust memory.
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"request body is not valid {encoding} data: {exc}") from exc
+    if len(out) > limit:
+        raise PayloadTooLarge(len(out), limit)
+    return out
+
+
+def _forwarded(request: Request) -> dict[str, str]:
+    """The caller's headers that travel with a request through a pipeline."""
+    headers = {
+        key: value
+        for key, value in request.headers.items()
+        if key.startswith("x-") or key == "traceparent"
+    }
+    headers[REQUEST_ID] = request.state.request_id
+    return headers
+
+
+def _infer_reply(
+    content: bytes, header_length: int | None, reply: dict[str, str], request_id: str
+) -> Response:
+    headers = {k: v for k, v in reply.items() if k.lower() not in _OWN_HEADERS}
+    headers.pop(REQUEST_ID, None)
+    headers.update(_id_header(request_id))
+    if header_length is None:
+        return Response(content, media_type="application/json", headers=headers)
+    headers[HEADER_LENGTH] = str(header_length)
+    return Response(content, media_type="application/octet-stream", headers=headers)
+
+
+def _id_header(request_id: str) -> dict[str, str]:
+    # HTTP headers carry Latin-1 text; an id that is not plain ASCII stays in the body.
+    ok = request_id.isascii() and request_id.isprintable()
+    return {REQUEST_ID: request_id} if ok else {}
+
+
+def _metadata_json(meta: ModelDescription) -> dict[str, Any]:
+    def tensors(specs: list[Any]) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]
+
+    return {
+        "name": meta.name,
+        "versions": meta.versions,
+        "platform": meta.platform,
+        "inputs": tensors(meta.inputs),
+        "outputs": tensors(meta.outputs),
+    }
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    """An optional JSON object body (repository requests)."""
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return parsed
+
+
+def _status(ok: bool, problem: str) -> Response:
+    # OIP health answers are the status code alone: 200 true, 4xx false.
+    return Response(status_code=200) if ok else _json(error_body(problem), 400)
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+async def _on_streamdag_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StreamdagError)  # registered for StreamdagError only
+    request_id = getattr(request.state, "request_id", None)
+    headers = _id_header(request_id) if request_id else None
+    return _json(error_body(exc), http_status(exc.code), headers)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    # Unknown routes and wrong methods get OIP error bodies too.
+    assert isinstance(exc, StarletteHTTPException)
+    return _json({"error": str(exc.detail)}, exc.status_code, exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not a bad request: answer in OIP form; Starlette re-raises it to be logged.
+    return _json(error_body(f"internal error: {type(exc).__name__}: {exc}"), 500)

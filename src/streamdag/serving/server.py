@@ -1,0 +1,213 @@
+"""The composition root of ``streamdag serve``: one DataPlane, two front doors, one loop.
+
+The REST door (FastAPI on uvicorn) and the gRPC door (grpc.aio) share the asyncio loop
+and the ``DataPlane`` built here. Start order: bind both ports (so a port in use fails at
+once), start serving (liveness answers while models load), then start the DataPlane
+(gateway, model loading), after which readiness turns true. Stop order: stop accepting,
+let requests in flight finish within the grace period, then stop the DataPlane (drain
+the batchers, unload models, stop the gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import socket
+import threading
+from collections.abc import Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+import uvicorn
+
+from streamdag.errors import ConfigError
+from streamdag.pipeline import PipelineSpec
+from streamdag.serving.dataplane import DataPlane
+from streamdag.serving.gateway_api import PipelineGateway
+from streamdag.serving.grpc import InferenceServicer, add_servicer
+from streamdag.serving.rest import create_app
+from streamdag.settings import get_settings
+
+__all__ = ["Server", "build_gateway", "serve"]
+
+_log = logging.getLogger("streamdag.serving")
+
+
+def build_gateway(specs: Sequence[PipelineSpec], bootstrap: str) -> PipelineGateway | None:
+    """The gateway that serves the pipelines of ``specs`` over Kafka at ``bootstrap``.
+
+    None for now: the server then exposes the specs' models only.
+    """
+    return None
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The composition root owns SIGTERM/SIGINT and stops both doors together.
+        yield
+
+
+class Server:
+    """Serves ``dataplane`` over REST and gRPC; ``async with Server(...)`` starts and stops it.
+
+    Port 0 picks a free port; ``http_port`` and ``grpc_port`` tell the bound ones.
+    """
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        host: str | None = None,
+        http_port: int = 8080,
+        grpc_port: int = 8081,
+        max_body_bytes: int | None = None,
+        shutdown_grace_s: float | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.dataplane = dataplane
+        self.host = host or settings.serve_host
+        self.http_port = http_port
+        self.grpc_port = grpc_port
+        self._limit = max_body_bytes or settings.serve_max_body_bytes
+        self._grace = (
+            settings.serve_shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
+        )
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._grpc: Any = None
+
+    async def start(self) -> None:
+        """Listen on both ports, then load the models; on any failure nothing keeps running."""
+        try:
+            await self._start_grpc()
+            await self._start_http()
+            await self.dataplane.start()
+        except BaseException:
+            await self.stop()
+            raise
+        _log.info(
+            "serving %d models and %d pipelines: REST http://%s:%d, gRPC %s:%d",
+            len(self.dataplane.models()),
+            len(self.dataplane.pipelines()),
+            self.host,
+            self.http_port,
+            self.host,
+            self.grpc_port,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, finish requests in flight (up to the grace period), unload."""
+        await asyncio.gather(self._stop_http(), self._stop_grpc())
+        await self.dataplane.stop()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _start_grpc(self) -> None:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._limit),
+                ("grpc.max_send_message_length", self._limit),
+                # gRPC sets SO_REUSEPORT by default, so a second server would share a
+                # port in use instead of failing.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        add_servicer(InferenceServicer(self.dataplane), server)
+        address = (
+            f"[{self.host}]:{self.grpc_port}"
+            if ":" in self.host
+            else f"{self.host}:{self.grpc_port}"
+        )
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
+            raise _cannot_listen("gRPC", address, "--grpc-port", str(exc)) from exc
+        if not port:
+            raise _cannot_listen("gRPC", address, "--grpc-port", "bind failed")
+        self.grpc_port = port
+        await server.start()
+        self._grpc = server
+
+    async def _start_http(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.http_port))
+        except OSError as exc:
+            sock.close()
+            where = f"{self.host}:{self.http_port}"
+            raise _cannot_listen("HTTP", where, "--http-port", exc.strerror or str(exc)) from exc
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self.dataplane, max_body_bytes=self._limit),
+            lifespan="off",
+            log_config=None,  # keep streamdag's logging set-up
+            access_log=False,
+            timeout_graceful_shutdown=math.ceil(self._grace),
+        )
+        self._http = _Uvicorn(config)
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises why uvicorn gave up
+                raise ConfigError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def _stop_http(self) -> None:
+        if self._http is None or self._http_task is None:
+            return
+        self._http.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._http_task
+        self._http = self._http_task = None
+
+    async def _stop_grpc(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(self._grace)
+            self._grpc = None
+
+
+async def serve(
+    specs: Sequence[PipelineSpec],
+    *,
+    gateway: PipelineGateway | None = None,
+    host: str | None = None,
+    http_port: int = 8080,
+    grpc_port: int = 8081,
+) -> None:
+    """Serve the models of ``specs`` (and the gateway's pipelines) until SIGTERM or SIGINT."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Signal handlers can only be set from the main thread; elsewhere the caller cancels.
+    main = threading.current_thread() is threading.main_thread()
+    signals = (signal.SIGTERM, signal.SIGINT) if main else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        dataplane = DataPlane(specs, gateway=gateway)
+        async with Server(dataplane, host=host, http_port=http_port, grpc_port=grpc_port):
+            await stopping.wait()
+            _log.info("stopping: finishing the requests in flight")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def _cannot_listen(door: str, address: str, option: str, why: str) -> ConfigError:
+    return ConfigError(f"cannot listen for {door} on {address}: {why}; pick another {option}")

@@ -1,0 +1,55 @@
+"""Models of the DAG integration tests (copied next to each test spec)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def split(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    x = inputs["x"]
+    return {"a": x + 1, "b": x * 10}
+
+
+def left(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"l": inputs["a"] * 2}
+
+
+def slow_left(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    time.sleep(0.01)
+    return {"l": inputs["a"] * 2}
+
+
+def right(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"r": inputs["b"] + 3}
+
+
+def slow_right(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    time.sleep(3)
+    return {"r": inputs["b"] + 3}
+
+
+def failing_right(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if np.any(inputs["b"] == 70):
+        raise RuntimeError("right branch cannot take 70")
+    return {"r": inputs["b"] + 3}
+
+
+def combine(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    total = inputs.get("l", 0) + inputs.get("r", 0)
+    return {"total": np.asarray(total), "parts": np.full(len(total), len(inputs), np.int32)}
+
+
+def route(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Routes each row: even values to the `even` branch, odd to `odd`, 0 to neither."""
+    x = inputs["x"].reshape(len(inputs["x"]), -1)[:, 0]
+    return {"x": inputs["x"], "even": (x % 2 == 0) & (x != 0), "odd": x % 2 == 1}
+
+
+def mark_even(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"kind": np.full(len(inputs["x"]), b"even", dtype=object)}
+
+
+def mark_odd(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"kind": np.full(len(inputs["x"]), b"odd", dtype=object)}

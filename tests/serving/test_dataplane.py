@@ -1,0 +1,257 @@
+"""The DataPlane without a transport: routing, checks, metadata, repository, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streamdag.errors import (
+    ConfigError,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelNotFound,
+    PipelineNotFound,
+    Unavailable,
+)
+from streamdag.pipeline import PipelineSpec, parse_spec
+from streamdag.protocol import decode_response, encode_request
+from streamdag.runtimes import TensorSpec
+from streamdag.serving import DataPlane, RepositoryEntry
+
+from .conftest import write_spec
+from .fake_gateway import PIPELINE, FakeGateway
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def spec_and_models(tmp_path: Path) -> tuple[PipelineSpec, ModuleType]:
+    return write_spec(tmp_path)
+
+
+@pytest.fixture
+def with_plane(
+    spec_and_models: tuple[PipelineSpec, ModuleType],
+) -> Callable[[Callable[[DataPlane], Coroutine[Any, Any, Any]]], Any]:
+    """Run ``scenario(dataplane)`` against a started DataPlane with a fake gateway."""
+
+    def go(scenario: Callable[[DataPlane], Coroutine[Any, Any, Any]]) -> Any:
+        async def main() -> Any:
+            plane = DataPlane([spec_and_models[0]], gateway=FakeGateway())
+            await plane.start()
+            try:
+                return await scenario(plane)
+            finally:
+                await plane.stop()
+
+        return run(main())
+
+    return go
+
+
+def x_request(raw: bool = True, **kwargs: Any) -> Any:
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    return encode_request("scale", {"x": x}, id="r-1", raw=raw, **kwargs)
+
+
+def test_answers_in_the_form_of_the_request(with_plane: Any) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        raw = await plane.infer(x_request(raw=True))
+        typed = await plane.infer(x_request(raw=False))
+        assert len(raw.raw_output_contents) == 1 and not raw.outputs[0].contents.fp32_contents
+        assert not typed.raw_output_contents and len(typed.outputs[0].contents.fp32_contents) == 6
+        for response in (raw, typed):
+            assert (response.model_name, response.model_version, response.id) == (
+                "scale",
+                "1",
+                "r-1",
+            )
+            y = decode_response(response)["y"]
+            np.testing.assert_array_equal(y, np.arange(6, dtype=np.float32).reshape(2, 3) * 2)
+
+    with_plane(scenario)
+
+
+def test_returns_only_the_requested_outputs(with_plane: Any) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        text = np.array([b"ab"], dtype=object)
+        request = encode_request("upper", {"text": text}, outputs=["length"])
+        response = await plane.infer(request)
+        assert [t.name for t in response.outputs] == ["length"]
+        with pytest.raises(
+            InvalidInput, match="unknown output 'nope'; it returns 'upper', 'length'"
+        ):
+            await plane.infer(encode_request("upper", {"text": text}, outputs=["nope"]))
+
+    with_plane(scenario)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        (
+            {"x": np.zeros((2, 3), np.int64)},
+            "model scale: input 'x': expected datatype FP32, got INT64",
+        ),
+        ({"x": np.zeros((2, 4), np.float32)}, "expected shape [-1, 3], got [2, 4]"),
+        ({"z": np.zeros((2, 3), np.float32)}, "missing input 'x'; it takes 'x'"),
+        (
+            {"x": np.zeros((2, 3), np.float32), "z": np.zeros((2, 3), np.float32)},
+            "unknown input 'z'; it takes 'x'",
+        ),
+    ],
+)
+def test_inputs_are_checked_against_the_declaration(
+    with_plane: Any, arrays: dict[str, Any], message: str
+) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        with pytest.raises(InvalidInput) as caught:
+            await plane.infer(encode_request("scale", arrays))
+        assert message in str(caught.value)
+
+    with_plane(scenario)
+
+
+def test_unknown_models_and_versions_are_not_found(with_plane: Any) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        with pytest.raises(ModelNotFound, match="model nope not found"):
+            await plane.infer(encode_request("nope", {"x": [1.0]}))
+        with pytest.raises(ModelNotFound, match="model scale version 2 not found"):
+            plane.model_metadata("scale", "2")
+        assert plane.model_metadata("scale", "1").versions == ["1"]
+        with pytest.raises(PipelineNotFound, match="pipeline scale not found"):
+            await plane.infer_pipeline("scale", x_request())
+
+    with_plane(scenario)
+
+
+def test_metadata_reports_variable_dimensions_as_minus_one(with_plane: Any) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        onnx = plane.model_metadata("add_one")
+        assert onnx.platform == "onnxruntime_onnx"
+        assert onnx.inputs == [TensorSpec("x", "FP32", [-1, 2])]
+        assert plane.model_metadata("upper").outputs[1] == TensorSpec("length", "INT32", [-1])
+        # A function handler declares nothing: no tensors to report.
+        echo = plane.model_metadata("echo")
+        assert (echo.platform, echo.inputs, echo.outputs) == ("python", [], [])
+        pipe = plane.model_metadata(PIPELINE)
+        assert (pipe.platform, pipe.versions) == ("streamdag_pipeline", [])
+
+    with_plane(scenario)
+
+
+def test_unload_and_load_through_the_repository(with_plane: Any) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        await plane.unload("scale")
+        assert not plane.model_ready("scale")
+        assert RepositoryEntry("scale", "1", "UNAVAILABLE", "unloaded") in plane.repository_index()
+        assert "scale" not in [e.name for e in plane.repository_index(ready_only=True)]
+        with pytest.raises(Unavailable, match="model scale is not ready"):
+            await plane.infer(x_request())
+        # Metadata still answers for an unloaded model.
+        assert plane.model_metadata("scale").inputs[0].name == "x"
+        await plane.load("scale")
+        assert plane.model_ready("scale")
+        assert (await plane.infer(x_request())).id == "r-1"
+        with pytest.raises(InvalidInput, match="echo-pipe is a pipeline"):
+            await plane.unload(PIPELINE)
+        with pytest.raises(ModelNotFound):
+            await plane.load("nope")
+
+    with_plane(scenario)
+
+
+def test_the_timeout_parameter_bounds_a_model_call(with_plane: Any) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        slow = encode_request("slow", {"x": [[0.5]]}, id="late-1", parameters={"timeout": 0.05})
+        with pytest.raises(DeadlineExceeded, match="request late-1 to model slow did not finish"):
+            await plane.infer(slow)
+        for bad in (0, -1.0, "soon", True):
+            request = encode_request("scale", {"x": [[1.0, 2.0, 3.0]]}, parameters={"timeout": bad})
+            with pytest.raises(
+                InvalidInput, match=r"parameters\.timeout: must be a positive number"
+            ):
+                await plane.infer(request)
+
+    with_plane(scenario)
+
+
+def test_pipeline_requests_go_to_the_gateway_with_the_shorter_deadline(
+    spec_and_models: tuple[PipelineSpec, ModuleType],
+) -> None:
+    gateway = FakeGateway()
+
+    async def main() -> None:
+        plane = DataPlane([spec_and_models[0]], gateway=gateway)
+        await plane.start()
+        request = encode_request(PIPELINE, {"x": [1, 2]}, id="p-1", parameters={"timeout": 9.0})
+        response, headers = await plane.infer_with_headers(
+            request, timeout=3.0, headers={"x-a": "b"}
+        )
+        assert response.id == "p-1" and headers["x-pipeline-reply"] == PIPELINE
+        request = encode_request(PIPELINE, {"x": [1, 2]}, id="p-2", parameters={"timeout": 2.0})
+        await plane.infer(request, timeout=3.0)
+        await plane.stop()
+
+    run(main())
+    assert [(c.request.id, c.timeout, c.headers) for c in gateway.calls] == [
+        ("p-1", 3.0, {"x-a": "b"}),
+        ("p-2", 2.0, {}),
+    ]
+    assert gateway.started and gateway.stopped
+
+
+def test_a_malformed_pipeline_request_never_reaches_the_gateway(
+    spec_and_models: tuple[PipelineSpec, ModuleType],
+) -> None:
+    gateway = FakeGateway()
+    request = encode_request(PIPELINE, {"x": np.zeros(4, np.float32)})
+    request.inputs[0].shape[:] = [5]  # claims more than the raw bytes hold
+
+    async def main() -> None:
+        plane = DataPlane([spec_and_models[0]], gateway=gateway)
+        with pytest.raises(InvalidInput, match="raw contents hold 16 bytes but shape"):
+            await plane.infer(request)
+
+    run(main())
+    assert gateway.calls == []
+
+
+def test_conflicting_declarations_are_refused(
+    spec_and_models: tuple[PipelineSpec, ModuleType], tmp_path: Path
+) -> None:
+    spec, models = spec_and_models
+    module = models.__name__
+    other = parse_spec(
+        {
+            "name": "other",
+            "models": {"scale": {"runtime": "python", "handler": f"{module}:Upper"}},
+            "steps": [{"name": "s", "model": "scale"}],
+        },
+        base_dir=tmp_path,
+        source="other.yaml",
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"model scale is declared differently in .*pipeline\.yaml and other\.yaml",
+    ):
+        DataPlane([spec, other])
+    same = parse_spec(
+        {
+            "name": "same",
+            "models": {"scale": spec.models["scale"].model_dump()},
+            "steps": [{"name": "s", "model": "scale"}],
+        },
+        base_dir=tmp_path,
+    )
+    assert DataPlane([spec, same]).models().count("scale") == 1
+    with pytest.raises(ConfigError, match="model scale has the name of a pipeline"):
+        DataPlane([same], gateway=FakeGateway(names=("scale",)))

@@ -1,0 +1,185 @@
+"""Pipeline routes over REST and gRPC, with an in-memory gateway standing in for Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from streamdag.protocol import decode_response, encode_request, inference_pb2_grpc
+
+from .conftest import Served
+from .fake_gateway import PIPELINE, Call, FakeGateway
+
+
+@pytest.fixture
+def http(served: Served) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.http_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def stub(served: Served) -> Iterator[Any]:
+    with grpc.insecure_channel(served.grpc) as channel:
+        yield inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+def body(request_id: str, **parameters: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": request_id,
+        "inputs": [{"name": "x", "shape": [2], "datatype": "INT64", "data": [4, 5]}],
+    }
+    if parameters:
+        out["parameters"] = parameters
+    return out
+
+
+def call_for(gateway: FakeGateway, request_id: str) -> Call:
+    (call,) = [c for c in gateway.calls if c.request.id == request_id]
+    return call
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def test_rest_pipeline_infer(http: httpx.Client, gateway: FakeGateway) -> None:
+    rid = new_id()
+    response = http.post(
+        f"/v2/pipelines/{PIPELINE}/infer",
+        json=body(rid, timeout=2.5),
+        headers={"x-tenant": "t1", "traceparent": "00-abc-def-01", "accept": "*/*"},
+    )
+    assert response.status_code == 200
+    assert response.json()["outputs"][0]["data"] == [4, 5]
+    assert response.headers["x-request-id"] == rid
+    assert response.headers["x-pipeline-reply"] == PIPELINE  # reply headers come back
+    call = call_for(gateway, rid)
+    assert call.pipeline == PIPELINE and call.timeout == 2.5
+    assert call.headers == {"x-tenant": "t1", "traceparent": "00-abc-def-01", "x-request-id": rid}
+
+
+def test_the_model_route_reaches_a_pipeline_too(http: httpx.Client, gateway: FakeGateway) -> None:
+    rid = new_id()
+    response = http.post(f"/v2/models/{PIPELINE}/infer", json=body(rid))
+    assert response.status_code == 200 and response.json()["model_name"] == PIPELINE
+    assert call_for(gateway, rid).timeout is None
+
+
+def test_unknown_pipelines_are_not_found(http: httpx.Client) -> None:
+    for name in ("nope", "scale"):
+        response = http.post(f"/v2/pipelines/{name}/infer", json=body(new_id()))
+        assert response.status_code == 404
+        assert response.json() == {"error": f"pipeline {name} not found"}
+
+
+def test_bad_input_never_reaches_the_gateway(http: httpx.Client, gateway: FakeGateway) -> None:
+    before = len(gateway.calls)
+    bad = body(new_id())
+    bad["inputs"][0]["shape"] = [3]
+    response = http.post(f"/v2/pipelines/{PIPELINE}/infer", json=bad)
+    assert response.status_code == 400 and "has 2 elements but shape [3] needs 3" in response.text
+    response = http.post(f"/v2/pipelines/{PIPELINE}/infer", json=body(new_id(), timeout="soon"))
+    assert response.status_code == 400 and "parameters.timeout" in response.text
+    assert len(gateway.calls) == before
+
+
+ERRORS = [
+    ("invalid_argument", 400, grpc.StatusCode.INVALID_ARGUMENT),
+    ("not_found", 404, grpc.StatusCode.NOT_FOUND),
+    ("deadline_exceeded", 504, grpc.StatusCode.DEADLINE_EXCEEDED),
+    ("unavailable", 503, grpc.StatusCode.UNAVAILABLE),
+    ("model_error", 500, grpc.StatusCode.INTERNAL),
+    ("kafka", 500, grpc.StatusCode.INTERNAL),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "grpc_status"), ERRORS)
+def test_gateway_errors_map_to_statuses(
+    http: httpx.Client, stub: Any, code: str, status: int, grpc_status: grpc.StatusCode
+) -> None:
+    rid = new_id()
+    response = http.post(f"/v2/pipelines/{PIPELINE}/infer", json=body(rid, fake_error=code))
+    assert response.status_code == status
+    assert response.headers["x-request-id"] == rid
+    expected = (
+        f"no reply to request {rid} within 1 s"
+        if code == "deadline_exceeded"
+        else f"step classify failed: {code} from the pipeline"
+    )
+    assert response.json() == {"error": expected}
+
+    request = encode_request(PIPELINE, {"x": [1]}, id=rid, parameters={"fake_error": code})
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request)
+    error: Any = caught.value
+    assert (error.code(), error.details()) == (grpc_status, expected)
+
+
+def test_grpc_pipeline_infer_passes_deadline_metadata_and_reply_headers(
+    stub: Any, gateway: FakeGateway
+) -> None:
+    rid = new_id()
+    request = encode_request(PIPELINE, {"x": np.array([1.5], np.float32)}, id=rid, raw=False)
+    response, call = stub.ModelInfer.with_call(
+        request, timeout=20, metadata=[("x-tenant", "t2"), ("other", "not forwarded")]
+    )
+    assert decode_response(response)["x"].tolist() == [1.5]
+    assert not response.raw_output_contents  # typed in, typed out
+    trailing = dict(call.trailing_metadata())
+    assert trailing["x-request-id"] == rid and trailing["x-pipeline-reply"] == PIPELINE
+    seen = call_for(gateway, rid)
+    assert seen.headers == {"x-tenant": "t2", "x-request-id": rid}
+    # The call's gRPC deadline arrives as the timeout (grpc-timeout is rounded on the wire).
+    assert seen.timeout is not None and abs(seen.timeout - 20) < 1
+
+    rid = new_id()
+    request = encode_request(PIPELINE, {"x": [1]}, id=rid, parameters={"timeout": 0.5})
+    stub.ModelInfer(request, timeout=20)
+    assert call_for(gateway, rid).timeout == 0.5
+
+
+def test_jobs_accept_then_pend_then_answer(http: httpx.Client, gateway: FakeGateway) -> None:
+    rid = new_id()
+    submitted = http.post(
+        f"/v2/pipelines/{PIPELINE}/jobs", json=body(rid), headers={"x-tenant": "t3"}
+    )
+    assert submitted.status_code == 202 and submitted.json() == {"id": rid}
+    assert submitted.headers["location"] == f"/v2/pipelines/{PIPELINE}/jobs/{rid}"
+    assert call_for(gateway, rid).headers["x-tenant"] == "t3"
+    pending = http.get(f"/v2/pipelines/{PIPELINE}/jobs/{rid}")
+    assert pending.status_code == 202 and pending.json() == {"status": "pending"}
+    done = http.get(f"/v2/pipelines/{PIPELINE}/jobs/{rid}")
+    assert done.status_code == 200
+    assert done.json()["id"] == rid and done.json()["outputs"][0]["data"] == [4, 5]
+    assert done.headers["x-request-id"] == rid
+
+
+def test_jobs_report_errors_and_unknown_ids(http: httpx.Client) -> None:
+    rid = new_id()
+    http.post(f"/v2/pipelines/{PIPELINE}/jobs", json=body(rid, fake_error="model_error"))
+    assert http.get(f"/v2/pipelines/{PIPELINE}/jobs/{rid}").status_code == 202
+    failed = http.get(f"/v2/pipelines/{PIPELINE}/jobs/{rid}")
+    assert failed.status_code == 500 and "model_error from the pipeline" in failed.json()["error"]
+    unknown = http.get(f"/v2/pipelines/{PIPELINE}/jobs/nope")
+    assert unknown.status_code == 404 and "job nope" in unknown.json()["error"]
+    assert http.post("/v2/pipelines/nope/jobs", json=body(new_id())).status_code == 404
+
+
+def test_pipelines_are_listed_and_described(http: httpx.Client) -> None:
+    assert http.get(f"/v2/models/{PIPELINE}/ready").status_code == 200
+    meta = http.get(f"/v2/models/{PIPELINE}").json()
+    assert meta == {
+        "name": PIPELINE,
+        "versions": [],
+        "platform": "streamdag_pipeline",
+        "inputs": [],
+        "outputs": [],
+    }
+    response = http.post(f"/v2/repository/models/{PIPELINE}/unload")
+    assert response.status_code == 400 and "is a pipeline" in response.json()["error"]

@@ -1,0 +1,51 @@
+"""The public surface of streamdag.serving."""
+
+from __future__ import annotations
+
+import grpc
+
+import streamdag.serving
+from streamdag.serving import GRPC_STATUS, HTTP_STATUS
+
+
+def test_public_api_is_locked() -> None:
+    assert sorted(streamdag.serving.__all__) == [
+        "AdaptiveBatcher",
+        "DataPlane",
+        "GRPC_STATUS",
+        "HTTP_STATUS",
+        "InferenceServicer",
+        "ModelDescription",
+        "PipelineGateway",
+        "RepositoryEntry",
+        "Server",
+        "ServerMetadata",
+        "build_gateway",
+        "create_app",
+        "serve",
+    ]
+    for name in streamdag.serving.__all__:
+        assert getattr(streamdag.serving, name) is not None
+
+
+def test_each_front_door_maps_error_codes_in_one_table() -> None:
+    assert HTTP_STATUS == {
+        "invalid_argument": 400,
+        "not_found": 404,
+        "resource_exhausted": 413,
+        "deadline_exceeded": 504,
+        "unavailable": 503,
+        "model_error": 500,
+        "internal": 500,
+    }
+    assert GRPC_STATUS == {
+        "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
+        "not_found": grpc.StatusCode.NOT_FOUND,
+        "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
+        "unavailable": grpc.StatusCode.UNAVAILABLE,
+    }
+
+
+def test_build_gateway_is_a_placeholder_until_the_kafka_gateway_lands() -> None:
+    assert streamdag.serving.build_gateway([], "localhost:9092") is None
