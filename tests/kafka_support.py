@@ -159,6 +159,19 @@ class Workers:
         proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout)
 
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        return (self.log_dir / f"worker-{self.procs.index(proc)}.log").read_text()
+
+    def wait_for_log(self, proc: subprocess.Popen[bytes], text: str, timeout: float = 60) -> str:
+        """Wait until ``proc``'s log holds ``text``; return the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log_of(proc)
+            if text in log:
+                return log
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared in the log:\n{self.log_of(proc)}")
+
     def logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("worker-*.log")))
 

@@ -55,6 +55,7 @@ __all__ = [
     "StreamdagError",
     "TopicMismatch",
     "Unavailable",
+    "error_for_code",
 ]
 
 
@@ -208,3 +209,19 @@ class DeadlineExceeded(StreamdagError):
 
 class Unavailable(StreamdagError):
     code = "unavailable"
+
+
+# Errors that take just a message; PayloadTooLarge and the *NotFound subclasses take
+# domain arguments and are raised where those are known.
+_BY_CODE: dict[str, type[StreamdagError]] = {
+    cls.code: cls
+    for cls in (InvalidInput, NotFound, DeadlineExceeded, Unavailable, ConfigError, KafkaError)
+}
+
+
+def error_for_code(code: str, message: str, *, step: str | None = None) -> StreamdagError:
+    """The error of the tree that carries ``code``, for an error that crossed Kafka (an
+    error reply); an unknown code becomes an internal error."""
+    if code == ModelError.code:
+        return ModelError(message, step=step)
+    return _BY_CODE.get(code, StreamdagError)(message)

@@ -112,6 +112,9 @@ def test_two_processes_share_a_step_and_hand_over_on_stop(
     n = 1500
     requests = [(f"s{i}", {"x": np.array([i], dtype=np.int64)}) for i in range(n)]
     send_requests(bootstrap, spec.name, requests)
+    # Both processes hold partitions of the step.
+    w.wait_for_log(one, f"assigned streamdag.{spec.name}.inputs")
+    w.wait_for_log(two, f"assigned streamdag.{spec.name}.inputs")
     _wait_for_results(bootstrap, spec.name, 300)
 
     series = f'streamdag_records_in_total{{pipeline="{spec.name}",step="double"}}'
@@ -128,8 +131,11 @@ def test_two_processes_share_a_step_and_hand_over_on_stop(
     assert count_by_id(results) == {rid: 1 for rid, _ in requests}
     assert all(r.arrays["y"].tolist() == [2 * int(r.request_id[1:])] for r in results)
 
-    logs = w.logs()
-    assert "worker stop: pipeline" in logs
-    # Both processes held partitions, and the survivor took over the leaver's.
-    assert logs.count("rebalance: step=double assigned") >= 3
+    assert "worker stop: pipeline" in w.log_of(one)
+    # The survivor took over all four partitions of the leaver's and its own.
+    handover = w.log_of(two).split("rebalance: step=double assigned")
+    held = {part for chunk in handover[1:] for part in chunk.split("\n")[0].split(",")}
+    assert {p.strip() for p in held if "inputs" in p} == {
+        f"streamdag.{spec.name}.inputs[{i}]" for i in range(4)
+    }
     assert two.poll() is None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from streamdag.engine.envelope import Envelope, decode_record, error_reply, result_record
+from streamdag.engine.envelope import Envelope, decode_record, error_reply, result_records
 from streamdag.errors import DecodeError, InvalidInput
 from streamdag.kafka.headers import ErrorInfo
 from streamdag.protocol import (
@@ -213,7 +213,7 @@ def test_error_reply_record_sets_error() -> None:
     assert env.arrays == {}
 
 
-# -- result_record ------------------------------------------------------------------------
+# -- result_records -----------------------------------------------------------------------
 
 
 def incoming(key: bytes = b"req-1") -> Envelope:
@@ -239,11 +239,10 @@ def test_result_record_carries_user_headers_and_stamps_its_own() -> None:
         "score": np.array([[0.25, 0.75]], dtype=np.float32),
         "label": np.array([b"flu"], dtype=object),
     }
-    record = result_record(
+    (record,) = result_records(
         env,
-        "streamdag.triage.sections.outputs",
+        [("streamdag.triage.sections.outputs", "classify")],
         outputs,
-        model_name="classify",
         pipeline="triage",
         version="3",
         step="sections",
@@ -278,11 +277,10 @@ def test_result_record_carries_user_headers_and_stamps_its_own() -> None:
 def test_result_record_decodes_back_on_the_next_step() -> None:
     env = incoming(key=b"req-2")
     outputs = {"y": np.arange(6, dtype=np.int64).reshape(2, 3)}
-    record = result_record(
+    (record,) = result_records(
         env,
-        CLEAN_OUT,
+        [(CLEAN_OUT, "cleaner")],
         outputs,
-        model_name="cleaner",
         pipeline="triage",
         version="1",
         step="clean",
@@ -387,3 +385,25 @@ def test_an_undecodable_record_can_still_be_sent_to_the_errors_topic() -> None:
     assert "ModelInferRequest" in str(error_of(record.headers)["message"])
     assert values(record.headers, "streamdag-source-offset") == ["77"]
     assert values(record.headers, "content-type") == []
+
+
+def test_result_records_for_two_topics_differ_only_in_model_name() -> None:
+    env = incoming(key=b"req-3")
+    outputs = {"y": np.array([[1.5, 2.5]], dtype=np.float32)}
+    step_record, final_record = result_records(
+        env,
+        [("streamdag.triage.coder.outputs", "icd"), ("streamdag.triage.outputs", "triage")],
+        outputs,
+        pipeline="triage",
+        version="1",
+        step="coder",
+        attempts=1,
+    )
+    assert (step_record.topic, final_record.topic) == (
+        "streamdag.triage.coder.outputs",
+        "streamdag.triage.outputs",
+    )
+    for record, name in ((step_record, "icd"), (final_record, "triage")):
+        response = response_from_bytes(record.value)
+        assert (response.model_name, response.id, response.model_version) == (name, "req-3", "1")
+        np.testing.assert_array_equal(decode_response(response)["y"], outputs["y"])

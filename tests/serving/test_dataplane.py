@@ -171,13 +171,14 @@ def test_unload_and_load_through_the_repository(with_plane: Any) -> None:
 
 def test_the_timeout_parameter_bounds_a_model_call(with_plane: Any) -> None:
     async def scenario(plane: DataPlane) -> None:
-        slow = encode_request("slow", {"x": [[0.5]]}, id="late-1", parameters={"timeout": 0.05})
+        slow = encode_request("slow", {"x": [[0.5]]}, id="late-1", parameters={"timeout": 50_000})
         with pytest.raises(DeadlineExceeded, match="request late-1 to model slow did not finish"):
             await plane.infer(slow)
         for bad in (0, -1.0, "soon", True):
             request = encode_request("scale", {"x": [[1.0, 2.0, 3.0]]}, parameters={"timeout": bad})
             with pytest.raises(
-                InvalidInput, match=r"parameters\.timeout: must be a positive number"
+                InvalidInput,
+                match=r"parameters\.timeout: must be a positive number of microseconds",
             ):
                 await plane.infer(request)
 
@@ -192,12 +193,16 @@ def test_pipeline_requests_go_to_the_gateway_with_the_shorter_deadline(
     async def main() -> None:
         plane = DataPlane([spec_and_models[0]], gateway=gateway)
         await plane.start()
-        request = encode_request(PIPELINE, {"x": [1, 2]}, id="p-1", parameters={"timeout": 9.0})
+        request = encode_request(
+            PIPELINE, {"x": [1, 2]}, id="p-1", parameters={"timeout": 9_000_000}
+        )
         response, headers = await plane.infer_with_headers(
             request, timeout=3.0, headers={"x-a": "b"}
         )
         assert response.id == "p-1" and headers["x-pipeline-reply"] == PIPELINE
-        request = encode_request(PIPELINE, {"x": [1, 2]}, id="p-2", parameters={"timeout": 2.0})
+        request = encode_request(
+            PIPELINE, {"x": [1, 2]}, id="p-2", parameters={"timeout": 2_000_000}
+        )
         await plane.infer(request, timeout=3.0)
         await plane.stop()
 

@@ -52,7 +52,7 @@ def test_rest_pipeline_infer(http: httpx.Client, gateway: FakeGateway) -> None:
     rid = new_id()
     response = http.post(
         f"/v2/pipelines/{PIPELINE}/infer",
-        json=body(rid, timeout=2.5),
+        json=body(rid, timeout=2_500_000),
         headers={"x-tenant": "t1", "traceparent": "00-abc-def-01", "accept": "*/*"},
     )
     assert response.status_code == 200
@@ -139,7 +139,7 @@ def test_grpc_pipeline_infer_passes_deadline_metadata_and_reply_headers(
     assert seen.timeout is not None and abs(seen.timeout - 20) < 1
 
     rid = new_id()
-    request = encode_request(PIPELINE, {"x": [1]}, id=rid, parameters={"timeout": 0.5})
+    request = encode_request(PIPELINE, {"x": [1]}, id=rid, parameters={"timeout": 500_000})
     stub.ModelInfer(request, timeout=20)
     assert call_for(gateway, rid).timeout == 0.5
 

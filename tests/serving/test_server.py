@@ -194,12 +194,15 @@ def wait_live(port: int, process: subprocess.Popen[str]) -> None:
     raise AssertionError("streamdag serve did not become ready")
 
 
-def test_cli_serves_until_sigterm(spec_and_models: tuple[PipelineSpec, ModuleType]) -> None:
+def test_cli_serves_until_sigterm(
+    spec_and_models: tuple[PipelineSpec, ModuleType], bootstrap: str
+) -> None:
     spec = spec_and_models[0]
     assert spec.source is not None
     http_port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "streamdag.cli.main", "serve", spec.source]
     command += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    command += ["--bootstrap", bootstrap]
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env) as process:
         try:
@@ -219,7 +222,7 @@ def test_cli_serves_until_sigterm(spec_and_models: tuple[PipelineSpec, ModuleTyp
     assert f"REST http://127.0.0.1:{http_port}" in stderr
 
 
-def test_cli_reports_a_bad_start_in_one_line(tmp_path: Path) -> None:
+def test_cli_reports_a_bad_start_in_one_line(tmp_path: Path, bootstrap: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -231,6 +234,7 @@ def test_cli_reports_a_bad_start_in_one_line(tmp_path: Path) -> None:
         )
         command = [sys.executable, "-m", "streamdag.cli.main", "serve", str(spec)]
         command += ["--http-port", str(free_port()), "--grpc-port", str(port)]
+        command += ["--bootstrap", bootstrap]
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert (

@@ -18,6 +18,7 @@ import numpy as np
 from streamdag.errors import DecodeError, InvalidInput
 from streamdag.kafka import headers as h
 from streamdag.protocol import (
+    ModelInferResponse,
     decode_request,
     decode_response,
     encode_response,
@@ -32,7 +33,7 @@ __all__ = [
     "decode_record",
     "error_reply",
     "marker_record",
-    "result_record",
+    "result_records",
 ]
 
 Arrays = dict[str, np.ndarray]
@@ -130,20 +131,32 @@ def _stamp(env: Envelope, *, pipeline: str, version: str, step: str, attempts: i
     ]
 
 
-def result_record(
+def result_records(
     env: Envelope,
-    topic: str,
+    targets: list[tuple[str, str]],
     outputs: Arrays,
     *,
-    model_name: str,
     pipeline: str,
     version: str,
     step: str,
     attempts: int,
-) -> OutRecord:
-    response = encode_response(model_name, outputs, id=env.request_id, model_version=version)
+) -> list[OutRecord]:
+    """One result record per ``(topic, model_name)`` target, encoded once.
+
+    The tensors are serialized a single time; each target's value is that message with its
+    own ``model_name`` field in front, which protobuf parses as one message.
+    """
+    body = encode_response("", outputs, id=env.request_id, model_version=version)
+    encoded = body.SerializeToString()
     headers = _stamp(env, pipeline=pipeline, version=version, step=step, attempts=attempts)
-    return OutRecord(topic, env.request_id, response.SerializeToString(), headers)
+    return [
+        OutRecord(topic, env.request_id, _model_name_field(name) + encoded, headers)
+        for topic, name in targets
+    ]
+
+
+def _model_name_field(name: str) -> bytes:
+    return ModelInferResponse(model_name=name).SerializeToString() if name else b""
 
 
 def error_reply(

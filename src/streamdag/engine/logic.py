@@ -16,16 +16,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from streamdag.engine.batching import Arrays, Failure, Outcome, Success, run_batch
+from streamdag.engine.batching import Arrays, Failure, Outcome, run_batch
 from streamdag.engine.envelope import (
     Envelope,
     OutRecord,
     error_reply,
     marker_record,
-    result_record,
+    result_records,
 )
 from streamdag.engine.joins import Completion, JoinState, piece_kind
 from streamdag.engine.plan import StepPlan
@@ -46,6 +47,7 @@ class StepLogic:
         self.plan = plan
         self.predict = predict
         self.labels = (plan.pipeline, plan.step)
+        self._e2e = metrics.END_TO_END_SECONDS.labels(*self.labels)
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
             self.join = JoinState(
@@ -172,27 +174,34 @@ class StepLogic:
         if isinstance(outcome, Failure):
             return self._failure(env, outcome)
         plan = self.plan
-        out = [] if plan.assembler else [self._result(env, plan.outputs_topic, outcome, plan.model)]
+        targets = [] if plan.assembler else [(plan.outputs_topic, plan.model)]
         final = plan.replies_topic if plan.assembler else plan.final_topic
         if final is not None:
-            out.append(self._result(env, final, outcome, plan.pipeline))
-            metrics.END_TO_END_SECONDS.labels(*self.labels).observe(
-                max(0.0, (now_ms - env.request_ts_ms) / 1000)
-            )
-        return out
-
-    def _result(self, env: Envelope, topic: str, outcome: Success, model_name: str) -> OutRecord:
-        plan = self.plan
-        return result_record(
+            targets.append((final, plan.pipeline))
+            self._e2e.observe(max(0.0, (now_ms - env.request_ts_ms) / 1000))
+        return self._to_caller(
             env,
-            topic,
-            outcome.outputs,
-            model_name=model_name,
-            pipeline=plan.pipeline,
-            version=plan.version,
-            step=plan.step,
-            attempts=outcome.attempts,
+            result_records(
+                env,
+                targets,
+                outcome.outputs,
+                pipeline=plan.pipeline,
+                version=plan.version,
+                step=plan.step,
+                attempts=outcome.attempts,
+            ),
         )
+
+    def _to_caller(self, env: Envelope, records: list[OutRecord]) -> list[OutRecord]:
+        """Put the records for the pipeline's outputs topic on the partition the waiting
+        gateway reads (``streamdag-reply-to``), if a gateway waits."""
+        partition = self.plan.reply_partition(env.headers)
+        if partition is None:
+            return records
+        return [
+            replace(r, partition=partition) if r.topic == self.plan.replies_topic else r
+            for r in records
+        ]
 
     def _marker(self, env: Envelope, kind: str, topic: str | None = None) -> OutRecord:
         plan = self.plan
@@ -213,7 +222,7 @@ class StepLogic:
         if final is not None:
             # No branch ran for this request: the caller still gets one (empty) answer.
             out.append(self._marker(env, "skip", final))
-        return out
+        return self._to_caller(env, out)
 
     def _failure(self, env: Envelope, failure: Failure) -> list[OutRecord]:
         """The failed record to the errors topic, an error reply to the pipeline's outputs
@@ -249,4 +258,4 @@ class StepLogic:
         ]
         if not plan.assembler:
             out.append(reply(plan.outputs_topic, plan.model))
-        return out
+        return self._to_caller(env, out)

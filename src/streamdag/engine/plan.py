@@ -47,9 +47,17 @@ class StepPlan:
     retry: RetryPolicy
     timeout_s: float | None
     join: str | None  # None: a single source, no join state
+    partitions: int = 1  # of every topic of the pipeline
     join_window_ms: float = 10_000.0
     changelog_topic: str | None = None
     assembler: bool = False  # the pipeline-output join: no model, writes the final reply
+
+    def reply_partition(self, headers: list[tuple[str, bytes]]) -> int | None:
+        """The outputs partition a gateway waits on (``streamdag-reply-to``), if any."""
+        raw = next((v for k, v in reversed(headers) if k == "streamdag-reply-to"), None)
+        if raw is None or not raw.isdigit() or int(raw) >= self.partitions:
+            return None
+        return int(raw)
 
     def is_request_topic(self, topic: str) -> bool:
         return self.source_topics.get(topic) == PIPELINE_SOURCE
@@ -103,6 +111,7 @@ def plan_step(spec: PipelineSpec, step_name: str) -> StepPlan:
         retry=RetryPolicy(retry.max_attempts, retry.backoff_ms, retry.max_backoff_ms),
         timeout_s=model.timeout_ms / 1000.0 if model.timeout_ms else None,
         join=node.join_mode if node.is_join else None,
+        partitions=spec.partitions,
         join_window_ms=float(step.join_window_ms),
         changelog_topic=join_state_topic(spec.name, step_name) if node.is_join else None,
     )
@@ -133,6 +142,7 @@ def plan_output(spec: PipelineSpec) -> StepPlan | None:
         retry=RetryPolicy(max_attempts=1),
         timeout_s=None,
         join=spec.output.join,
+        partitions=spec.partitions,
         join_window_ms=float(spec.output.join_window_ms),
         changelog_topic=join_state_topic(spec.name, OUTPUT_JOIN),
         assembler=True,

@@ -81,7 +81,9 @@ class StepWorker:
         self.instance_id = instance_id
         self._consumer_overrides = consumer_overrides or {}
         self._labels = (plan.pipeline, plan.step)
-        self._in_flight: _Batch | None = None
+        # Fetched batches not yet delivered, oldest first: the model works on the newest
+        # while the oldest is being delivered.
+        self._pending: list[_Batch] = []
         self._stash: list[Any] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{plan.step}")
         self._timeout_pool: ThreadPoolExecutor | None = None
@@ -135,6 +137,12 @@ class StepWorker:
         return AtLeastOnceDelivery(self.consumer, self.bootstrap, f"{self.plan.group_id}")
 
     def _shutdown(self) -> None:
+        try:
+            self._complete_pending()  # SIGTERM: finish and commit what was fetched
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         # Every fetched batch was delivered or rolled back before we got here; closing the
         # consumer leaves the group at once so the partitions move without a session wait.
         try:
@@ -150,7 +158,7 @@ class StepWorker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("rebalance: step=%s assigned %s", self.plan.step, _fmt(partitions))
         self._restore({p.partition for p in partitions})
-        if self._in_flight is not None and partitions:
+        if self._pending and partitions:
             # Cooperative assignment can add partitions while a batch is in flight; they
             # stay paused until it is delivered, like the rest.
             consumer.pause(partitions)
@@ -158,9 +166,7 @@ class StepWorker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("rebalance: step=%s revoked %s", self.plan.step, _fmt(partitions))
-        batch = self._in_flight
-        if batch is not None and not batch.done:
-            self._complete(batch)  # commit first: the partitions are still ours here
+        self._complete_pending()  # commit first: the partitions are still ours here
         revoked = {(p.topic, p.partition) for p in partitions}
         self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in revoked]
         if self.logic.join is not None:
@@ -168,9 +174,11 @@ class StepWorker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("rebalance: step=%s lost %s", self.plan.step, _fmt(partitions))
-        batch = self._in_flight
-        if batch is not None and not batch.done:
+        for batch in self._pending:
             batch.done = True  # cannot commit any more; the new owner redoes it
+        for batch in self._pending:
+            if batch.future is not None:
+                wait([batch.future])  # the model thread must be done with the join state
         self._stash = []
         if self.logic.join is not None:
             self.logic.join.drop_partitions({p.partition for p in partitions})
@@ -181,7 +189,9 @@ class StepWorker:
         messages = self._stash[:size]
         self._stash = self._stash[size:]
         if not messages:
-            first = self.consumer.poll(0.25)
+            # With a batch pending, only take what is already there: an idle wait here
+            # would delay that batch's delivery.
+            first = self.consumer.poll(0 if self._pending else 0.25)
             if first is None:
                 return []
             messages = [first]
@@ -212,21 +222,52 @@ class StepWorker:
 
     def _run_once(self) -> None:
         messages = self._fetch()
-        if not messages and not self.logic.due(time.time() * 1000):
-            return
-        metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
-        batch = _Batch(messages)
-        self._in_flight = batch
-        batch.future = self._executor.submit(self._process, messages)
+        # Join state belongs to the model thread while a batch is pending.
+        if messages or (not self._pending and self.logic.due(time.time() * 1000)):
+            metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
+            batch = _Batch(messages)
+            batch.future = self._executor.submit(self._process, messages)
+            self._pending.append(batch)
+        # Deliver the older batch while the model works on the newer one; when no new
+        # records came, deliver what is there.
+        while self._pending and (len(self._pending) > 1 or not messages):
+            self._complete(self._pending[0])
+
+    def _complete_pending(self) -> None:
+        while self._pending:
+            self._complete(self._pending[0])
+
+    def _complete(self, batch: _Batch) -> None:
+        """Wait for the batch's records (serving the group meanwhile) and deliver them; on
+        a rollback, drop every later batch too: the consumer was rewound past them."""
+        assert batch.future is not None
         try:
-            done, _ = wait([batch.future], timeout=_KEEPALIVE_S)
-            if not done:
-                self._keep_alive(batch)
             if not batch.done:
-                self._complete(batch)
+                done, _ = wait([batch.future], timeout=_KEEPALIVE_S)
+                if not done:
+                    self._keep_alive(batch)
+            if batch.done:  # lost meanwhile: nothing may be committed
+                batch.future.result()
+                return
+            records = batch.future.result()
+            batch.done = True
+            if self.delivery.deliver(records, batch.offsets()):
+                out = sum(1 for r in records if r.topic == self.plan.outputs_topic)
+                metrics.RECORDS_OUT.labels(*self._labels).inc(out)
+            else:
+                later = [b for b in self._pending if b is not batch]
+                for other in later:
+                    other.done = True
+                    if other.future is not None:
+                        other.future.result()  # let it finish before the state reload
+                self._pending = [batch]
+                self._stash = []  # rewound: these will be fetched again
+                # The join state in memory ran ahead of what was committed: reload it.
+                self._restore({p.partition for p in self.consumer.assignment()})
         finally:
-            self._in_flight = None
-            if self._paused:
+            if batch in self._pending:
+                self._pending.remove(batch)
+            if not self._pending and self._paused:
                 self.consumer.resume(self._paused)
                 self._paused = []
 
@@ -242,18 +283,6 @@ class StepWorker:
             if msg is not None and msg.error() is None:
                 self._stash.append(msg)
             wait([batch.future], timeout=_KEEPALIVE_S)
-
-    def _complete(self, batch: _Batch) -> None:
-        assert batch.future is not None
-        records = batch.future.result()
-        batch.done = True
-        if self.delivery.deliver(records, batch.offsets()):
-            out = sum(1 for r in records if r.topic == self.plan.outputs_topic)
-            metrics.RECORDS_OUT.labels(*self._labels).inc(out)
-        else:
-            self._stash = []  # rewound: these will be fetched again
-            # The join state in memory ran ahead of what was committed: reload it.
-            self._restore({p.partition for p in self.consumer.assignment()})
 
     # -- model work (runs in the helper thread) ----------------------------------------
     def _process(self, messages: Sequence[Any]) -> list[OutRecord]:

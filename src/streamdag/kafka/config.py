@@ -73,6 +73,8 @@ def producer_config(
         **{
             "enable.idempotence": True,
             "acks": "all",
+            # Java-compatible key hashing: see kafka/partitioner.py.
+            "partitioner": "murmur2_random",
             "linger.ms": 2,
             "compression.type": "lz4",
             **extra,
@@ -80,4 +82,8 @@ def producer_config(
     )
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
+        # A transaction begun right after the previous commit often meets the broker still
+        # writing its markers (CONCURRENT_TRANSACTIONS); retry in 10 ms, not the default
+        # 100 ms, as the Java client does (KAFKA-5477).
+        config.setdefault("retry.backoff.ms", 10)
     return config

@@ -48,6 +48,15 @@ def generate(out: Path = OUT) -> list[Path]:
         r"^import inference_pb2 as", "from . import inference_pb2 as", source, flags=re.M
     )
     grpc_module.write_text(fixed)
+    pb2_module = out / "inference_pb2.py"
+    # A private descriptor pool: tritonclient.grpc registers the same `inference.*`
+    # messages in the default pool, and both must import in one interpreter.
+    pb2_module.write_text(
+        pb2_module.read_text().replace(
+            "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(",
+            "_POOL = _descriptor_pool.DescriptorPool()\nDESCRIPTOR = _POOL.AddSerializedFile(",
+        )
+    )
     (out / "__init__.py").write_text(_INIT)
     return [out / n for n in ("__init__.py", "inference_pb2.py", "inference_pb2.pyi")] + [
         grpc_module

@@ -274,17 +274,23 @@ def _check_outputs(model: str, wanted: list[str], available: list[str]) -> None:
 
 
 def _deadline(request: ModelInferRequest, transport: float | None) -> float | None:
-    """The shorter of the transport's deadline and the ``timeout`` parameter (seconds)."""
+    """The shorter of the transport's deadline and the ``timeout`` parameter, in seconds.
+
+    The parameter is in microseconds, as Triton defines it and tritonclient sends it
+    (``client.infer(..., timeout=...)``), so standard clients bound their requests
+    unchanged.
+    """
     if "timeout" not in request.parameters:
         return transport
     value = parameter_value(request.parameters["timeout"], name="parameters.timeout")
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidInput(
-            f"parameters.timeout: must be a positive number of seconds, got {value!r}"
+            f"parameters.timeout: must be a positive number of microseconds, got {value!r}"
         )
     if math.isinf(value):
         return transport
-    return float(value) if transport is None else min(float(value), transport)
+    seconds = float(value) / 1_000_000
+    return seconds if transport is None else min(seconds, transport)
 
 
 async def _guard(pipeline: str, call: Awaitable[_T]) -> _T:

@@ -27,6 +27,7 @@ import uvicorn
 from streamdag.errors import ConfigError
 from streamdag.pipeline import PipelineSpec
 from streamdag.serving.dataplane import DataPlane
+from streamdag.serving.gateway import KafkaGateway
 from streamdag.serving.gateway_api import PipelineGateway
 from streamdag.serving.grpc import InferenceServicer, add_servicer
 from streamdag.serving.rest import create_app
@@ -38,11 +39,11 @@ _log = logging.getLogger("streamdag.serving")
 
 
 def build_gateway(specs: Sequence[PipelineSpec], bootstrap: str) -> PipelineGateway | None:
-    """The gateway that serves the pipelines of ``specs`` over Kafka at ``bootstrap``.
-
-    None for now: the server then exposes the specs' models only.
-    """
-    return None
+    """The gateway that serves the pipelines of ``specs`` over Kafka at ``bootstrap``
+    (request-reply and jobs); None when there is no spec."""
+    if not specs:
+        return None
+    return KafkaGateway(specs, bootstrap)
 
 
 class _Uvicorn(uvicorn.Server):

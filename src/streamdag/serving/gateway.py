@@ -1,0 +1,317 @@
+"""Request-reply over Kafka: the ``PipelineGateway`` behind ``/v2/pipelines/<p>/infer``.
+
+Each gateway instance joins consumer group ``streamdag.<p>.gateway`` on the pipeline's
+outputs topic and so owns some of its partitions. A request is produced to the inputs
+topic (key and ``x-request-id`` = the request id) with header ``streamdag-reply-to`` naming
+one of the instance's partitions; the step that writes the final reply puts it on that
+partition. So every instance reads only its own replies, and several run side by side.
+
+Asynchronous jobs carry no reply partition: their results land where the request id's
+key hash puts them, and ``job`` reads that one partition of the outputs topic, from the
+job's submission (or ``job_retention`` ago, after a restart) — a job outlives the gateway
+that took it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from streamdag.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    PipelineNotFound,
+    StreamdagError,
+    Unavailable,
+    error_for_code,
+)
+from streamdag.kafka import consumer_config, ensure_topics, producer_config
+from streamdag.kafka import headers as h
+from streamdag.kafka.partitioner import partition_for
+from streamdag.pipeline import PipelineSpec, derive_topics, inputs_topic, outputs_topic
+from streamdag.protocol import ModelInferRequest, ModelInferResponse, response_from_bytes
+
+__all__ = ["KafkaGateway"]
+
+log = logging.getLogger("streamdag.serving.gateway")
+
+Reply = tuple[ModelInferResponse, dict[str, str]]
+
+
+@dataclass
+class _Pipeline:
+    spec: PipelineSpec
+    partitions: list[int] = field(default_factory=list)  # outputs partitions we own
+    turn: itertools.count[int] = field(default_factory=itertools.count)
+    waiting: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
+    submitted: dict[str, float] = field(default_factory=dict)  # job id -> submit time
+
+
+class KafkaGateway:
+    def __init__(
+        self, specs: Sequence[PipelineSpec], bootstrap: str, *, job_retention_s: float = 86_400
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.job_retention_s = job_retention_s
+        self._pipelines = {s.name: _Pipeline(s) for s in specs}
+        self._by_topic = {outputs_topic(s.name): s.name for s in specs}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._assigned = threading.Event()
+
+    def pipelines(self) -> list[str]:
+        return list(self._pipelines)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        # The pipelines' workers may not have run yet: make sure their topics exist.
+        for pipe in self._pipelines.values():
+            await asyncio.to_thread(ensure_topics, self.bootstrap, derive_topics(pipe.spec))
+        self._producer = Producer(producer_config(self.bootstrap, client_id="streamdag-gateway"))
+        if not self._pipelines:
+            return
+        group = "streamdag." + "+".join(sorted(self._pipelines)) + ".gateway"
+        self._consumer = Consumer(
+            consumer_config(
+                self.bootstrap,
+                group,
+                client_id="streamdag-gateway",
+                **{"auto.offset.reset": "latest", "session.timeout.ms": 6000},
+            )
+        )
+        self._consumer.subscribe(
+            list(self._by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        self._thread = threading.Thread(
+            target=self._read_replies, name="gateway-replies", daemon=True
+        )
+        self._thread.start()
+        # Requests need a reply partition: wait until the group gave us some.
+        if not await asyncio.to_thread(self._assigned.wait, 30.0):
+            raise Unavailable("the gateway got no partitions of the outputs topics within 30 s")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30.0)
+        if self._producer is not None:
+            await asyncio.to_thread(self._producer.flush, 10.0)
+        for pipe in self._pipelines.values():
+            for future in pipe.waiting.values():
+                if not future.done():
+                    future.set_exception(Unavailable("the gateway is shutting down"))
+
+    # -- the reply reader (its own thread) ----------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Start each partition at its current end, fixed now, before any request names it
+        # as reply partition: a lazily resolved "latest" could skip a fast reply.
+        starts = [
+            TopicPartition(tp.topic, tp.partition, _end_offset(consumer, tp)) for tp in partitions
+        ]
+        consumer.incremental_assign(starts)
+        for tp in partitions:
+            pipe = self._pipelines[self._by_topic[tp.topic]]
+            pipe.partitions = sorted({*pipe.partitions, tp.partition})
+        log.info(
+            "gateway: reply partitions %s",
+            {name: pipe.partitions for name, pipe in self._pipelines.items()},
+        )
+        self._assigned.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            pipe = self._pipelines[self._by_topic[tp.topic]]
+            pipe.partitions = [p for p in pipe.partitions if p != tp.partition]
+
+    def _read_replies(self) -> None:
+        assert self._consumer is not None and self._loop is not None
+        try:
+            while not self._stopping.is_set():
+                msg = self._consumer.poll(0.1)
+                if msg is None or msg.error() is not None:
+                    continue
+                rid = (msg.key() or b"").decode("utf-8", errors="replace")
+                pipe = self._pipelines[self._by_topic[msg.topic() or ""]]
+                future = pipe.waiting.get(rid)
+                if future is not None:
+                    self._loop.call_soon_threadsafe(_resolve, future, msg.value(), msg.headers())
+        finally:
+            self._consumer.close()
+
+    # -- requests ----------------------------------------------------------------------
+    def _pipe(self, pipeline: str) -> _Pipeline:
+        try:
+            return self._pipelines[pipeline]
+        except KeyError:
+            raise PipelineNotFound(pipeline) from None
+
+    def _produce(
+        self,
+        pipe: _Pipeline,
+        request: ModelInferRequest,
+        headers: dict[str, str],
+        reply_to: int | None,
+    ) -> None:
+        assert self._producer is not None
+        out: list[tuple[str, str | bytes | None]] = [
+            (k, v.encode()) for k, v in headers.items() if k.startswith("x-") or k == h.TRACEPARENT
+        ]
+        out += [
+            (h.REQUEST_ID, request.id.encode()),
+            (h.REQUEST_TS, str(int(time.time() * 1000)).encode()),
+        ]
+        if reply_to is not None:
+            out.append((h.REPLY_TO, str(reply_to).encode()))
+        try:
+            self._producer.produce(
+                inputs_topic(pipe.spec.name),
+                request.SerializeToString(),
+                request.id.encode(),
+                headers=out,
+            )
+        except (BufferError, KafkaException) as exc:
+            raise Unavailable(f"cannot send request {request.id} to Kafka: {exc}") from exc
+        self._producer.poll(0)
+
+    async def infer(
+        self,
+        pipeline: str,
+        request: ModelInferRequest,
+        *,
+        timeout: float | None,
+        headers: dict[str, str],
+    ) -> Reply:
+        pipe = self._pipe(pipeline)
+        rid = request.id
+        if rid in pipe.waiting:
+            raise InvalidInput(f"request id {rid} is already in flight on this gateway")
+        if not pipe.partitions:
+            raise Unavailable(f"pipeline {pipeline}: the gateway owns no reply partition yet")
+        reply_to = pipe.partitions[next(pipe.turn) % len(pipe.partitions)]
+        assert self._loop is not None
+        future: asyncio.Future[Reply] = self._loop.create_future()
+        pipe.waiting[rid] = future
+        deadline = timeout if timeout is not None else pipe.spec.timeout_ms / 1000
+        try:
+            await asyncio.to_thread(self._produce, pipe, request, headers, reply_to)
+            return await asyncio.wait_for(future, deadline)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no reply for request {rid} from pipeline {pipeline} within {deadline:g} s"
+            ) from None
+        finally:
+            pipe.waiting.pop(rid, None)
+
+    async def submit(
+        self, pipeline: str, request: ModelInferRequest, *, headers: dict[str, str]
+    ) -> str:
+        pipe = self._pipe(pipeline)
+        pipe.submitted[request.id] = time.time()
+        await asyncio.to_thread(self._produce, pipe, request, headers, None)
+        await asyncio.to_thread(self._flush)
+        return request.id
+
+    def _flush(self) -> None:
+        assert self._producer is not None
+        if self._producer.flush(10.0):
+            raise Unavailable("the request could not be written to Kafka within 10 s")
+
+    async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
+        pipe = self._pipe(pipeline)
+        since = pipe.submitted.get(request_id, time.time() - self.job_retention_s)
+        found = await asyncio.to_thread(self._find_reply, pipe, request_id, since)
+        if found is None:
+            if request_id in pipe.submitted or await asyncio.to_thread(
+                self._was_submitted, pipe, request_id, since
+            ):
+                return None
+            raise NotFound(f"no job {request_id} in pipeline {pipeline}")
+        response, _ = _decode(*found)
+        return response
+
+    def _scan(self, topic: str, key: bytes, partitions: int, since: float) -> Any:
+        """The last record with ``key`` in its partition of ``topic`` since ``since``."""
+        partition = partition_for(key, partitions)
+        extra: dict[str, Any] = {"enable.partition.eof": True}
+        consumer = Consumer(consumer_config(self.bootstrap, "streamdag-gateway-jobs", **extra))
+        try:
+            start = consumer.offsets_for_times(
+                [TopicPartition(topic, partition, int(since * 1000) - 1000)], timeout=10
+            )[0]
+            if start.offset < 0:
+                return None
+            consumer.assign([start])
+            found = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                if msg.error() is not None:
+                    break  # end of the partition
+                if msg.key() == key:
+                    found = (msg.value(), msg.headers())
+            return found
+        finally:
+            consumer.close()
+
+    def _find_reply(self, pipe: _Pipeline, request_id: str, since: float) -> Any:
+        return self._scan(
+            outputs_topic(pipe.spec.name), request_id.encode(), pipe.spec.partitions, since
+        )
+
+    def _was_submitted(self, pipe: _Pipeline, request_id: str, since: float) -> bool:
+        return (
+            self._scan(
+                inputs_topic(pipe.spec.name), request_id.encode(), pipe.spec.partitions, since
+            )
+            is not None
+        )
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -> int:
+    """The partition's high watermark, retried while a new topic's leader is elected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, high = consumer.get_watermark_offsets(tp, timeout=5.0)
+            return int(high)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _decode(value: bytes | None, headers: Any) -> Reply:
+    error = h.get_header(headers, h.ERROR)
+    reply_headers = {
+        k: (v.decode() if isinstance(v, bytes) else str(v))
+        for k, v in headers or []
+        if v is not None and k.startswith("x-")
+    }
+    if error is not None:
+        info = h.ErrorInfo.decode(error)
+        raise error_for_code(info.code, f"step {info.step}: {info.message}", step=info.step)
+    return response_from_bytes(value or b""), reply_headers
+
+
+def _resolve(future: asyncio.Future[Reply], value: bytes | None, headers: Any) -> None:
+    if future.done():
+        return
+    try:
+        future.set_result(_decode(value, headers))
+    except StreamdagError as exc:
+        future.set_exception(exc)
