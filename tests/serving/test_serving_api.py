@@ -15,6 +15,7 @@ def test_public_api_is_locked() -> None:
         "GRPC_STATUS",
         "HTTP_STATUS",
         "InferenceServicer",
+        "KafkaGateway",
         "ModelDescription",
         "PipelineGateway",
         "RepositoryEntry",

@@ -7,6 +7,7 @@ Pipelines are reached through a ``PipelineGateway`` (request-reply over Kafka).
 
 from streamdag.serving.batcher import AdaptiveBatcher
 from streamdag.serving.dataplane import DataPlane, ModelDescription, ServerMetadata
+from streamdag.serving.gateway import KafkaGateway
 from streamdag.serving.gateway_api import PipelineGateway
 from streamdag.serving.grpc import GRPC_STATUS, InferenceServicer
 from streamdag.serving.repository import RepositoryEntry
@@ -19,6 +20,7 @@ __all__ = [
     "AdaptiveBatcher",
     "DataPlane",
     "InferenceServicer",
+    "KafkaGateway",
     "ModelDescription",
     "PipelineGateway",
     "RepositoryEntry",

@@ -72,6 +72,7 @@ class DataPlane:
     ) -> None:
         self._repository = ModelRepository(specs)
         self._gateway = gateway
+        self._specs = {spec.name: spec for spec in specs}
         self._started = False
         clash = set(self._repository.names()) & set(self.pipelines())
         if clash:
@@ -187,7 +188,7 @@ class DataPlane:
     ) -> tuple[ModelInferResponse, dict[str, str]]:
         """Request-reply through ``pipeline``; the reply and its headers."""
         gateway = self._gateway_for(pipeline)
-        decode_request(request)  # a malformed tensor must never reach Kafka
+        self._check_pipeline_inputs(pipeline, request)  # bad input must never reach Kafka
         deadline = _deadline(request, timeout)
         return await _guard(
             pipeline,
@@ -199,7 +200,7 @@ class DataPlane:
     ) -> str:
         """Start an asynchronous job; its id is ``request.id``."""
         gateway = self._gateway_for(pipeline)
-        decode_request(request)
+        self._check_pipeline_inputs(pipeline, request)
         return await _guard(
             pipeline, gateway.submit(pipeline, request, headers=dict(headers or {}))
         )
@@ -207,6 +208,39 @@ class DataPlane:
     async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
         """A job's reply, or None while it runs; a failed job raises its error."""
         return await _guard(pipeline, self._gateway_for(pipeline).job(pipeline, request_id))
+
+    def _check_pipeline_inputs(self, pipeline: str, request: ModelInferRequest) -> None:
+        """The request decodes and holds what the pipeline's first steps read: every
+        tensor they name, and the declared inputs (names, datatypes) of their models."""
+        arrays = decode_request(request)
+        if not arrays:
+            raise InvalidInput(f"pipeline {pipeline}: the request has no input tensors")
+        spec = self._specs.get(pipeline)
+        if spec is None:
+            return
+        for step in spec.steps:
+            refs = [r for r in step.input_refs if r.is_pipeline]
+            for ref in refs:
+                if ref.tensor is not None and ref.tensor not in arrays:
+                    raise InvalidInput(
+                        f"pipeline {pipeline}: missing input {ref.tensor!r}, which step "
+                        f"{step.name} reads; the request has {', '.join(map(repr, arrays))}"
+                    )
+            if not any(r.tensor is None for r in refs):
+                continue
+            meta = self._repository.get(step.model, "").metadata
+            if meta is None or not meta.inputs:
+                continue
+            renamed = {step.tensor_map.get(f"pipeline.inputs.{k}", k): v for k, v in arrays.items()}
+            declared = {t.name for t in meta.inputs}
+            missing = sorted(declared - set(renamed))
+            if missing:
+                raise InvalidInput(
+                    f"pipeline {pipeline}: missing input {missing[0]!r} of model "
+                    f"{step.model} (step {step.name}); the request has "
+                    f"{', '.join(map(repr, arrays))}"
+                )
+            check_inputs(meta, {k: v for k, v in renamed.items() if k in declared})
 
     async def _infer_model(
         self, request: ModelInferRequest, deadline: float | None

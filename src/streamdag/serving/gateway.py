@@ -129,7 +129,10 @@ class KafkaGateway:
             "gateway: reply partitions %s",
             {name: pipe.partitions for name, pipe in self._pipelines.items()},
         )
-        self._assigned.set()
+        # A cooperative rebalance may assign nothing in its first round: ready only once
+        # every pipeline has a partition to be answered on.
+        if all(pipe.partitions for pipe in self._pipelines.values()):
+            self._assigned.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

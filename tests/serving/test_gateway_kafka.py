@@ -1,0 +1,229 @@
+"""Pipelines through the front doors over the real broker: request-reply, several
+gateways side by side, timeouts, error replies, jobs across a gateway restart, and bad
+input that never reaches Kafka."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
+
+from streamdag.engine import PipelineRunner
+from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.serving import KafkaGateway, Server
+
+from .conftest import running_server
+
+pytestmark = pytest.mark.kafka
+
+SPEC = """
+name: "{name}"
+guarantee: exactly_once
+partitions: 4
+timeout_ms: 20000
+models:
+  double: {{runtime: python, handler: "gateway_models:double"}}
+  add-one: {{runtime: python, handler: "gateway_models:add_one"}}
+  slow: {{runtime: python, handler: "gateway_models:slow"}}
+steps:
+  - {{name: double, model: double}}
+  - {{name: add-one, model: add-one, inputs: [double.outputs]}}
+{extra}
+"""
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, unique_name: Callable[[str], str]) -> Callable[..., PipelineSpec]:
+    def make(extra: str = "") -> PipelineSpec:
+        shutil.copy(Path(__file__).with_name("gateway_models.py"), tmp_path / "gateway_models.py")
+        path = tmp_path / "pipeline.yaml"
+        path.write_text(SPEC.format(name=unique_name("gw"), extra=extra))
+        return load_spec(path)
+
+    return make
+
+
+@contextmanager
+def workers(spec: PipelineSpec, bootstrap: str) -> Iterator[None]:
+    runner = PipelineRunner(spec, bootstrap)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        runner.stop()
+        thread.join(60)
+
+
+@contextmanager
+def gateway_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
+    with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+        yield server
+
+
+def body(rid: str, x: list[float], **parameters: object) -> dict[str, object]:
+    return {
+        "id": rid,
+        "parameters": parameters,
+        "inputs": [{"name": "x", "shape": [1, len(x)], "datatype": "FP32", "data": x}],
+    }
+
+
+def test_tritonclient_gets_pipeline_results(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    spec = pipeline()
+    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+        x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+        text = np.array([[b"chest pain", b"ok"]], dtype=object)
+
+        http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        inputs = [
+            triton_http.InferInput("x", [1, 3], "FP32"),
+            triton_http.InferInput("text", [1, 2], "BYTES"),
+        ]
+        inputs[0].set_data_from_numpy(x)
+        inputs[1].set_data_from_numpy(text)
+        result = http.infer(spec.name, inputs, request_id="http-1")
+        np.testing.assert_array_equal(result.as_numpy("x"), x * 2 + 1)
+        assert result.as_numpy("text").tolist() == [[b"CHEST PAIN", b"OK"]]
+        assert result.get_response()["id"] == "http-1"
+
+        grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        ginputs = [
+            triton_grpc.InferInput("x", [1, 3], "FP32"),
+            triton_grpc.InferInput("text", [1, 2], "BYTES"),
+        ]
+        ginputs[0].set_data_from_numpy(x)
+        ginputs[1].set_data_from_numpy(text)
+        gresult = grpc.infer(spec.name, ginputs, request_id="grpc-1")
+        np.testing.assert_array_equal(gresult.as_numpy("x"), x * 2 + 1)
+        assert gresult.as_numpy("text").tolist() == [[b"CHEST PAIN", b"OK"]]
+        assert grpc.is_model_ready(spec.name)
+        assert http.get_model_metadata(spec.name)["name"] == spec.name
+
+
+def test_two_gateways_each_get_their_own_replies(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    spec = pipeline()
+    with (
+        workers(spec, bootstrap),
+        gateway_server(spec, bootstrap) as one,
+        gateway_server(spec, bootstrap) as two,
+    ):
+
+        def call(args: tuple[Server, int]) -> tuple[int, str, list[float]]:
+            server, i = args
+            url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
+            response = httpx.post(url, json=body(f"r{i}", [float(i)]), timeout=30)
+            data = response.json()["outputs"][0]["data"] if response.status_code == 200 else []
+            return response.status_code, response.headers.get("x-request-id", ""), data
+
+        jobs = [(one if i % 2 else two, i) for i in range(100, 160)]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, jobs))
+    assert [a[0] for a in answers] == [200] * 60
+    assert [a[1] for a in answers] == [f"r{i}" for i in range(100, 160)]
+    assert [a[2] for a in answers] == [[2.0 * i + 1] for i in range(100, 160)]
+
+
+def test_timeout_names_the_request(bootstrap: str, pipeline: Callable[..., PipelineSpec]) -> None:
+    spec = pipeline("  - {name: slow, model: slow, inputs: [add-one.outputs]}")
+    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+        url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
+        # Triton's timeout parameter is in microseconds: 0.3 s.
+        response = httpx.post(url, json=body("late-7", [1.0], timeout=300_000), timeout=30)
+    assert response.status_code == 504
+    assert "late-7" in response.json()["error"]
+    assert response.headers["x-request-id"] == "late-7"
+
+
+def test_error_reply_names_the_failing_step(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    spec = pipeline()
+    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+        url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
+        response = httpx.post(url, json=body("bad-13", [13.0]), timeout=30)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert "double" in error and "double cannot take 13" in error
+
+
+def test_job_result_survives_a_gateway_restart(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    spec = pipeline()
+    with gateway_server(spec, bootstrap) as first:
+        base = f"http://127.0.0.1:{first.http_port}/v2/pipelines/{spec.name}/jobs"
+        accepted = httpx.post(base, json=body("job-1", [4.0]), timeout=30)
+        assert accepted.status_code == 202 and accepted.json()["id"] == "job-1"
+        assert httpx.get(f"{base}/job-1", timeout=30).status_code == 202  # no workers yet
+    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as second:
+        base = f"http://127.0.0.1:{second.http_port}/v2/pipelines/{spec.name}/jobs"
+        for _ in range(100):
+            answer = httpx.get(f"{base}/job-1", timeout=30)
+            if answer.status_code != 202:
+                break
+        assert answer.status_code == 200
+        assert answer.json()["outputs"][0]["data"] == [9.0]
+        assert httpx.get(f"{base}/no-such-job", timeout=30).status_code == 404
+
+
+def test_bad_input_never_reaches_kafka(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    from kafka_support import read_topic
+
+    spec = pipeline("  - {name: side, model: add-one, inputs: [pipeline.inputs.x]}")
+    with gateway_server(spec, bootstrap) as server:
+        url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
+        wrong_name = httpx.post(
+            url,
+            json={"inputs": [{"name": "y", "shape": [1], "datatype": "FP32", "data": [1]}]},
+            timeout=30,
+        )
+        assert wrong_name.status_code == 400
+        assert "missing input 'x', which step side reads" in wrong_name.json()["error"]
+        too_big = httpx.post(
+            url,
+            content=b"0" * (65 * 1024 * 1024),
+            timeout=60,
+            headers={"content-type": "application/json"},
+        )
+        assert too_big.status_code == 413
+        bad = {
+            "not json": (b"{nope", 400),
+            "shape vs data": (
+                b'{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1]}]}',
+                400,
+            ),
+            "unknown datatype": (
+                b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP99","data":[1]}]}',
+                400,
+            ),
+            "no inputs": (b'{"inputs":[]}', 400),
+        }
+        for name, (content, status) in bad.items():
+            response = httpx.post(
+                url, content=content, timeout=30, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == status, name
+            assert response.json()["error"], name
+        missing = httpx.post(
+            f"http://127.0.0.1:{server.http_port}/v2/pipelines/nope/infer",
+            json=body("x", [1.0]),
+            timeout=30,
+        )
+        assert missing.status_code == 404
+    assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
