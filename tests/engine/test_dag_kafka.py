@@ -3,6 +3,7 @@ triggers, errors in a branch, and SIGKILL of every worker of a join pipeline."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,9 +78,14 @@ def test_outer_join_emits_what_arrived_after_the_window(
 ) -> None:
     spec = load_spec(pipeline_spec(fan(join="outer", right="slow_right", window=1000)))
     with running(spec, bootstrap):
+        held = importlib.import_module("dag_models").RELEASE
+        held.clear()
         send_requests(bootstrap, spec.name, _xs(3))
-        results = read_results(bootstrap, spec.name, until=3, timeout=60)
-        late = read_results(bootstrap, spec.name, until=4, timeout=6)  # nothing more comes
+        try:
+            results = read_results(bootstrap, spec.name, until=3, timeout=60)
+        finally:
+            held.set()  # now the right branch answers: too late to change anything
+        late = read_results(bootstrap, spec.name, until=4, timeout=6)
     assert count_by_id(results) == {"j0": 1, "j1": 1, "j2": 1}
     for r in results:
         i = int(r.request_id[1:])

@@ -178,6 +178,21 @@ BAD_CASES = {
         "steps[1].tensor_map.entities.outputs.x",
         "not among the step's inputs",
     ),
+    "unreachable step": (
+        ("steps: [coder]", "steps: [sections]"),
+        "steps[2]",
+        "the results of step 'entities' reach no output step",
+    ),
+    "join window shorter than an upstream outer join": (
+        (
+            "  - name: coder\n    model: icd\n    inputs: [sections.outputs, entities.outputs]",
+            "  - name: both\n    model: icd\n    inputs: [sections.outputs, entities.outputs]\n"
+            "    join: outer\n    join_window_ms: 8000\n"
+            "  - name: coder\n    model: icd\n    inputs: [both.outputs, sections.outputs]",
+        ),
+        "steps[4].join_window_ms",
+        "5000 ms is not longer than the window of the outer join 'both'",
+    ),
     "zero partitions": (
         ("partitions: 3", "partitions: 0"),
         "partitions",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 
 import streamdag.serving
+from streamdag.pipeline import load_spec
 from streamdag.serving import GRPC_STATUS, HTTP_STATUS
 
 
@@ -48,5 +51,13 @@ def test_each_front_door_maps_error_codes_in_one_table() -> None:
     }
 
 
-def test_build_gateway_is_a_placeholder_until_the_kafka_gateway_lands() -> None:
+def test_build_gateway_serves_the_pipelines_of_the_specs(tmp_path: Path) -> None:
     assert streamdag.serving.build_gateway([], "localhost:9092") is None
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        "name: gw-api\nmodels:\n  m: {runtime: python, handler: os:getcwd}\n"
+        "steps:\n  - {name: s, model: m}\n"
+    )
+    gateway = streamdag.serving.build_gateway([load_spec(spec)], "localhost:9092")
+    assert isinstance(gateway, streamdag.serving.KafkaGateway)
+    assert gateway.pipelines() == ["gw-api"]

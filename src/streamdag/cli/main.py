@@ -11,6 +11,7 @@ import click
 
 from streamdag.cli.broker import broker
 from streamdag.cli.demo import demo
+from streamdag.cli.infer import infer
 from streamdag.cli.run import run as run_command
 from streamdag.cli.serve import serve
 from streamdag.cli.topics import topics
@@ -35,6 +36,7 @@ cli.add_command(topics)
 cli.add_command(run_command)
 cli.add_command(demo)
 cli.add_command(serve)
+cli.add_command(infer)
 
 
 def main(argv: list[str] | None = None) -> int:

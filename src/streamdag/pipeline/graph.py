@@ -181,7 +181,52 @@ def check_spec(spec: PipelineSpec) -> list[Problem]:
     if cycle is not None:
         i = next(k for k, s in enumerate(spec.steps) if s.name == cycle[0])
         problems.append((f"steps[{i}].inputs", "cycle: " + " -> ".join(cycle)))
+        return problems
+    problems.extend(_check_windows(spec, steps))
+    problems.extend(_check_reach(spec, deps))
     return problems
+
+
+def _check_windows(spec: PipelineSpec, steps: dict[str, StepSpec]) -> Iterator[Problem]:
+    """A join must wait longer than an upstream outer/any join, which may take its whole
+    window to answer: a shorter window would give up on requests still on their way."""
+    for i, step in enumerate(spec.steps):
+        if len(_sources(step)) < 2:
+            continue
+        for source in _sources(step):
+            up = steps.get(source)
+            if up is None or len(_sources(up)) < 2 or (up.join or "inner") == "inner":
+                continue
+            if step.join_window_ms <= up.join_window_ms:
+                yield (
+                    f"steps[{i}].join_window_ms",
+                    (
+                        f"{step.join_window_ms} ms is not longer than the window of the "
+                        f"{up.join} join {up.name!r} it reads ({up.join_window_ms} ms): "
+                        f"{step.name!r} would give up on requests {up.name!r} still answers"
+                    ),
+                )
+
+
+def _check_reach(spec: PipelineSpec, deps: dict[str, tuple[str, ...]]) -> Iterator[Problem]:
+    """Every step's results must reach an output step, or its work is lost."""
+    outputs = [o for o in spec.output_steps if o in deps]
+    reached = set(outputs)
+    frontier = list(outputs)
+    while frontier:
+        for up in deps.get(frontier.pop(), ()):
+            if up not in reached:
+                reached.add(up)
+                frontier.append(up)
+    for i, step in enumerate(spec.steps):
+        if step.name not in reached and step.name in deps:
+            yield (
+                f"steps[{i}]",
+                (
+                    f"the results of step {step.name!r} reach no output step "
+                    f"(output.steps: {', '.join(outputs)}); read them or list it as an output"
+                ),
+            )
 
 
 def build_graph(spec: PipelineSpec) -> Graph:

@@ -1,5 +1,6 @@
 """Models and the runtimes that run them: the ``Model`` interface, ``python``, ``onnx``,
-``sklearn``, and ``create_model`` to pick one from a declaration."""
+``sklearn``, ``oip`` (a remote OIP server), and ``create_model`` to pick one from a
+declaration."""
 
 from streamdag.runtimes.base import (
     DATATYPES,
@@ -18,6 +19,7 @@ from streamdag.runtimes.config import (
     PythonModelSpec,
     SklearnModelSpec,
 )
+from streamdag.runtimes.oip import OipModel
 from streamdag.runtimes.onnx import OnnxModel
 from streamdag.runtimes.python import PythonModel
 from streamdag.runtimes.registry import create_model
@@ -29,6 +31,7 @@ __all__ = [
     "Model",
     "ModelMetadata",
     "ModelSpec",
+    "OipModel",
     "OipModelSpec",
     "OnnxModel",
     "OnnxModelSpec",

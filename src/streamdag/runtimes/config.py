@@ -77,9 +77,21 @@ class OipModelSpec(_BaseModelSpec):
 
     runtime: Literal["oip"]
     protocol: Literal["grpc", "rest"] = "grpc"
-    url: str
-    model: str
+    url: str = Field(
+        min_length=1, description="gRPC host:port, or the REST base URL (http://host:port)."
+    )
+    model: str = Field(min_length=1, description="The model's name on the remote server.")
     version: str | None = None
+    attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Tries per call while the server is unavailable (gRPC UNAVAILABLE, no "
+        "connection, HTTP 503), all within timeout_ms (default 30 s).",
+    )
+    backoff_ms: float = Field(
+        default=100.0, ge=0, le=60_000, description="Wait before the 2nd try; doubled after."
+    )
 
 
 ModelSpec = Annotated[

@@ -13,6 +13,7 @@ from streamdag.runtimes.config import (
     PythonModelSpec,
     SklearnModelSpec,
 )
+from streamdag.runtimes.oip import OipModel
 from streamdag.runtimes.onnx import OnnxModel
 from streamdag.runtimes.python import PythonModel
 from streamdag.runtimes.sklearn import SklearnModel
@@ -33,9 +34,7 @@ def create_model(name: str, spec: ModelSpec, base_dir: Path) -> Model:
     if isinstance(spec, SklearnModelSpec):
         return SklearnModel(name, spec, _resolve(spec.uri, base_dir))
     if isinstance(spec, OipModelSpec):
-        raise ConfigError(
-            f"model {name}: runtime 'oip' (remote OIP server) is not supported in this build"
-        )
+        return OipModel(name, spec)
     raise ConfigError(f"model {name}: unknown runtime {getattr(spec, 'runtime', spec)!r}")
 
 

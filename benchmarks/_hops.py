@@ -1,0 +1,85 @@
+"""Where a pipeline request's time goes, from the timestamps Kafka keeps anyway.
+
+Every record carries its CreateTime: the wall-clock millisecond at which its producer
+called ``produce`` (the gateway for the inputs topic, each step's worker for its outputs;
+no streamdag producer sets a timestamp of its own). With the client's own send and
+receive times (same machine, same clock), each request splits into hops:
+
+    client -> inputs        HTTP request, JSON parse, checks, gateway produce call
+    inputs -> s1            gateway send (linger), s1 fetch, batch wait, decode, model, encode
+    s1 -> s2, s2 -> s3      the previous step's delivery (flush + commit, or transaction
+                            commit and its markers), then as above for the next step
+    s3 -> client            s3's delivery, gateway fetch, reply matching, HTTP response
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streamdag.kafka import consumer_config
+from streamdag.pipeline import PipelineSpec, inputs_topic, outputs_topic, step_outputs_topic
+
+__all__ = ["hops"]
+
+
+def _timestamps(bootstrap: str, topics: list[str], partitions: int) -> dict[str, dict[str, int]]:
+    """topic -> request id -> CreateTime (ms) of the first record with that key."""
+    consumer = Consumer(
+        consumer_config(
+            bootstrap,
+            f"bench-hops-{uuid.uuid4().hex[:8]}",
+            client_id="bench-hops",
+            **{"enable.partition.eof": True},
+        )
+    )
+    found: dict[str, dict[str, int]] = {t: {} for t in topics}
+    try:
+        consumer.assign(
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in range(partitions)]
+        )
+        at_end: set[tuple[str, int]] = set()
+        idle = 0
+        while len(at_end) < len(topics) * partitions and idle < 20:
+            messages = consumer.consume(1000, 0.5)
+            idle = 0 if messages else idle + 1
+            for m in messages:
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add((m.topic(), m.partition()))
+                    continue
+                key = (m.key() or b"").decode()
+                found[m.topic()].setdefault(key, m.timestamp()[1])
+    finally:
+        consumer.close()
+    return found
+
+
+def hops(
+    bootstrap: str, spec: PipelineSpec, steps: list[str], calls: list[tuple[str, float, float]]
+) -> dict[str, float]:
+    """Median milliseconds of each hop (see the module docstring) over ``calls``: (request
+    id, wall-clock send, wall-clock receive)."""
+    stages = [inputs_topic(spec.name)] + [step_outputs_topic(spec.name, s) for s in steps[:-1]]
+    stages.append(outputs_topic(spec.name))  # where the last step's reply goes
+    stamps = _timestamps(bootstrap, stages, spec.partitions)
+    names = ["client -> inputs", f"inputs -> {steps[0]}"]
+    names += [f"{a} -> {b}" for a, b in itertools.pairwise(steps)]
+    names.append(f"{steps[-1]} -> client")
+    per_hop: list[list[float]] = [[] for _ in names]
+    for rid, sent, received in calls:
+        times = [stamps[t].get(rid) for t in stages]
+        if any(t is None for t in times):
+            continue  # cannot happen unless a topic was cleaned meanwhile
+        points = [sent * 1000, *(float(t) for t in times if t is not None), received * 1000]
+        for i in range(len(names)):
+            per_hop[i].append(points[i + 1] - points[i])
+    if not per_hop[0]:
+        return {}
+    result = {name: statistics.median(values) for name, values in zip(names, per_hop, strict=True)}
+    result["requests"] = float(len(per_hop[0]))
+    return result

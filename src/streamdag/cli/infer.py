@@ -1,0 +1,156 @@
+"""``streamdag infer NAME --data JSON``: one OIP request to a running ``streamdag serve``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streamdag.errors import ConfigError, InvalidInput
+from streamdag.protocol import request_from_json, response_to_json
+from streamdag.runtimes.oip import RestClient, open_client
+
+__all__ = ["infer", "request_body"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+@click.command()
+@click.argument("name", metavar="PIPELINE_OR_MODEL")
+@click.option(
+    "--data",
+    "-d",
+    required=True,
+    metavar="JSON|@FILE",
+    help='An OIP request body {"inputs": [...]}, or {"tensor": nested list, ...} with the '
+    "datatype taken from the values (float FP32, int INT64, string BYTES, bool BOOL); "
+    "@FILE reads it from a file, @- from stdin.",
+)
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="REST address of the server.")
+@click.option(
+    "--grpc",
+    "grpc_target",
+    default=None,
+    metavar="HOST:PORT",
+    help="Use the server's gRPC port instead of REST.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
+@click.option("--id", "request_id", default=None, help="Request id [default: the server's].")
+def infer(
+    name: str, data: str, url: str, grpc_target: str | None, timeout: float, request_id: str | None
+) -> None:
+    """Send one inference request to a model or pipeline of `streamdag serve` and print the
+    response as OIP JSON."""
+    body = request_body(data, request_id)
+    try:
+        # Checked here so that a bad --data is reported as such, before any connection.
+        request = request_from_json(body, model_name=name)
+    except InvalidInput as exc:
+        raise ConfigError(f"--data: {exc}") from exc
+    if grpc_target is not None:
+        client = open_client("grpc", grpc_target)
+        try:
+            response = response_to_json(client.infer(request, timeout))
+        finally:
+            client.close()
+    else:
+        rest = open_client("rest", url)
+        assert isinstance(rest, RestClient)  # what open_client builds for REST
+        try:
+            # The server's own body is printed, so nothing is lost in a conversion.
+            response = json.loads(rest.infer_json(name, "", body, timeout))
+        finally:
+            rest.close()
+    click.echo(json.dumps(response, indent=2, allow_nan=True))
+
+
+def request_body(data: str, request_id: str | None = None) -> dict[str, Any]:
+    """The OIP JSON request body that ``--data`` stands for; ``ConfigError`` if none."""
+    text = _read(data)
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--data: not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or not parsed:
+        raise ConfigError('--data: expected a JSON object, {"inputs": [...]} or {"x": [...]}')
+    inputs = parsed.get("inputs")
+    if isinstance(inputs, list) and all(isinstance(item, dict) for item in inputs):
+        body = dict(parsed)
+    else:
+        body = {"inputs": [_tensor(key, value) for key, value in parsed.items()]}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+def _read(data: str) -> str:
+    if not data.startswith("@"):
+        return data
+    if data == "@-":
+        return sys.stdin.read()
+    try:
+        return Path(data[1:]).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--data: cannot read {data[1:]}: {exc}") from exc
+
+
+def _tensor(name: str, value: Any) -> dict[str, Any]:
+    """One input of the shorthand form: its shape from the nesting, datatype from the values."""
+    shape: list[int] = []
+    level = value
+    while isinstance(level, list):
+        shape.append(len(level))
+        if not level:
+            break
+        level = level[0]
+    leaves: list[Any] = []
+    _flatten(name, value, shape, leaves)
+    return {"name": name, "shape": shape, "datatype": _datatype(name, leaves), "data": leaves}
+
+
+def _flatten(name: str, value: Any, shape: list[int], out: list[Any], depth: int = 0) -> None:
+    if depth == len(shape):
+        if isinstance(value, list):
+            raise ConfigError(f"--data: tensor {name!r} is not rectangular (shape {shape})")
+        out.append(value)
+        return
+    if not isinstance(value, list) or len(value) != shape[depth]:
+        raise ConfigError(f"--data: tensor {name!r} is not rectangular (shape {shape})")
+    for item in value:
+        _flatten(name, item, shape, out, depth + 1)
+
+
+def _datatype(name: str, values: list[Any]) -> str:
+    kinds = {type(v) for v in values}
+    if kinds <= {bool} and kinds:
+        return "BOOL"
+    if kinds <= {str} and kinds:
+        return "BYTES"
+    if kinds <= {int}:
+        return "INT64" if kinds else "FP32"  # an empty tensor: any datatype would do
+    if kinds <= {int, float}:
+        return "FP32"
+    found = ", ".join(sorted(_JSON_NAMES.get(k, k.__name__) for k in kinds))
+    raise ConfigError(
+        f"--data: tensor {name!r} holds {found}; the shorthand takes numbers, strings or "
+        'booleans, one kind per tensor (give the datatype in the {"inputs": [...]} form)'
+    )
+
+
+_JSON_NAMES = {
+    bool: "booleans",
+    int: "numbers",
+    float: "numbers",
+    str: "strings",
+    dict: "objects",
+    type(None): "nulls",
+}

@@ -1,0 +1,297 @@
+"""Runtime ``oip``: a model on a remote Open Inference Protocol (V2) server (Triton,
+MLServer, KServe, another ``streamdag serve``).
+
+``load()`` opens one pooled connection (a gRPC channel, or an httpx client for REST),
+fetches the remote metadata and waits for the model to be ready; ``predict()`` sends each
+micro-batch as one request over it; ``unload()`` closes it. "Unavailable" (gRPC
+UNAVAILABLE, no connection, HTTP 503, not ready yet) is retried with exponential backoff,
+``attempts`` times at most, within one deadline of ``timeout_ms`` (default 30 s). Input the
+remote rejects (INVALID_ARGUMENT, 400) is ``InvalidInput``, which the engine does not retry;
+an unknown remote model is ``ConfigError`` at load; the rest is ``ModelError`` with the
+remote's message. ``GrpcClient`` and ``RestClient`` are the one-attempt clients underneath,
+also used by ``streamdag infer``; they raise the error of the tree matching the status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol, TypeVar, cast
+from urllib.parse import quote
+
+import grpc
+import httpx
+from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
+from numpy.typing import NDArray
+
+from streamdag import protocol as oip
+from streamdag.errors import (
+    ConfigError,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelError,
+    NotFound,
+    StreamdagError,
+    Unavailable,
+    error_for_code,
+)
+from streamdag.runtimes.base import Model, ModelMetadata, TensorSpec, check_inputs, check_outputs
+from streamdag.runtimes.config import OipModelSpec
+
+__all__ = ["DEFAULT_TIMEOUT_S", "GrpcClient", "OipClient", "OipModel", "RestClient", "open_client"]
+
+DEFAULT_TIMEOUT_S: Final = 30.0
+# As large as what `streamdag serve` accepts by default; gRPC's own default is 4 MB.
+_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
+
+# Remote statuses -> codes of the error tree; any other status is a model error.
+_GRPC_CODES: Final = {
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_argument",
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.UNAVAILABLE: "unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "deadline_exceeded",
+}
+_HTTP_CODES: Final = {
+    400: "invalid_argument",
+    404: "not_found",
+    413: "invalid_argument",  # too large: the same input fails the same way again
+    503: "unavailable",
+    504: "deadline_exceeded",
+}
+
+_T = TypeVar("_T")
+
+
+class OipClient(Protocol):
+    """One connection to an OIP server; each call is one attempt bounded by ``timeout`` (s)."""
+
+    def ready(self, model: str, version: str, timeout: float) -> bool: ...
+    def metadata(self, model: str, version: str, timeout: float) -> ModelMetadata: ...
+    def infer(self, request: oip.ModelInferRequest, timeout: float) -> oip.ModelInferResponse: ...
+    def close(self) -> None: ...
+
+
+class GrpcClient:
+    """OIP over gRPC on one channel, shared by all threads (grpc channels are thread-safe)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ],
+        )
+        # The generated stub has no annotations.
+        stub: Any = oip.inference_pb2_grpc.GRPCInferenceServiceStub
+        self._stub: Any = stub(self._channel)
+
+    def ready(self, model: str, version: str, timeout: float) -> bool:
+        request = oip.inference_pb2.ModelReadyRequest(name=model, version=version)
+        return bool(self._call(self._stub.ModelReady, request, timeout).ready)
+
+    def metadata(self, model: str, version: str, timeout: float) -> ModelMetadata:
+        request = oip.inference_pb2.ModelMetadataRequest(name=model, version=version)
+        return _metadata(self._call(self._stub.ModelMetadata, request, timeout))
+
+    def infer(self, request: oip.ModelInferRequest, timeout: float) -> oip.ModelInferResponse:
+        return cast(oip.ModelInferResponse, self._call(self._stub.ModelInfer, request, timeout))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
+        try:
+            return rpc(request, timeout=timeout)
+        except grpc.RpcError as exc:  # raised by sync calls as a grpc.Call
+            code = exc.code()
+            message = f"{self.target} answered {code.name}: {exc.details()}"
+            raise error_for_code(_GRPC_CODES.get(code, ModelError.code), message) from exc
+
+
+class RestClient:
+    """OIP over HTTP JSON with one pooled httpx client (thread-safe, keeps connections).
+
+    Proxy variables are ignored: streamdag reads no environment outside its settings."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, trust_env=False)
+
+    def ready(self, model: str, version: str, timeout: float) -> bool:
+        try:
+            self._request("GET", _path(model, version, "/ready"), timeout)
+        except InvalidInput:  # OIP answers "not ready" with a 4xx other than 404
+            return False
+        return True
+
+    def metadata(self, model: str, version: str, timeout: float) -> ModelMetadata:
+        body = self._request("GET", _path(model, version, ""), timeout)
+        try:  # the JSON form of the gRPC message: parse it as one
+            message = oip.inference_pb2.ModelMetadataResponse()
+            reply = json_format.Parse(body, message, ignore_unknown_fields=True)
+        except json_format.ParseError as exc:
+            raise ModelError(f"{self.url} sent model metadata that is not OIP: {exc}") from exc
+        return _metadata(reply)
+
+    def infer(self, request: oip.ModelInferRequest, timeout: float) -> oip.ModelInferResponse:
+        body = oip.request_to_json(request)
+        return oip.response_from_json(
+            self.infer_json(request.model_name, request.model_version, body, timeout)
+        )
+
+    def infer_json(
+        self, model: str, version: str, body: Mapping[str, Any], timeout: float
+    ) -> bytes:
+        """POST an OIP JSON request body; the response body as received."""
+        # json.dumps, not httpx's json=, which refuses the NaN literals OIP JSON may hold.
+        content = json.dumps(body, allow_nan=True, separators=(",", ":")).encode()
+        return self._request("POST", _path(model, version, "/infer"), timeout, content)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, timeout: float, content: bytes = b"") -> bytes:
+        headers = {"content-type": "application/json"} if content else None
+        try:
+            reply = self._http.request(
+                method, path, content=content or None, headers=headers, timeout=timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise DeadlineExceeded(f"{self.url}: no answer within {timeout:.3g} s") from exc
+        except httpx.TransportError as exc:  # refused, reset, name not resolved
+            raise Unavailable(f"cannot reach {self.url}: {exc}") from exc
+        if reply.is_success:
+            return reply.content
+        code = _HTTP_CODES.get(reply.status_code, ModelError.code)
+        message = f"{self.url} answered {reply.status_code}: {oip.error_from_json(reply.content)}"
+        raise error_for_code(code, message)
+
+
+def open_client(protocol: str, url: str) -> OipClient:
+    """A client for ``url``: ``host:port`` (``grpc://`` optional) or ``http(s)://host:port``
+    (``http://`` optional); ``ConfigError`` for an address that cannot be one."""
+    if protocol == "grpc":
+        target = url.removeprefix("grpc://")
+        if not target or "://" in target or "/" in target:
+            raise ConfigError(f"url {url!r}: gRPC takes host:port (e.g. localhost:8001)")
+        return GrpcClient(target)
+    full = url if "://" in url else f"http://{url}"
+    try:
+        parsed = httpx.URL(full)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"url {url!r}: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"url {url!r}: REST takes http(s)://host:port (e.g. localhost:8000)")
+    return RestClient(full)
+
+
+def _metadata(reply: Any) -> ModelMetadata:
+    """From a gRPC ``ModelMetadataResponse`` or a parsed REST body: the fields are the same."""
+
+    def specs(tensors: Any) -> list[TensorSpec]:
+        return [TensorSpec(t.name, t.datatype, list(t.shape)) for t in tensors]
+
+    return ModelMetadata(reply.name, reply.platform, specs(reply.inputs), specs(reply.outputs))
+
+
+def _path(model: str, version: str, suffix: str) -> str:
+    name = quote(model, safe="")
+    versioned = f"{name}/versions/{quote(version, safe='')}" if version else name
+    return f"/v2/models/{versioned}{suffix}"
+
+
+class OipModel(Model):
+    """Runs ``spec.model`` of a remote OIP server; ``metadata()`` is the remote model's (shapes
+    ``-1`` where variable) under this model's name. gRPC carries raw tensors, REST JSON."""
+
+    def __init__(self, name: str, spec: OipModelSpec) -> None:
+        self.name = name
+        self.spec = spec
+        self.timeout_s = spec.timeout_ms / 1000 if spec.timeout_ms else DEFAULT_TIMEOUT_S
+        self._client: OipClient | None = None
+        self._metadata: ModelMetadata | None = None
+
+    def load(self) -> None:
+        try:
+            client = open_client(self.spec.protocol, self.spec.url)
+        except ConfigError as exc:
+            raise ConfigError(f"model {self.name}: {exc}") from exc
+        model, version = self.spec.model, self.spec.version or ""
+
+        def fetch(timeout: float) -> ModelMetadata:
+            remote = client.metadata(model, version, timeout)  # first: NotFound says most
+            if not client.ready(model, version, timeout):
+                # Worth waiting for, as for a server that is still starting.
+                raise Unavailable(f"remote model {model!r} at {self.spec.url} is not ready")
+            return remote
+
+        try:
+            remote = self._retrying(fetch)
+        except BaseException as exc:
+            client.close()
+            if isinstance(exc, NotFound | InvalidInput | ConfigError):
+                # ConfigError here is metadata with a datatype streamdag cannot carry.
+                raise ConfigError(
+                    f"model {self.name}: remote model {model!r} cannot be used: {exc}"
+                ) from exc
+            if isinstance(exc, StreamdagError):
+                raise ModelError(f"model {self.name}: {exc}") from exc
+            raise
+        self._metadata = dataclasses.replace(
+            remote, name=self.name, platform=remote.platform or "oip"
+        )
+        self._client = client
+
+    def predict(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
+        client = self._client
+        if client is None:
+            raise ModelError(f"model {self.name} is not loaded; call load() first")
+        # The remote checks against its own declaration; here only the batch's structure is
+        # checked, so a remote that declares shapes loosely is not second-guessed.
+        unchecked = ModelMetadata(self.name, "oip", inputs=[], outputs=[])
+        rows = check_inputs(unchecked, inputs)
+        request = oip.encode_request(
+            self.spec.model, inputs, model_version=self.spec.version or "", raw=True
+        )
+        try:
+            response = self._retrying(lambda timeout: client.infer(request, timeout))
+        except InvalidInput as exc:
+            raise InvalidInput(f"model {self.name}: {exc}") from exc
+        except StreamdagError as exc:
+            raise ModelError(f"model {self.name}: {exc}") from exc
+        try:
+            outputs = oip.decode_response(response)
+        except InvalidInput as exc:  # the remote's answer is broken, not the caller's input
+            raise ModelError(f"model {self.name}: undecodable remote response: {exc}") from exc
+        check_outputs(unchecked, outputs, rows)
+        return outputs
+
+    def unload(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._metadata = None
+
+    def metadata(self) -> ModelMetadata:
+        if self._metadata is None:
+            raise ModelError(f"model {self.name} is not loaded; call load() first")
+        return self._metadata
+
+    def _retrying(self, call: Callable[[float], _T]) -> _T:
+        """``call(seconds_left)`` until it does not raise ``Unavailable``, at most
+        ``spec.attempts`` times, waiting ``backoff_ms`` doubled each time, within one deadline."""
+        deadline = time.monotonic() + self.timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call(max(deadline - time.monotonic(), 0.001))
+            except Unavailable as exc:
+                wait = self.spec.backoff_ms / 1000 * 2 ** (attempt - 1)
+                if attempt >= self.spec.attempts or time.monotonic() + wait >= deadline:
+                    raise Unavailable(f"{exc} (gave up after {attempt} attempts)") from exc
+                time.sleep(wait)
