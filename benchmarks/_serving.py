@@ -24,6 +24,7 @@ from streamdag.kafka import admin_config, ensure_topics, list_topics
 from streamdag.pipeline import PipelineSpec, derive_topics, load_spec
 
 __all__ = [
+    "TCP_NODELAY_PATCH",
     "Child",
     "Children",
     "Specs",
@@ -106,16 +107,35 @@ def _write(path: Path, spec: dict[str, Any]) -> PipelineSpec:
     return load_spec(path)
 
 
+# For comparison only (--patch-tcp-nodelay), in the server process's memory: asyncio sets
+# TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and serving/server.py binds the
+# REST socket with proto 0, so responses written in two parts (headers, then body) meet
+# Nagle's algorithm and the client's delayed ACK (40 ms on Linux).
+TCP_NODELAY_PATCH = """
+import asyncio.base_events, socket
+def _set_nodelay(sock):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+asyncio.base_events._set_nodelay = _set_nodelay
+"""
+
+
 class Child:
     """A `streamdag` command in a child process of its own session (Ctrl-C reaches only
-    the benchmark, which stops its children in order); output goes to ``log_file``."""
+    the benchmark, which stops its children in order); output goes to ``log_file``.
+    ``prelude`` is Python code run in the child before the command."""
 
-    def __init__(self, name: str, args: list[str], log_file: Path) -> None:
+    def __init__(self, name: str, args: list[str], log_file: Path, prelude: str = "") -> None:
         self.name = name
         self.log_file = log_file
+        if prelude:
+            code = f"{prelude}\nfrom streamdag.cli.main import run\nrun()\n"
+            argv = [sys.executable, "-c", code, *args]
+        else:
+            argv = [sys.executable, "-m", "streamdag.cli.main", *args]
         with log_file.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamdag.cli.main", *args],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -159,8 +179,8 @@ class Children:
         self.folder = folder
         self._children: list[Child] = []
 
-    def start(self, name: str, args: list[str]) -> Child:
-        child = Child(name, args, self.folder / f"{name}.log")
+    def start(self, name: str, args: list[str], prelude: str = "") -> Child:
+        child = Child(name, args, self.folder / f"{name}.log", prelude)
         self._children.append(child)
         return child
 

@@ -18,7 +18,7 @@ contents and gRPC raw contents; and pipeline request-reply latency through the R
     .venv/bin/python benchmarks/grpc_vs_rest.py [--bootstrap HOST:PORT] [--json PATH]
         [--plot PATH | --no-plot] [--payloads 1KB,100KB,1MB,8MB] [--concurrency 1,8,32]
         [--budget-s 2] [--part both|transports|pipeline] [--pipeline-requests 200]
-        [--pipeline-warmup 30] [--step-max-wait-ms MS]
+        [--pipeline-warmup 30] [--step-max-wait-ms MS] [--patch-tcp-nodelay]
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from _report import plot, print_report
 from _serving import (
     SERVED_MODEL,
     STEPS,
+    TCP_NODELAY_PATCH,
     Children,
     Specs,
     create_pipeline_topics,
@@ -268,6 +269,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=float,
         help="batch max_wait_ms of the pipeline steps (default: the project's default)",
     )
+    parser.add_argument(
+        "--patch-tcp-nodelay",
+        action="store_true",
+        help="for comparison: run the server with TCP_NODELAY forced on its REST connections "
+        "(patched in memory; see _serving.py)",
+    )
     args = parser.parse_args(argv)
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency takes positive integers")
@@ -306,6 +313,7 @@ def main(argv: Sequence[str]) -> int:
                         "--bootstrap",
                         bootstrap,
                     ],
+                    TCP_NODELAY_PATCH if args.patch_tcp_nodelay else "",
                 )
                 ready_s = wait_ready(server, f"http://127.0.0.1:{http_port}/v2/health/ready")
                 print(f"server pid {server.pid} ready in {ready_s:.1f}s", flush=True)
@@ -352,6 +360,7 @@ def main(argv: Sequence[str]) -> int:
                 "step_max_wait_ms": args.step_max_wait_ms,
                 "pipeline_requests": args.pipeline_requests,
                 "pipeline_warmup": args.pipeline_warmup,
+                "patch_tcp_nodelay": args.patch_tcp_nodelay,
             },
             "total_s": total_s,
             "encodings": encodings,

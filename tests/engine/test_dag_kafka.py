@@ -184,4 +184,5 @@ def test_sigkill_every_worker_of_a_join_pipeline(
     assert set(counts) == {rid for rid, _ in requests}
     assert not {k: c for k, c in counts.items() if c > 1}, "duplicated results"
     for r in results:
+        assert r.error is None, r.error
         assert r.arrays["total"].tolist() == [12 * int(r.request_id[1:]) + 5]

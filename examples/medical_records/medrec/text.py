@@ -13,7 +13,7 @@ import re
 
 __all__ = ["MAX_CLAUSES", "clauses", "demographics"]
 
-MAX_CLAUSES = 64  # slots per document in the clause tensors; the rest are padding ("")
+MAX_CLAUSES = 48  # slots per document in the clause tensors; the rest are padding ("")
 
 _HEADER = re.compile(r"^[ \t]*[a-z][a-z /&]{0,40}:[ \t]*", re.MULTILINE)
 _SPLIT = re.compile(r"\n|;\s|,\s|\.(?:\s|$)|\s+but\s+")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from streamdag.errors import ConfigError, InvalidInput
+from streamdag.errors import ConfigError, InvalidInput, StreamdagError
 from streamdag.protocol import request_from_json, response_to_json
 from streamdag.runtimes.oip import RestClient, open_client
 
@@ -29,7 +29,13 @@ DEFAULT_URL = "http://127.0.0.1:8080"
     "datatype taken from the values (float FP32, int INT64, string BYTES, bool BOOL); "
     "@FILE reads it from a file, @- from stdin.",
 )
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="REST address of the server.")
+@click.option(
+    "--url",
+    default=DEFAULT_URL,
+    show_default=True,
+    metavar="URL",
+    help="The server's REST address.",
+)
 @click.option(
     "--grpc",
     "grpc_target",
@@ -42,7 +48,8 @@ DEFAULT_URL = "http://127.0.0.1:8080"
     type=click.FloatRange(min=0, min_open=True),
     default=60.0,
     show_default=True,
-    help="Seconds to wait for the answer.",
+    metavar="SECONDS",
+    help="How long to wait for the answer.",
 )
 @click.option("--id", "request_id", default=None, help="Request id [default: the server's].")
 def infer(
@@ -67,9 +74,13 @@ def infer(
         assert isinstance(rest, RestClient)  # what open_client builds for REST
         try:
             # The server's own body is printed, so nothing is lost in a conversion.
-            response = json.loads(rest.infer_json(name, "", body, timeout))
+            answer = rest.infer_json(name, "", body, timeout)
         finally:
             rest.close()
+        try:
+            response = json.loads(answer)
+        except ValueError as exc:
+            raise StreamdagError(f"{rest.url} answered with a body that is not JSON") from exc
     click.echo(json.dumps(response, indent=2, allow_nan=True))
 
 

@@ -86,6 +86,10 @@ class Delivery(ABC):
         """True when records and offsets are committed; False when the batch was rolled back
         and the consumer rewound, so the caller fetches and processes it again."""
 
+    def commit(self) -> bool:
+        """Commit what ``deliver`` left uncommitted (before a revocation or shutdown)."""
+        return True
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -164,31 +168,67 @@ class TransactionalDelivery(Delivery):
 
 
 class AtLeastOnceDelivery(Delivery):
-    def __init__(self, consumer: Consumer, bootstrap: str, client_id: str, **config: Any) -> None:
+    """Produce now, commit offsets every ``commit_interval_s``: a flush then waits for the
+    acknowledgement of every batch produced since the last commit, so the wait is shared
+    by many batches. Offsets are committed only after that flush succeeded."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        bootstrap: str,
+        client_id: str,
+        *,
+        commit_interval_s: float = 0.1,
+        **config: Any,
+    ) -> None:
         super().__init__(consumer)
-        self._producer = Producer(producer_config(bootstrap, client_id=client_id, **config))
+        # Reports only for failed records: a Python callback per success would contend
+        # for the GIL with the model thread and slow every flush.
+        self._producer = Producer(
+            producer_config(
+                bootstrap, client_id=client_id, **{"delivery.report.only.error": True, **config}
+            )
+        )
+        self.commit_interval_s = commit_interval_s
+        self._uncommitted: dict[tuple[str, int], int] = {}
+        self._failed: list[str] = []
+        self._last_commit = time.monotonic()
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failed.append(err.str())
 
     def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
-        failed: list[str] = []
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            if err is not None:
-                failed.append(err.str())
-
         for record in records:
-            _produce(self._producer, record, on_delivery)
+            _produce(self._producer, record, self._on_delivery)
+        self._producer.poll(0)
+        for tp in offsets:
+            self._uncommitted[(tp.topic, tp.partition)] = tp.offset
+        if time.monotonic() - self._last_commit >= self.commit_interval_s:
+            return self.commit()
+        return True
+
+    def commit(self) -> bool:
+        """Wait for every produced record, then commit the offsets of their batches; on a
+        failed delivery rewind instead, so those batches are done again."""
+        self._last_commit = time.monotonic()
+        if not self._uncommitted and not len(self._producer):
+            return True
         unsent = self._producer.flush(_TIMEOUT_S)
-        if failed or unsent:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
+        self._uncommitted = {}
+        if self._failed or unsent:
             log.warning(
-                "delivery failed (%s); the batch will be redone",
-                failed[0] if failed else f"{unsent} unsent",
+                "delivery failed (%s); the batches since the last commit will be redone",
+                self._failed[0] if self._failed else f"{unsent} unsent",
             )
+            self._failed = []
             rewind(self.consumer, offsets)
             return False
         if not offsets:
             return True
         try:
-            self.consumer.commit(offsets=list(offsets), asynchronous=False)
+            self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # The results are out; whoever owns the partitions next may repeat them, which
             # this guarantee allows.
@@ -196,7 +236,7 @@ class AtLeastOnceDelivery(Delivery):
         return True
 
     def close(self) -> None:
-        self._producer.flush(_TIMEOUT_S)
+        self.commit()
 
 
 def new_transactional_id(group_id: str, instance_id: str | None) -> str:

@@ -8,6 +8,7 @@ the ``streamdag-error`` header.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -155,6 +156,7 @@ def result_records(
     ]
 
 
+@functools.lru_cache(maxsize=256)
 def _model_name_field(name: str) -> bytes:
     return ModelInferResponse(model_name=name).SerializeToString() if name else b""
 

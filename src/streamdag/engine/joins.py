@@ -132,12 +132,21 @@ class JoinState:
         self._gone: dict[str, int] = {}  # request id -> partition, tombstones to write
 
     # -- restore and ownership ---------------------------------------------------------
-    def restore(self, partition: int, key: str, value: bytes | None) -> None:
-        """Apply one changelog record while restoring a partition (None = tombstone)."""
+    def restore(
+        self, partition: int, key: str, value: bytes | None, now_ms: float | None = None
+    ) -> None:
+        """Apply one changelog record while restoring a partition (None = tombstone).
+
+        Windows are measured on this worker's clock from when it holds a request, so a
+        restored request gets a fresh window: the time the partition had no owner must not
+        expire requests whose pieces are still on their way.
+        """
         if value is None:
             self.entries.pop(key, None)
         else:
-            self.entries[key] = _Entry.decode(partition, value)
+            entry = _Entry.decode(partition, value)
+            entry.first_ms = max(entry.first_ms, now_ms if now_ms is not None else 0.0)
+            self.entries[key] = entry
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         """Forget partitions we no longer own; their new owner restores them."""
@@ -289,7 +298,9 @@ def restore_partitions(
                 if err.code() == KafkaError._PARTITION_EOF:
                     pending.discard(msg.partition())
                 continue
-            state.restore(msg.partition() or 0, (msg.key() or b"").decode(), msg.value())
+            state.restore(
+                msg.partition() or 0, (msg.key() or b"").decode(), msg.value(), time.time() * 1000
+            )
     finally:
         consumer.close()
     return sum(1 for e in state.entries.values() if e.partition in set(wanted))

@@ -167,6 +167,8 @@ class StepWorker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("rebalance: step=%s revoked %s", self.plan.step, _fmt(partitions))
         self._complete_pending()  # commit first: the partitions are still ours here
+        if not self.delivery.commit():
+            self._stash = []
         revoked = {(p.topic, p.partition) for p in partitions}
         self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in revoked]
         if self.logic.join is not None:
@@ -232,6 +234,8 @@ class StepWorker:
         # records came, deliver what is there.
         while self._pending and (len(self._pending) > 1 or not messages):
             self._complete(self._pending[0])
+        if not messages and not self._pending and not self.delivery.commit():
+            self._stash = []  # idle: commit what is produced; a rollback means refetch
 
     def _complete_pending(self) -> None:
         while self._pending:

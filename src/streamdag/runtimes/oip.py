@@ -83,10 +83,14 @@ class GrpcClient:
             options=[
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                # gRPC waits 1 s (up to 120 s after an outage) before reconnecting to a server
+                # that refused, failing calls meanwhile; that would defeat our own retries.
+                ("grpc.initial_reconnect_backoff_ms", 50),
+                ("grpc.min_reconnect_backoff_ms", 50),
+                ("grpc.max_reconnect_backoff_ms", 2000),
             ],
         )
-        # The generated stub has no annotations.
-        stub: Any = oip.inference_pb2_grpc.GRPCInferenceServiceStub
+        stub: Any = oip.inference_pb2_grpc.GRPCInferenceServiceStub  # generated, untyped
         self._stub: Any = stub(self._channel)
 
     def ready(self, model: str, version: str, timeout: float) -> bool:
@@ -113,9 +117,8 @@ class GrpcClient:
 
 
 class RestClient:
-    """OIP over HTTP JSON with one pooled httpx client (thread-safe, keeps connections).
-
-    Proxy variables are ignored: streamdag reads no environment outside its settings."""
+    """OIP over HTTP JSON on one pooled httpx client (thread-safe); proxy variables are
+    ignored, as streamdag reads no environment outside its settings."""
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
@@ -241,9 +244,7 @@ class OipModel(Model):
             if isinstance(exc, StreamdagError):
                 raise ModelError(f"model {self.name}: {exc}") from exc
             raise
-        self._metadata = dataclasses.replace(
-            remote, name=self.name, platform=remote.platform or "oip"
-        )
+        self._metadata = dataclasses.replace(remote, name=self.name)
         self._client = client
 
     def predict(self, inputs: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:

@@ -1,0 +1,176 @@
+"""`streamdag infer`: a subprocess against a real server (REST and gRPC on free ports).
+
+The server holds the serving tests' models and, through an in-memory gateway, a pipeline
+(``echo-pipe``, which echoes its inputs), so no Kafka is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serving.conftest import running_server
+from serving.conftest import write_spec as write_serving_spec
+from serving.fake_gateway import PIPELINE, FakeGateway
+
+from streamdag.broker import free_port
+from streamdag.cli.infer import request_body
+from streamdag.errors import ConfigError
+from streamdag.serving import Server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    spec, _ = write_serving_spec(tmp_path_factory.mktemp("infer"))
+    with running_server([spec], FakeGateway()) as running:
+        yield running
+
+
+def infer(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamdag.cli.main", "infer", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def ok(*args: str) -> dict[str, Any]:
+    done = infer(*args)
+    assert done.returncode == 0, done.stderr
+    body: dict[str, Any] = json.loads(done.stdout)
+    return body
+
+
+def rest(server: Server) -> list[str]:
+    return ["--url", f"http://127.0.0.1:{server.http_port}"]
+
+
+def grpc(server: Server) -> list[str]:
+    return ["--grpc", f"127.0.0.1:{server.grpc_port}"]
+
+
+def test_rest_shorthand_to_a_model(server: Server) -> None:
+    body = ok("scale", "--data", '{"x": [[1.5, 2, 3], [4, 5, 6]]}', *rest(server))
+    assert body["model_name"] == "scale"
+    assert body["outputs"] == [
+        {"name": "y", "shape": [2, 3], "datatype": "FP32", "data": [3, 4, 6, 8, 10, 12]}
+    ]
+
+
+def test_grpc_full_body_with_bytes(server: Server) -> None:
+    text = {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["chest pain", "wrist"]}
+    data = {"id": "r-1", "inputs": [text]}
+    body = ok("upper", "--data", json.dumps(data), *grpc(server))
+    assert body["id"] == "r-1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["upper"]["data"] == ["CHEST PAIN", "WRIST"]
+    assert outputs["length"] == {
+        "name": "length",
+        "shape": [2],
+        "datatype": "INT32",
+        "data": [10, 5],
+    }
+
+
+@pytest.mark.parametrize("door", [rest, grpc], ids=["rest", "grpc"])
+def test_a_pipeline_by_name_with_an_id(server: Server, door: Any) -> None:
+    body = ok(PIPELINE, "--data", '{"text": ["a b"]}', "--id", "req-7", *door(server))
+    assert body["id"] == "req-7"
+    assert body["outputs"][0]["name"] == "text"
+    assert body["outputs"][0]["data"] == ["a b"]
+
+
+def test_rest_full_body_from_a_file(server: Server, tmp_path: Path) -> None:
+    path = tmp_path / "request.json"
+    x = {"name": "x", "shape": [1, 2], "datatype": "BOOL", "data": [True, False]}
+    path.write_text(json.dumps({"inputs": [x]}))
+    body = ok("echo", "--data", f"@{path}", *rest(server))
+    assert body["outputs"] == [
+        {"name": "x", "shape": [1, 2], "datatype": "BOOL", "data": [True, False]}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope", "--data", '{"x": [1.5]}'], "answered 404: model nope not found"),
+        (["scale", "--data", '{"x": [[1, 2, 3]]}'], "expected datatype FP32, got INT64"),
+        (["boom", "--data", '{"x": [1.5]}'], "RuntimeError: the model fell over"),
+        (["scale", "--data", '{"x": [[1.5], [2, 3]]}'], "--data: tensor 'x' is not rectangular"),
+        (["scale", "--data", "{x}"], "--data: not valid JSON"),
+    ],
+)
+def test_errors_are_one_line(server: Server, args: list[str], message: str) -> None:
+    done = infer(*args, *rest(server))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: ")
+    assert done.stderr.count("\n") == 1
+    assert message in done.stderr
+
+
+def test_grpc_errors_are_one_line(server: Server) -> None:
+    done = infer("scale", "--data", '{"x": [[true]]}', *grpc(server))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ")
+    assert done.stderr.count("\n") == 1
+    assert "answered INVALID_ARGUMENT: model scale: input 'x': expected datatype FP32" in (
+        done.stderr
+    )
+
+
+def test_no_server_is_an_error() -> None:
+    done = infer("scale", "--data", '{"x": [1.5]}', "--url", f"127.0.0.1:{free_port()}")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot reach http://127.0.0.1:")
+
+
+# The shorthand, without a server ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "datatype", "shape", "data"),
+    [
+        ([[1.5, 2], [3, 4]], "FP32", [2, 2], [1.5, 2, 3, 4]),
+        ([1, 2, 3], "INT64", [3], [1, 2, 3]),
+        (["a", "b"], "BYTES", [2], ["a", "b"]),
+        ([[True], [False]], "BOOL", [2, 1], [True, False]),
+        ([], "FP32", [0], []),
+        (2.5, "FP32", [], [2.5]),
+    ],
+)
+def test_shorthand_datatype_and_shape(
+    value: Any, datatype: str, shape: list[int], data: list[Any]
+) -> None:
+    body = request_body(json.dumps({"t": value}))
+    assert body == {"inputs": [{"name": "t", "shape": shape, "datatype": datatype, "data": data}]}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ('{"t": [1, "a"]}', "holds numbers, strings"),
+        ('{"t": [true, 1]}', "holds booleans, numbers"),
+        ('{"t": [null]}', "holds nulls"),
+        ('{"t": [[1], 2]}', "not rectangular"),
+        ("[1, 2]", "expected a JSON object"),
+        ("@/nonexistent/request.json", "cannot read /nonexistent/request.json"),
+    ],
+)
+def test_shorthand_problems(data: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--data: ") as info:
+        request_body(data)
+    assert message in str(info.value)
+
+
+def test_a_full_body_is_kept_and_the_id_set() -> None:
+    x = {"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}
+    full = {"parameters": {"p": 1}, "inputs": [x]}
+    assert request_body(json.dumps(full), "id-1") == {**full, "id": "id-1"}
