@@ -36,6 +36,13 @@ class Settings(BaseSettings):
         description="Java installation for the local broker (else `java` on PATH).",
     )
     log_level: str = Field(default="INFO", description="Log level of streamdag's loggers.")
+    log_format: str = Field(
+        default="text", pattern="^(text|json)$", description="Log lines as text or JSON."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/gRPC endpoint (host:port) to export traces to; unset: tracing off.",
+    )
     serve_host: str = Field(
         default="127.0.0.1",
         description="Address `streamdag serve` binds its REST and gRPC ports to "

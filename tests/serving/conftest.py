@@ -1,4 +1,4 @@
-"""Real servers on free ports for the serving tests, run in a background event loop.
+"""Real servers on free ports for the serving tests (``server_support.running_server``).
 
 One server (models from a spec in a temporary folder, plus a fake pipeline gateway) is
 shared by the session; tests that need other settings start their own with
@@ -11,24 +11,20 @@ one interpreter, so ``test_grpc.py`` runs it in a subprocess (triton_grpc_client
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 from onnx import TensorProto, helper, save
+from server_support import running_server
 
-from streamdag.broker import free_port
 from streamdag.pipeline import PipelineSpec, load_spec
-from streamdag.serving import DataPlane, PipelineGateway, Server
+from streamdag.serving import Server
 
 from .fake_gateway import FakeGateway
 
@@ -111,47 +107,6 @@ def write_spec(folder: Path) -> tuple[PipelineSpec, ModuleType]:
     path.write_text(SPEC.format(module=module))
     spec = load_spec(path)  # puts the folder on sys.path
     return spec, importlib.import_module(module)
-
-
-@contextmanager
-def running_server(
-    specs: list[PipelineSpec], gateway: PipelineGateway | None = None, **options: Any
-) -> Iterator[Server]:
-    """Start a Server on free ports in a background event loop; stop it on exit."""
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def main() -> None:
-        ports = {"http_port": free_port(), "grpc_port": free_port()}
-        server = Server(DataPlane(specs, gateway=gateway), host="127.0.0.1", **{**ports, **options})
-        async with server:
-            stop = asyncio.Event()
-            state.update(server=server, stop=stop, loop=asyncio.get_running_loop())
-            ready.set()
-            await stop.wait()
-
-    def target() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            state["error"] = exc
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=target, name="streamdag-test-server", daemon=True)
-    thread.start()
-    ready.wait(60)
-    if "server" not in state:
-        thread.join(10)
-        raise state.get("error") or RuntimeError("server did not start")
-    try:
-        yield state["server"]
-    finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(30)
-        assert not thread.is_alive(), "server did not stop"
-        if "error" in state:
-            raise state["error"]
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from server_support import running_server
 
 from streamdag.engine import PipelineRunner
 from streamdag.pipeline import PipelineSpec, load_spec
 from streamdag.serving import KafkaGateway, Server
-
-from .conftest import running_server
 
 pytestmark = pytest.mark.kafka
 

@@ -27,8 +27,11 @@ __all__ = ["cli", "main", "run"]
 @click.option("--verbose", "-v", is_flag=True, help="Log Kafka client details too.")
 def cli(verbose: bool) -> None:
     """Machine-learning inference pipelines as DAGs of Kafka consumer groups."""
-    level = "DEBUG" if verbose else get_settings().log_level
-    configure_logging(level, kafka_client_level="INFO" if verbose else "CRITICAL")
+    settings = get_settings()
+    level = "DEBUG" if verbose else settings.log_level
+    configure_logging(
+        level, kafka_client_level="INFO" if verbose else "CRITICAL", fmt=settings.log_format
+    )
 
 
 cli.add_command(broker)

@@ -9,6 +9,7 @@ import click
 from streamdag.cli.options import bootstrap_option, resolve_bootstrap
 from streamdag.engine import PipelineRunner, handle_signals
 from streamdag.observability.metrics import serve_metrics
+from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.pipeline import load_spec
 
 __all__ = ["run"]
@@ -46,5 +47,9 @@ def run(
     )
     if metrics_port is not None:
         serve_metrics(metrics_port)
-    with handle_signals(runner):
-        runner.run()
+    configure_tracing(f"streamdag-run-{spec.name}")
+    try:
+        with handle_signals(runner):
+            runner.run()
+    finally:
+        shutdown_tracing()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from streamdag.cli.options import bootstrap_option, resolve_bootstrap
+from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.pipeline import load_spec
 from streamdag.serving import build_gateway
 from streamdag.serving import serve as run_server
@@ -44,6 +45,10 @@ def serve(
     """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C."""
     specs = [load_spec(path) for path in spec_files]
     gateway = build_gateway(specs, resolve_bootstrap(bootstrap))
-    asyncio.run(
-        run_server(specs, gateway=gateway, host=host, http_port=http_port, grpc_port=grpc_port)
-    )
+    configure_tracing("streamdag-serve")
+    try:
+        asyncio.run(
+            run_server(specs, gateway=gateway, host=host, http_port=http_port, grpc_port=grpc_port)
+        )
+    finally:
+        shutdown_tracing()

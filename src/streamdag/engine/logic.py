@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
+from opentelemetry.trace import Span, StatusCode
 
 from streamdag.engine.batching import Arrays, Failure, Outcome, run_batch
 from streamdag.engine.envelope import (
@@ -32,7 +33,7 @@ from streamdag.engine.joins import Completion, JoinState, piece_kind
 from streamdag.engine.plan import StepPlan
 from streamdag.errors import DeadlineExceeded, InvalidInput
 from streamdag.kafka import headers as h
-from streamdag.observability import metrics
+from streamdag.observability import metrics, tracing
 from streamdag.protocol import decode_response, response_from_bytes
 
 __all__ = ["StepLogic"]
@@ -48,6 +49,7 @@ class StepLogic:
         self.predict = predict
         self.labels = (plan.pipeline, plan.step)
         self._e2e = metrics.END_TO_END_SECONDS.labels(*self.labels)
+        self._spans: list[Span] = []
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
             self.join = JoinState(
@@ -63,9 +65,13 @@ class StepLogic:
         )
 
     def process(
-        self, envelopes: Sequence[Envelope], now_ms: float | None = None
+        self,
+        envelopes: Sequence[Envelope],
+        now_ms: float | None = None,
+        fetched_ns: int | None = None,
     ) -> list[OutRecord]:
         now_ms = time.time() * 1000 if now_ms is None else now_ms
+        fetched_ns = time.time_ns() if fetched_ns is None else fetched_ns
         records: list[OutRecord] = []
         runnable: list[tuple[Envelope, Arrays]] = []
         for env in envelopes:
@@ -81,6 +87,8 @@ class StepLogic:
         if self.join is not None:
             for completion in self.join.expire(now_ms):
                 records += self._complete(completion, runnable)
+        spans = self._open_spans(runnable, fetched_ns)
+        model_start = time.time_ns()
         outcomes = run_batch(
             self.predict,
             [inputs for _, inputs in runnable],
@@ -88,11 +96,69 @@ class StepLogic:
             on_retry=metrics.RETRIES.labels(*self.labels).inc,
             on_call=metrics.BATCH_SIZE.labels(*self.labels).observe,
         )
+        if spans:
+            self._model_spans(spans, outcomes, fetched_ns, model_start, len(runnable))
         for (env, _), outcome in zip(runnable, outcomes, strict=True):
             records += self._records(env, outcome, now_ms)
         if self.join is not None:
             records += self.join.changelog()
         return records
+
+    # -- tracing (only when configured: otherwise tracer() is None and nothing is made) ---
+    def take_spans(self) -> list[Span]:
+        """The step spans of the last ``process``; the worker ends them once delivered."""
+        spans, self._spans = self._spans, []
+        return spans
+
+    def _open_spans(self, runnable: list[tuple[Envelope, Arrays]], fetched_ns: int) -> list[Span]:
+        if tracing.tracer() is None:
+            return []
+        spans = []
+        for env, _ in runnable:
+            span = tracing.start_span(
+                f"step {self.plan.step}",
+                h.get_header(env.headers, h.TRACEPARENT),
+                kind=tracing.SpanKind.CONSUMER,
+                start_ns=fetched_ns,
+                attributes={
+                    "streamdag.pipeline": self.plan.pipeline,
+                    "streamdag.step": self.plan.step,
+                    "streamdag.request_id": env.request_id,
+                    "messaging.source.name": env.topic,
+                    "messaging.kafka.partition": env.partition,
+                    "messaging.kafka.offset": env.offset,
+                },
+            )
+            assert span is not None
+            queued_ns = min(env.request_ts_ms * 1_000_000, fetched_ns)
+            tracing.child_span(span, "kafka wait", queued_ns, fetched_ns)
+            # What this step writes carries its own span as the parent of the next hop.
+            env.headers = [(k, v) for k, v in env.headers if k != h.TRACEPARENT]
+            env.headers.append((h.TRACEPARENT, tracing.traceparent_of(span).encode()))
+            spans.append(span)
+        self._spans = spans
+        return spans
+
+    def _model_spans(
+        self,
+        spans: list[Span],
+        outcomes: list[Outcome],
+        fetched_ns: int,
+        start_ns: int,
+        batch: int,
+    ) -> None:
+        end_ns = time.time_ns()
+        for span, outcome in zip(spans, outcomes, strict=True):
+            tracing.child_span(span, "batch wait", fetched_ns, start_ns)
+            tracing.child_span(
+                span,
+                "model",
+                start_ns,
+                end_ns,
+                {"streamdag.model": self.plan.model, "streamdag.batch": batch},
+            )
+            if isinstance(outcome, Failure):
+                span.set_status(StatusCode.ERROR, f"{outcome.code}: {outcome.message}")
 
     # -- one record of a single-source step --------------------------------------------
     def _single(self, env: Envelope, runnable: list[tuple[Envelope, Arrays]]) -> list[OutRecord]:

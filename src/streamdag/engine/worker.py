@@ -20,7 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from opentelemetry.trace import Span, StatusCode
 
 from streamdag.engine.batching import Arrays
 from streamdag.engine.delivery import (
@@ -35,7 +36,8 @@ from streamdag.engine.logic import StepLogic
 from streamdag.engine.plan import StepPlan
 from streamdag.errors import DeadlineExceeded
 from streamdag.kafka import consumer_config
-from streamdag.observability import metrics
+from streamdag.observability import metrics, tracing
+from streamdag.observability.logging import record_context
 from streamdag.runtimes import Model
 
 __all__ = ["StepWorker"]
@@ -44,12 +46,14 @@ log = logging.getLogger("streamdag.engine.worker")
 
 # Between keep-alive polls while the model runs; far below max.poll.interval.ms.
 _KEEPALIVE_S = 1.0
+# Between consumer-lag measurements (one watermark request per assigned partition).
+_LAG_EVERY_S = 5.0
 
 
 class _Batch:
     def __init__(self, messages: list[Any]) -> None:
         self.messages = messages
-        self.future: Future[list[OutRecord]] | None = None
+        self.future: Future[tuple[list[OutRecord], list[Span]]] | None = None
         self.done = False
 
     def offsets(self) -> list[TopicPartition]:
@@ -89,6 +93,8 @@ class StepWorker:
         self._timeout_pool: ThreadPoolExecutor | None = None
         self._paused: list[TopicPartition] = []
         self.logic = StepLogic(plan, self._predict)
+        self._lag_due = 0.0
+        self._ctx = record_context(plan.pipeline, plan.step)
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> None:
@@ -123,6 +129,7 @@ class StepWorker:
             plan.group_id,
             ",".join(plan.source_topics),
             plan.guarantee,
+            extra=self._ctx,
         )
         try:
             while not self.stop.is_set():
@@ -152,11 +159,18 @@ class StepWorker:
             self._executor.shutdown(wait=False, cancel_futures=True)
             if self._timeout_pool is not None:
                 self._timeout_pool.shutdown(wait=False, cancel_futures=True)
-            log.info("worker stop: pipeline=%s step=%s", self.plan.pipeline, self.plan.step)
+            log.info(
+                "worker stop: pipeline=%s step=%s",
+                self.plan.pipeline,
+                self.plan.step,
+                extra=self._ctx,
+            )
 
     # -- rebalance callbacks (run inside consumer.poll on this thread) --------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("rebalance: step=%s assigned %s", self.plan.step, _fmt(partitions))
+        log.info(
+            "rebalance: step=%s assigned %s", self.plan.step, _fmt(partitions), extra=self._ctx
+        )
         self._restore({p.partition for p in partitions})
         if self._pending and partitions:
             # Cooperative assignment can add partitions while a batch is in flight; they
@@ -165,7 +179,7 @@ class StepWorker:
             self._paused.extend(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("rebalance: step=%s revoked %s", self.plan.step, _fmt(partitions))
+        log.info("rebalance: step=%s revoked %s", self.plan.step, _fmt(partitions), extra=self._ctx)
         self._complete_pending()  # commit first: the partitions are still ours here
         if not self.delivery.commit():
             self._stash = []
@@ -175,7 +189,7 @@ class StepWorker:
             self.logic.join.drop_partitions({p.partition for p in partitions})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("rebalance: step=%s lost %s", self.plan.step, _fmt(partitions))
+        log.warning("rebalance: step=%s lost %s", self.plan.step, _fmt(partitions), extra=self._ctx)
         for batch in self._pending:
             batch.done = True  # cannot commit any more; the new owner redoes it
         for batch in self._pending:
@@ -222,13 +236,30 @@ class StepWorker:
             sorted(partitions),
         )
 
+    def _measure_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + _LAG_EVERY_S
+        assignment = self.consumer.assignment()
+        for tp in self.consumer.position(assignment) if assignment else []:
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
+            except KafkaException:
+                continue
+            lag = high - tp.offset if tp.offset >= 0 else high
+            metrics.CONSUMER_LAG.labels(*self._labels, tp.topic, str(tp.partition)).set(lag)
+        if self.logic.join is not None and not self._pending:
+            metrics.JOIN_PENDING.labels(*self._labels).set(len(self.logic.join.entries))
+
     def _run_once(self) -> None:
+        self._measure_lag()
         messages = self._fetch()
         # Join state belongs to the model thread while a batch is pending.
         if messages or (not self._pending and self.logic.due(time.time() * 1000)):
             metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
             batch = _Batch(messages)
-            batch.future = self._executor.submit(self._process, messages)
+            batch.future = self._executor.submit(self._process, messages, time.time_ns())
             self._pending.append(batch)
         # Deliver the older batch while the model works on the newer one; when no new
         # records came, deliver what is there.
@@ -253,9 +284,12 @@ class StepWorker:
             if batch.done:  # lost meanwhile: nothing may be committed
                 batch.future.result()
                 return
-            records = batch.future.result()
+            records, spans = batch.future.result()
             batch.done = True
-            if self.delivery.deliver(records, batch.offsets()):
+            produce_ns = time.time_ns()
+            delivered = self.delivery.deliver(records, batch.offsets())
+            _end_spans(spans, produce_ns, delivered)
+            if delivered:
                 out = sum(1 for r in records if r.topic == self.plan.outputs_topic)
                 metrics.RECORDS_OUT.labels(*self._labels).inc(out)
             else:
@@ -289,13 +323,16 @@ class StepWorker:
             wait([batch.future], timeout=_KEEPALIVE_S)
 
     # -- model work (runs in the helper thread) ----------------------------------------
-    def _process(self, messages: Sequence[Any]) -> list[OutRecord]:
+    def _process(
+        self, messages: Sequence[Any], fetched_ns: int
+    ) -> tuple[list[OutRecord], list[Span]]:
         plan = self.plan
         envelopes = [
             decode_record(m, is_request=plan.is_request_topic(m.topic()), model_name=plan.pipeline)
             for m in messages
         ]
-        return self.logic.process(envelopes)
+        records = self.logic.process(envelopes, fetched_ns=fetched_ns)
+        return records, self.logic.take_spans()
 
     def _predict(self, inputs: Arrays) -> Arrays:
         if self.model is None:  # the output assembler: the joined tensors are the answer
@@ -316,6 +353,15 @@ class StepWorker:
                 ) from None
         finally:
             metrics.MODEL_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+
+
+def _end_spans(spans: list[Span], produce_ns: int, delivered: bool) -> None:
+    end_ns = time.time_ns()
+    for span in spans:
+        tracing.child_span(span, "produce", produce_ns, end_ns)
+        if not delivered:
+            span.set_status(StatusCode.ERROR, "rolled back; the batch is redone")
+        span.end(end_time=end_ns)
 
 
 def _fmt(partitions: Sequence[TopicPartition]) -> str:

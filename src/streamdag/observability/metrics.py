@@ -6,12 +6,15 @@ exposes them over HTTP for ``streamdag run --metrics-port``.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
     "BATCH_SIZE",
+    "CONSUMER_LAG",
     "END_TO_END_SECONDS",
     "ERRORS",
+    "GATEWAY_IN_FLIGHT",
+    "JOIN_PENDING",
     "MODEL_SECONDS",
     "RECORDS_IN",
     "RECORDS_OUT",
@@ -48,6 +51,21 @@ END_TO_END_SECONDS = Histogram(
     "Seconds from a request's first timestamp to its result leaving a step.",
     _LABELS,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+CONSUMER_LAG = Gauge(
+    "streamdag_consumer_lag",
+    "Records waiting in a step's input partition (high watermark minus position).",
+    (*_LABELS, "topic", "partition"),
+)
+JOIN_PENDING = Gauge(
+    "streamdag_join_pending", "Requests a join step holds, waiting for more pieces.", _LABELS
+)
+GATEWAY_IN_FLIGHT = Gauge(
+    "streamdag_gateway_in_flight",
+    "Requests a gateway has sent to a pipeline and still waits for.",
+    ("pipeline",),
 )
 
 

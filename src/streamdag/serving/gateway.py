@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from opentelemetry.trace import StatusCode
 
 from streamdag.errors import (
     DeadlineExceeded,
@@ -37,6 +38,7 @@ from streamdag.errors import (
 from streamdag.kafka import consumer_config, ensure_topics, producer_config
 from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
+from streamdag.observability import metrics, tracing
 from streamdag.pipeline import PipelineSpec, derive_topics, inputs_topic, outputs_topic
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, response_from_bytes
 
@@ -208,22 +210,38 @@ class KafkaGateway:
         future: asyncio.Future[Reply] = self._loop.create_future()
         pipe.waiting[rid] = future
         deadline = timeout if timeout is not None else pipe.spec.timeout_ms / 1000
+        span, headers = _traced(pipeline, rid, headers)
+        in_flight = metrics.GATEWAY_IN_FLIGHT.labels(pipeline)
+        in_flight.inc()
         try:
             await asyncio.to_thread(self._produce, pipe, request, headers, reply_to)
             return await asyncio.wait_for(future, deadline)
         except TimeoutError:
-            raise DeadlineExceeded(
+            error = DeadlineExceeded(
                 f"no reply for request {rid} from pipeline {pipeline} within {deadline:g} s"
-            ) from None
+            )
+            if span is not None:
+                span.set_status(StatusCode.ERROR, error.message)
+            raise error from None
+        except StreamdagError as exc:
+            if span is not None:
+                span.set_status(StatusCode.ERROR, f"{exc.code}: {exc.message}")
+            raise
         finally:
+            in_flight.dec()
             pipe.waiting.pop(rid, None)
+            if span is not None:
+                span.end()
 
     async def submit(
         self, pipeline: str, request: ModelInferRequest, *, headers: dict[str, str]
     ) -> str:
         pipe = self._pipe(pipeline)
         pipe.submitted[request.id] = time.time()
+        span, headers = _traced(pipeline, request.id, headers)
         await asyncio.to_thread(self._produce, pipe, request, headers, None)
+        if span is not None:
+            span.end()
         await asyncio.to_thread(self._flush)
         return request.id
 
@@ -283,6 +301,21 @@ class KafkaGateway:
             )
             is not None
         )
+
+
+def _traced(pipeline: str, rid: str, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """A span for the request at the front door (continuing the caller's ``traceparent``)
+    and the headers that make the pipeline's steps its children; no span when tracing is
+    off."""
+    span = tracing.start_span(
+        f"pipeline {pipeline}",
+        headers.get(h.TRACEPARENT),
+        kind=tracing.SpanKind.SERVER,
+        attributes={"streamdag.pipeline": pipeline, "streamdag.request_id": rid},
+    )
+    if span is None:
+        return None, headers
+    return span, {**headers, h.TRACEPARENT: tracing.traceparent_of(span)}
 
 
 def _end_offset(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamdag.errors import InvalidInput, PayloadTooLarge, StreamdagError
@@ -59,6 +60,11 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int | None = None) -> Fa
     limit = max_body_bytes or get_settings().serve_max_body_bytes
     app = FastAPI(title="streamdag", openapi_url=None, docs_url=None, redoc_url=None)
     dp = dataplane
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        # The gateway's and served models' metrics; workers serve theirs on --metrics-port.
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v2/health/live")
     async def live() -> Response:
