@@ -33,3 +33,9 @@ def poisoned(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if np.any(inputs["x"] == 13):
         raise ValueError("cannot score 13")
     return {"y": inputs["x"] * 2}
+
+
+def hangs_on_seven(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if np.any(inputs["x"] == 7):
+        time.sleep(1.0)
+    return {"y": inputs["x"] * 2}

@@ -98,6 +98,9 @@ def test_downstream_step_reads_its_source_step_topic() -> None:
 
 def test_a_sole_output_step_also_writes_the_pipeline_outputs() -> None:
     data = linear_spec(output={"steps": ["sections"]})
+    # language feeds sections, so sections is the sole output step.
+    data["steps"][1]["inputs"] = ["clean.outputs.text", "language.outputs"]
+    data["steps"][1]["tensor_map"] = {"clean.outputs.text": "body"}
     plan = plan_step(spec_of(data), "sections")
     assert plan.final_topic == "streamdag.triage.outputs"
     assert plan_step(spec_of(data), "language").final_topic is None

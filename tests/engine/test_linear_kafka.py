@@ -178,3 +178,35 @@ def test_slow_model_keeps_its_partitions(
         thread.join(30)
     assert count_by_id(results) == {"s0": 1, "s1": 1, "s2": 1}
     assert not [m for m in while_running if "lost" in m or "revoked" in m]
+
+
+TIMEOUT = """
+name: "{name}"
+partitions: 1
+retry: {max_attempts: 2, backoff_ms: 10}
+models:
+  m:
+    runtime: python
+    handler: "linear_models:hangs_on_seven"
+    timeout_ms: 200
+    batch: {max_size: 16, max_wait_ms: 50}
+steps:
+  - {name: score, model: m}
+"""
+
+
+def test_a_call_past_the_model_timeout_fails_that_record_only(
+    bootstrap: str, pipeline_spec: Callable[[str], Path], running: Callable
+) -> None:
+    spec = load_spec(pipeline_spec(TIMEOUT))
+    requests = [(f"t{i}", {"x": np.array([i], dtype=np.int32)}) for i in range(12)]
+    with running(spec, bootstrap):
+        send_requests(bootstrap, spec.name, requests)
+        results = read_results(bootstrap, spec.name, until=12, timeout=60, settle=0.5)
+    assert count_by_id(results) == {rid: 1 for rid, _ in requests}
+    failed = [r for r in results if r.error is not None]
+    assert [r.request_id for r in failed] == ["t7"]
+    error = failed[0].error
+    assert error is not None
+    assert (error.code, error.attempts) == ("deadline_exceeded", 2)
+    assert "did not answer within 0.2s" in error.message

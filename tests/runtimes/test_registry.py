@@ -8,9 +8,9 @@ import pydantic
 import pytest
 
 import streamdag.runtimes
-from streamdag.errors import ConfigError
 from streamdag.runtimes import (
     ModelSpec,
+    OipModel,
     OnnxModel,
     PythonModel,
     SklearnModel,
@@ -27,6 +27,7 @@ def test_public_api_is_locked() -> None:
         "Model",
         "ModelMetadata",
         "ModelSpec",
+        "OipModel",
         "OipModelSpec",
         "OnnxModel",
         "OnnxModelSpec",
@@ -88,10 +89,6 @@ def test_python_handlers_beside_the_spec_import(
     np.testing.assert_array_equal(model.predict({"x": np.arange(3)})["y"], [0, -1, -2])
 
 
-def test_oip_runtime_is_not_supported_yet(tmp_path: Path) -> None:
+def test_oip_runtime_is_picked_by_spec(tmp_path: Path) -> None:
     spec = SPECS.validate_python({"runtime": "oip", "url": "localhost:8001", "model": "ner"})
-    with pytest.raises(ConfigError) as info:
-        create_model("ner", spec, tmp_path)
-    assert str(info.value) == (
-        "model ner: runtime 'oip' (remote OIP server) is not supported in this build"
-    )
+    assert isinstance(create_model("ner", spec, tmp_path), OipModel)

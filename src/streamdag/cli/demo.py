@@ -1,4 +1,4 @@
-"""``streamdag demo``: the whole idea on one machine, set-up to clean-up."""
+"""``streamdag demo``: the medical-records pipeline on one machine, set-up to clean-up."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import click
 
 from streamdag.cli.options import bootstrap_option
-from streamdag.demo import run_demo
+from streamdag.demo import DemoOptions, run_demo
 from streamdag.errors import StreamdagError
 
 __all__ = ["demo"]
@@ -20,25 +20,34 @@ __all__ = ["demo"]
     type=click.IntRange(1, 1_000_000),
     default=200,
     show_default=True,
-    help="Documents to send through the pipeline.",
+    help="Notes to send through the pipeline.",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Leave the pipeline and the gateway running afterwards, until Ctrl-C or SIGTERM.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    help="Requests in flight through each of REST and gRPC.",
 )
 @bootstrap_option
-def demo(docs: int, bootstrap: str | None) -> None:
-    """Start a local broker (unless --bootstrap is given), run the quickstart pipeline on
-    DOCS documents, print results and a summary, and stop everything."""
-    # Worker lifecycle lines would bury the demo's own output; -v brings them back.
+def demo(docs: int, keep: bool, concurrency: int, bootstrap: str | None) -> None:
+    """Train the example's models if needed, start a local broker (unless --bootstrap or
+    STREAMDAG_BOOTSTRAP_SERVERS names a cluster), the medical-records pipeline's workers
+    and a REST+gRPC gateway; send DOCS synthetic notes through both front doors; print
+    results and a summary; stop everything. Exits 1 if any note failed or went unanswered."""
+    # Lifecycle lines of the server and gateway would bury the demo's own output; -v
+    # brings them back.
     if not click.get_current_context().find_root().params.get("verbose"):
         logging.getLogger("streamdag").setLevel(logging.WARNING)
-    report = run_demo(docs, bootstrap)
-    click.echo(f"\n{'request':<10} {'score':>6}  {'label':<8} document")
-    for rid, doc, score, label in report.rows:
-        click.echo(f"{rid:<10} {score:>6.3f}  {label:<8} {doc[:70]}")
-    click.echo(
-        f"\n{report.received}/{report.sent} documents in {report.seconds:.2f}s "
-        f"({report.docs_per_s:.0f} docs/s), latency p50 {report.percentile(50):.1f} ms, "
-        f"p99 {report.percentile(99):.1f} ms, errors {report.errors}"
-    )
-    if report.received != report.sent or report.errors:
+    options = DemoOptions(docs=docs, bootstrap=bootstrap, keep=keep, concurrency=concurrency)
+    report = run_demo(options, out=click.echo)
+    if not report.ok:
         raise StreamdagError(
-            f"demo incomplete: {report.received}/{report.sent} answered, {report.errors} errors"
+            f"demo failed: {report.answered}/{report.sent} notes answered, "
+            f"{report.errors} errors ({report.unanswered} unanswered)"
         )

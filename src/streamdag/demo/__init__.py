@@ -1,5 +1,23 @@
-"""The demo that `make demo` runs: a small pipeline of models over clinical sentences."""
+"""The demo that ``make demo`` runs: the medical-records pipeline of trained models.
 
-from streamdag.demo.run import DemoReport, run_demo
+The pipeline, its models and its note generator live in ``examples/medical_records``;
+this package starts what the pipeline needs (broker, workers, gateway), sends notes
+through it and reports. ``quickstart.yaml`` with ``handlers.py`` is the smallest
+pipeline, the one the README shows first.
+"""
 
-__all__ = ["DemoReport", "run_demo"]
+from streamdag.demo.example import EXAMPLE_DIR, Document, MedicalRecords, Models
+from streamdag.demo.load import Answer
+from streamdag.demo.report import DemoReport
+from streamdag.demo.run import DemoOptions, run_demo
+
+__all__ = [
+    "EXAMPLE_DIR",
+    "Answer",
+    "DemoOptions",
+    "DemoReport",
+    "Document",
+    "MedicalRecords",
+    "Models",
+    "run_demo",
+]

@@ -90,7 +90,8 @@ async def send(
         ) as http,
         grpc.aio.insecure_channel(doors.grpc) as channel,
     ):
-        stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+        make_stub: Any = inference_pb2_grpc.GRPCInferenceServiceStub  # generated, untyped
+        stub = make_stub(channel)
 
         async def one(i: int, doc: Document) -> Answer:
             nonlocal done

@@ -1,192 +1,318 @@
-"""`streamdag demo`: a local broker, the quickstart pipeline's workers, N documents through
-it, a results table and a summary; everything it started is stopped at the end."""
+"""``streamdag demo``: the medical-records pipeline end to end on one machine.
+
+    models    train the example's three models, unless models of the current code exist
+    Kafka     a local broker on a free port in a temporary folder, or the given cluster
+    workers   two ``streamdag run`` processes: the ONNX steps, and the Python steps
+    gateway   a ``Server`` (REST and gRPC on free ports) with a ``KafkaGateway``, here
+    load      the notes through both front doors at once; a table and a summary
+    stop      gateway, workers (SIGTERM), broker; with ``keep``, after Ctrl-C or SIGTERM
+
+Everything started is stopped by pid or object, whatever happens on the way.
+"""
 
 from __future__ import annotations
 
-import random
-import statistics
+import asyncio
+import contextlib
+import os
+import signal
 import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TypeVar
 
-import numpy as np
-from confluent_kafka import Consumer, Producer
+import httpx
 
-from streamdag.broker import LocalBroker, free_port
-from streamdag.engine import PipelineRunner
-from streamdag.kafka import consumer_config, producer_config
-from streamdag.kafka.headers import ERROR, get_header
-from streamdag.pipeline import inputs_topic, load_spec, outputs_topic
-from streamdag.protocol import decode_response, encode_request, response_from_bytes
-from streamdag.settings import get_settings
+from streamdag.demo.example import EXAMPLE_DIR, Document, MedicalRecords
+from streamdag.demo.load import Doors, send
+from streamdag.demo.processes import Say, Workers, kafka
+from streamdag.demo.report import DemoReport
+from streamdag.errors import StreamdagError
+from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline.topics import OUTPUT_JOIN
+from streamdag.serving import DataPlane, KafkaGateway, Server
 
-__all__ = ["DemoReport", "run_demo"]
+__all__ = ["DemoOptions", "run_demo"]
 
-SPEC = Path(__file__).with_name("quickstart.yaml")
+T = TypeVar("T")
 
-_FINDINGS = [
-    "chest pain",
-    "shortness of breath",
-    "syncope",
-    "bleeding",
-    "mild headache",
-    "fatigue",
-    "cough",
-    "back pain",
-]
-_FRAMES = [
-    "Patient reports {f}.",
-    "Patient denies {f}.",
-    "History of {f}, now resolved.",
-    "Presents with {f} since yesterday.",
-    "No {f} at this time.",
-]
+WARM_UP_S = 120.0  # first answer: topics, consumer groups and models all come up
+SAMPLE_NOTE = (
+    "78 year old woman presents with shortness of breath. PMH: COPD, CKD stage 3. "
+    "Denies chest pain. Assessment: COPD is worsening. Possible pneumonia. "
+    "Plan: chest x-ray to r/o pneumonia."
+)
 
 
-def documents(n: int, seed: int = 7) -> list[str]:
-    """Deterministic synthetic clinical sentences."""
-    rng = random.Random(seed)
-    return [
-        " ".join(rng.choice(_FRAMES).format(f=rng.choice(_FINDINGS)) for _ in range(3))
-        for _ in range(n)
-    ]
+@dataclass(frozen=True)
+class DemoOptions:
+    docs: int = 200
+    bootstrap: str | None = None  # None: a local broker for the run
+    keep: bool = False  # leave everything running until Ctrl-C or SIGTERM
+    concurrency: int = 16  # requests in flight per front door
+    example: Path = EXAMPLE_DIR
 
 
-@dataclass
-class DemoReport:
-    sent: int
-    received: int
-    errors: int
-    seconds: float
-    latencies_ms: list[float]
-    rows: list[tuple[str, str, float, str]]
-
-    @property
-    def docs_per_s(self) -> float:
-        return self.received / self.seconds if self.seconds else 0.0
-
-    def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
-
-
-@contextmanager
-def _broker(bootstrap: str | None) -> Iterator[str]:
-    if bootstrap:
-        yield bootstrap
-        return
-    settings = get_settings()
-    with tempfile.TemporaryDirectory(prefix="streamdag-demo-") as data:
-        broker = LocalBroker(Path(data), libs_dir=settings.kafka_libs, java_home=settings.java_home)
-        print("starting a local Kafka broker ...", file=sys.stderr)
-        info = broker.start(port=free_port())
-        print(f"broker ready at {info.bootstrap}", file=sys.stderr)
-        try:
-            yield info.bootstrap
-        finally:
-            broker.stop()
+def run_demo(
+    options: DemoOptions | None = None,
+    *,
+    out: Say = print,
+    status: Say | None = None,
+) -> DemoReport:
+    """Run the demo; ``out`` gets the results, ``status`` the progress (default stderr)."""
+    options = options or DemoOptions()
+    say = status or _stderr
+    example = MedicalRecords(options.example)
+    say("checking the models ...")
+    models = example.ensure_models()
+    if models.trained:
+        out(f"trained 3 models on {models.train_notes} synthetic notes in {models.seconds:.1f} s")
+    else:
+        out(f"models up to date (trained on {models.train_notes} synthetic notes)")
+    out(f"held-out accuracy on {models.test_notes} other notes:")
+    for line in models.lines:
+        out("  " + line)
+    docs = example.documents(options.docs)
+    spec = load_spec(example.spec_path)
+    with _Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="streamdag-demo-") as tmp:
+        work = Path(tmp)
+        with kafka(options.bootstrap, work / "broker", say) as servers:
+            groups = worker_groups(spec)
+            with Workers(example.spec_path, servers, groups, work / "logs") as workers:
+                say(
+                    "workers started: "
+                    + "; ".join(f"pid {w.pid} ({','.join(w.steps)})" for w in workers.workers)
+                )
+                session = _Session(spec, servers, workers, docs, options, out, say, interrupts)
+                return asyncio.run(session.run())
 
 
-@contextmanager
-def _workers(runner: PipelineRunner) -> Iterator[None]:
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name="demo-workers", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        runner.stop()
-        thread.join(60)
-    if failure:
-        raise failure[0]
+def worker_groups(spec: PipelineSpec) -> list[list[str]]:
+    """One process for the steps of ONNX models, one for the rest (and the output join)."""
+    onnx = [s.name for s in spec.steps if spec.models[s.model].runtime == "onnx"]
+    rest = [s.name for s in spec.steps if s.name not in onnx]
+    if len(spec.output_steps) > 1:
+        rest.append(OUTPUT_JOIN)
+    return [onnx, rest]
 
 
-def run_demo(n: int = 200, bootstrap: str | None = None) -> DemoReport:
-    spec = load_spec(SPEC)
-    # A fresh pipeline name per run keeps topics and consumer groups of earlier runs apart.
-    spec = spec.model_copy(update={"name": f"quickstart-{uuid.uuid4().hex[:6]}"})
-    with _broker(bootstrap) as servers:
-        runner = PipelineRunner(spec, servers)
-        with _workers(runner):
-            return _drive(spec.name, servers, documents(n))
+class _Session:
+    """The part of the demo that runs in the event loop: gateway, load, keep."""
 
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        servers: str,
+        workers: Workers,
+        docs: list[Document],
+        options: DemoOptions,
+        out: Say,
+        say: Say,
+        interrupts: _Interrupts,
+    ) -> None:
+        self.spec = spec
+        self.servers = servers
+        self.workers = workers
+        self.docs = docs
+        self.options = options
+        self.out = out
+        self.say = say
+        self.interrupts = interrupts
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        print(
-            f"\r  {done}/{total} documents done", end="\n" if done == total else "", file=sys.stderr
+    async def run(self) -> DemoReport:
+        task = asyncio.current_task()
+        assert task is not None
+        with self.interrupts.cancelling(asyncio.get_running_loop(), task):
+            try:
+                return await self._run()
+            except asyncio.CancelledError:
+                if not self.interrupts.fired:
+                    raise
+                raise KeyboardInterrupt from None
+
+    async def _run(self) -> DemoReport:
+        gateway = KafkaGateway([self.spec], self.servers)
+        server = Server(
+            DataPlane([self.spec], gateway=gateway), host="127.0.0.1", http_port=0, grpc_port=0
         )
-    elif done == total or done % max(1, total // 10) == 0:
-        print(f"  {done}/{total} documents done", file=sys.stderr)
+        self.say("starting the gateway (REST and gRPC) ...")
+        async with server:
+            doors = Doors(
+                f"127.0.0.1:{server.http_port}", f"127.0.0.1:{server.grpc_port}", self.spec.name
+            )
+            self.say(f"gateway ready: REST {doors.http}, gRPC {doors.grpc}; warming up ...")
+            started = time.perf_counter()
+            await self._watching(self._warm_up(doors))
+            self.say(f"first answers after {time.perf_counter() - started:.1f} s")
+            self.say(
+                f"sending {len(self.docs)} documents, {self.options.concurrency} at a time "
+                "through each of REST and gRPC ..."
+            )
+            started = time.perf_counter()
+            answers = await self._watching(
+                send(
+                    doors,
+                    self.docs,
+                    concurrency=self.options.concurrency,
+                    progress=_Progress(self.say),
+                )
+            )
+            report = DemoReport(answers, time.perf_counter() - started)
+            self.out("")
+            for line in [*report.table(), "", *report.summary()]:
+                self.out(line)
+            if self.options.keep:
+                await self._keep(doors)
+            self.say("stopping the gateway ...")
+        return report
+
+    async def _warm_up(self, doors: Doors) -> None:
+        """One note through each door, so that the figures measure the pipeline and not
+        the start of its consumer groups; retried while they are still joining."""
+        deadline = time.monotonic() + WARM_UP_S
+        note = Document("warm-up", SAMPLE_NOTE, (), 0.0)
+        attempt = 0
+        while True:
+            attempt += 1
+            docs = [
+                Document(f"{note.id}-{attempt}-{door}", note.text, (), 0.0) for door in ("r", "g")
+            ]
+            answers = await send(doors, docs, concurrency=1, timeout=WARM_UP_S)
+            failed = [a for a in answers if a.error is not None]
+            if not failed:
+                return
+            if any(not a.timed_out for a in failed) or time.monotonic() > deadline:
+                raise StreamdagError(f"the pipeline does not answer: {failed[0].error}")
+
+    async def _keep(self, doors: Doors) -> None:
+        """Print where everything is, then wait for Ctrl-C or SIGTERM (or a dead worker)."""
+        p = self.spec.name
+        async with httpx.AsyncClient() as http:
+            with contextlib.suppress(httpx.HTTPError):
+                ui = (await http.get(f"http://{doors.http}/ui")).status_code == 200
+        streamdag = _relative(Path(sys.executable).with_name("streamdag"))
+        spec = _relative(self.workers.spec)
+        lines = [
+            "",
+            "Everything keeps running; press Ctrl-C (or send SIGTERM) to stop it all.",
+            f"  REST     http://{doors.http}/v2/pipelines/{p}/infer",
+            f"  gRPC     {doors.grpc}  (GRPCInferenceService/ModelInfer, model_name {p})",
+            *([f"  web view http://{doors.http}/ui"] if ui else []),
+            f"  models   http://{doors.http}/v2/models/<name>/infer  (each model alone, too)",
+            f"  Kafka    {self.servers}  (topics streamdag.{p}.*)",
+            *(
+                f"  worker   pid {w.pid}, steps {','.join(w.steps)}, log {w.log}"
+                for w in self.workers.workers
+            ),
+            "Try:",
+            f"  curl -s http://{doors.http}/v2/pipelines/{p}/infer "
+            "-H 'content-type: application/json' -d "
+            f"""'{{"inputs": [{{"name": "text", "shape": [1], "datatype": "BYTES", """
+            f""""data": ["{SAMPLE_NOTE}"]}}]}}'""",
+            f"  {streamdag} run {spec} --bootstrap {self.servers} --steps coder"
+            "   # one more coder worker",
+        ]
+        for line in lines:
+            self.out(line)
+        task = asyncio.current_task()
+        try:
+            await self._watching(asyncio.Event().wait())
+        except asyncio.CancelledError:
+            if not self.interrupts.fired or task is None:
+                raise
+            task.uncancel()  # the expected way out of keep: stop everything, exit 0
+            self.say("stopping ...")
+
+    async def _watching(self, job: Awaitable[T]) -> T:
+        """Await ``job`` while checking every half second that the workers still run."""
+        future = asyncio.ensure_future(job)
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=0.5)
+                if done:
+                    return future.result()
+                self.workers.check()
+        finally:
+            if not future.done():
+                future.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await future
 
 
-def _warm_up(pipeline: str, producer: Producer, consumer: Consumer) -> None:
-    """One request through first, so the figures measure the pipeline, not group joins."""
-    request = encode_request(pipeline, {"text": np.array([b"warm up"], dtype=object)}, id="warm")
-    producer.produce(inputs_topic(pipeline), request.SerializeToString(), b"warm")
-    producer.flush(30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is not None and msg.error() is None and msg.key() == b"warm":
+class _Interrupts:
+    """SIGINT and SIGTERM end the demo the same way, once: outside the event loop they
+    raise KeyboardInterrupt, inside it they cancel the session. Later signals only say
+    that it is stopping, so that the clean-up that stops every process is not cut short."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._cancel: Callable[[], object] | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def cancelling(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[T]) -> Iterator[None]:
+        self._cancel = lambda: loop.call_soon_threadsafe(task.cancel)
+        try:
+            yield
+        finally:
+            self._cancel = None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.fired:
+            print("stopping everything the demo started; please wait", file=sys.stderr)
             return
+        self.fired = True
+        if self._cancel is not None:
+            self._cancel()
+            return
+        raise KeyboardInterrupt
 
 
-def _drive(pipeline: str, bootstrap: str, docs: list[str]) -> DemoReport:
-    consumer = Consumer(consumer_config(bootstrap, f"demo-reader-{uuid.uuid4().hex}"))
-    consumer.subscribe([outputs_topic(pipeline)])
-    producer = Producer(producer_config(bootstrap))
-    _warm_up(pipeline, producer, consumer)
-    sent_at: dict[str, float] = {}
-    started = time.perf_counter()
-    for i, doc in enumerate(docs):
-        rid = f"doc-{i:05d}"
-        request = encode_request(pipeline, {"text": np.array([doc.encode()], dtype=object)}, id=rid)
-        sent_at[rid] = time.perf_counter()
-        producer.produce(inputs_topic(pipeline), request.SerializeToString(), rid.encode())
-        producer.poll(0)
-    producer.flush(30)
-    latencies: list[float] = []
-    rows: list[tuple[str, str, float, str]] = []
-    errors = 0
-    deadline = time.monotonic() + 120
-    seen: set[str] = set()
-    while len(seen) < len(docs) and time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is None or msg.error() is not None:
-            continue
-        rid = (msg.key() or b"").decode()
-        if rid in seen or rid not in sent_at:
-            continue
-        seen.add(rid)
-        latencies.append((time.perf_counter() - sent_at[rid]) * 1000)
-        if get_header(msg.headers(), ERROR) is not None:
-            errors += 1
-            continue
-        out = decode_response(response_from_bytes(msg.value() or b""))
-        doc = docs[int(rid.split("-")[1])]
-        rows.append((rid, doc, float(out["score"][0]), out["label"][0].decode()))
-        _progress(len(seen), len(docs))
-    consumer.close()
-    return DemoReport(
-        sent=len(docs),
-        received=len(seen),
-        errors=errors,
-        seconds=time.perf_counter() - started,
-        latencies_ms=latencies,
-        rows=sorted(rows)[:6],
-    )
+class _Progress:
+    """``done/total`` on one line of a terminal, or a line per quarter elsewhere."""
+
+    def __init__(self, say: Say) -> None:
+        self.say = say
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            end = "\n" if done == total else ""
+            print(f"\r  {done}/{total} answered", end=end, file=sys.stderr, flush=True)
+            return
+        quarter = done * 4 // total
+        if quarter != self.last:
+            self.last = quarter
+            if done:
+                self.say(f"  {done}/{total} answered")
+
+
+def _relative(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return os.path.relpath(path)
+    return str(path)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,267 @@
+"""The failed records of a pipeline (``streamdag.<p>.errors``), and their replay.
+
+A record of the errors topic is the record a step failed on, as it arrived, with
+``streamdag-error`` (code, message, step, attempts) and ``streamdag-source-topic`` /
+``-partition`` / ``-offset`` headers. A step in the middle of the graph failed on an
+intermediate result, not on what the caller sent, so a replay never re-sends that record:
+it looks up the request on the inputs topic by request id (the key's partition only, from
+shortly before the request entered the pipeline, by its ``streamdag-request-ts``) and
+re-sends it unchanged: same key and ``x-request-id``, same value and ``content-type``,
+the caller's ``x-*`` and trace headers; streamdag's own headers (``streamdag-error``,
+``streamdag-reply-to`` and the rest) are dropped, so the new answer lands on the key's
+partition of the outputs topic. A request that was sent again after it failed (an earlier
+replay) is skipped unless forced.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError as ClientError
+from confluent_kafka import KafkaException, Message, Producer
+
+from streamdag.errors import ConfigError, KafkaError
+from streamdag.kafka import headers as h
+from streamdag.kafka import producer_config
+from streamdag.kafka.partitioner import partition_for
+from streamdag.observability.records import RecordView, view_record
+from streamdag.observability.scan import Record, TopicReader
+from streamdag.pipeline import PipelineSpec, build_graph, errors_topic, inputs_topic
+from streamdag.pipeline.topics import OUTPUT_JOIN
+
+__all__ = [
+    "DEFAULT_SINCE_MS",
+    "Failure",
+    "ReplayResult",
+    "list_failures",
+    "replay_failures",
+    "replay_headers",
+]
+
+DEFAULT_SINCE_MS = 3_600_000
+# The request entered the pipeline shortly before its ``streamdag-request-ts``, as the
+# producer's clock saw it: look a little further back.
+_LOOKBACK_SLACK_MS = 5_000
+_KEPT = (h.TRACEPARENT, h.TRACESTATE, h.CONTENT_TYPE)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One record of the errors topic."""
+
+    record: RecordView
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request_id
+
+    @property
+    def error(self) -> h.ErrorInfo:
+        return self.record.error or h.ErrorInfo("internal", "no streamdag-error header", "")
+
+    @property
+    def request_ts_ms(self) -> int | None:
+        """When the request entered the pipeline, as the failed record says."""
+        value = self.record.headers.get(h.REQUEST_TS, "")
+        return int(value) if value.isdigit() else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record.to_dict()
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    topic: str
+    replayed: list[str] = field(default_factory=list)
+    resubmitted: list[str] = field(default_factory=list)  # sent again since; skipped
+    missing: list[str] = field(default_factory=list)  # request not on the inputs topic
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "replayed": self.replayed,
+            "skipped_resubmitted": self.resubmitted,
+            "missing": self.missing,
+        }
+
+
+def list_failures(
+    spec: PipelineSpec,
+    bootstrap: str,
+    *,
+    since_ms: int | None = None,
+    step: str | None = None,
+    code: str | None = None,
+    request_ids: Sequence[str] = (),
+    limit: int | None = None,
+    timeout: float = 60.0,
+) -> list[Failure]:
+    """The failed records since ``since_ms`` (default: an hour ago), oldest first, that
+    match every filter given; ``limit`` keeps the newest. With ``request_ids``, only their
+    partitions are read. Raises ``ConfigError`` for an unknown step."""
+    if step is not None:
+        _check_step(spec, step)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, not {limit}")
+    since = int(time.time() * 1000) - DEFAULT_SINCE_MS if since_ms is None else since_ms
+    topic = errors_topic(spec.name)
+    keys = {rid.encode() for rid in request_ids}
+    with TopicReader(bootstrap) as reader:
+        count = reader.topics().get(topic, 0)
+        if count == 0:
+            return []  # the pipeline never ran: nothing failed
+        wanted = range(count) if not keys else sorted({partition_for(k, count) for k in keys})
+        tps = [(topic, p) for p in wanted if p < count]
+        windows = reader.windows_since(tps, since, reader.ends(tps))
+        records = reader.read(windows, keep=(lambda r: r.key in keys) if keys else None)
+    records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+    inputs = inputs_topic(spec.name)
+    failures = [Failure(view_record(r, "errors", inputs_topic=inputs)) for r in records]
+    failures = [
+        f
+        for f in failures
+        if (step is None or f.error.step == step) and (code is None or f.error.code == code)
+    ]
+    return failures[-limit:] if limit is not None else failures
+
+
+def replay_headers(headers: Iterable[tuple[str, bytes]], request_id: str) -> h.Headers:
+    """What a replayed request carries: the caller's ``x-*``, trace and content-type
+    headers, with ``x-request-id`` set to the request id; no ``streamdag-*`` header."""
+    kept = [
+        (k, v)
+        for k, v in headers
+        if k != h.REQUEST_ID and (k.startswith("x-") or k in _KEPT) and v is not None
+    ]
+    return [(h.REQUEST_ID, request_id.encode()), *kept]
+
+
+def replay_failures(
+    spec: PipelineSpec,
+    bootstrap: str,
+    failures: Sequence[Failure],
+    *,
+    force: bool = False,
+    timeout: float = 60.0,
+) -> ReplayResult:
+    """Send the original requests of ``failures`` to the pipeline's inputs topic again,
+    once per request id (see the module docstring). Requests sent again since they failed
+    are skipped unless ``force``; requests no longer on the inputs topic are reported as
+    missing. Raises ``KafkaError`` if a request cannot be written."""
+    latest: dict[str, Failure] = {}
+    for f in sorted(failures, key=lambda f: f.record.timestamp_ms):
+        latest[f.request_id] = f
+    topic = inputs_topic(spec.name)
+    result = ReplayResult(topic)
+    if not latest:
+        return result
+    originals = _find_originals(spec, bootstrap, list(latest.values()), timeout)
+    to_send: list[tuple[str, bytes, h.Headers]] = []
+    for rid in latest:
+        original, sent_again = originals.get(rid, (None, False))
+        if original is None:
+            result.missing.append(rid)
+        elif sent_again and not force:
+            result.resubmitted.append(rid)
+        else:
+            to_send.append((rid, original.value, replay_headers(original.headers, rid)))
+    if to_send:
+        _produce(bootstrap, topic, to_send, timeout)
+        result.replayed.extend(rid for rid, _, _ in to_send)
+    return result
+
+
+def _find_originals(
+    spec: PipelineSpec, bootstrap: str, failures: list[Failure], timeout: float
+) -> dict[str, tuple[Record | None, bool]]:
+    """Per request id: its original record on the inputs topic (None if not found), and
+    whether it was sent again after it failed. One bounded read of the key partitions."""
+    topic = inputs_topic(spec.name)
+    now = int(time.time() * 1000)
+    bounds: dict[int, int] = {}
+    for f in failures:
+        partition = partition_for(f.request_id.encode(), spec.partitions)
+        entered = f.request_ts_ms or f.record.timestamp_ms - DEFAULT_SINCE_MS
+        bounds[partition] = min(bounds.get(partition, now), entered - _LOOKBACK_SLACK_MS)
+    keys = {f.request_id.encode() for f in failures}
+    with TopicReader(bootstrap, client_id="streamdag-replay") as reader:
+        if topic not in reader.topics():
+            return {}
+        times = {(topic, p): ms for p, ms in bounds.items()}
+        windows = reader.windows_from(times, reader.ends(times))
+        found = reader.read(windows, keep=lambda r: r.key in keys, timeout=timeout)
+    found.sort(key=lambda r: r.offset)
+    out: dict[str, tuple[Record | None, bool]] = {}
+    for f in failures:
+        mine = [r for r in found if r.key == f.request_id.encode()]
+        original = _original(f, mine, topic)
+        if original is None and f.record.source is not None and f.record.source.topic == topic:
+            # The failed record is the request itself, and the errors topic kept a copy.
+            original = Record(
+                topic=topic,
+                partition=f.record.source.partition,
+                offset=f.record.source.offset,
+                timestamp_ms=f.record.timestamp_ms,
+                key=f.request_id.encode(),
+                value=f.record.value,
+                headers=f.record.raw_headers,
+            )
+        sent_again = original is not None and any(
+            r.offset > original.offset and r.timestamp_ms >= f.record.timestamp_ms for r in mine
+        )
+        out[f.request_id] = (original, sent_again)
+    return out
+
+
+def _original(failure: Failure, candidates: list[Record], topic: str) -> Record | None:
+    """The inputs record a failure came from: the failed record itself when a step of the
+    inputs topic failed; else the one that entered the pipeline at the failure's
+    ``streamdag-request-ts``; else the last one written before the failure."""
+    source = failure.record.source
+    if source is not None and source.topic == topic:
+        return next((r for r in candidates if r.offset == source.offset), None)
+    entered = failure.request_ts_ms
+    same = [r for r in candidates if entered is not None and _entered(r) == entered]
+    if same:
+        return same[-1]
+    before = [r for r in candidates if r.timestamp_ms <= failure.record.timestamp_ms]
+    return before[-1] if before else None
+
+
+def _entered(record: Record) -> int:
+    value = h.get_header(record.headers, h.REQUEST_TS) or ""
+    return int(value) if value.isdigit() else record.timestamp_ms
+
+
+def _produce(
+    bootstrap: str, topic: str, records: list[tuple[str, bytes, h.Headers]], timeout: float
+) -> None:
+    producer = Producer(producer_config(bootstrap, client_id="streamdag-replay"))
+    failed: list[str] = []
+
+    def delivered(err: ClientError | None, msg: Message) -> None:
+        if err is not None:
+            failed.append(f"{(msg.key() or b'').decode(errors='replace')}: {err.str()}")
+
+    try:
+        for rid, value, headers in records:
+            carried: list[tuple[str, str | bytes | None]] = list(headers)
+            producer.produce(topic, value, rid.encode(), headers=carried, on_delivery=delivered)
+            producer.poll(0)
+    except (BufferError, KafkaException) as exc:
+        raise KafkaError(f"cannot send requests to {topic}: {exc}") from exc
+    if producer.flush(timeout) > 0:
+        raise KafkaError(f"requests to {topic} were not acknowledged within {timeout:g} s")
+    if failed:
+        raise KafkaError(f"cannot send requests to {topic}: {'; '.join(failed)}")
+
+
+def _check_step(spec: PipelineSpec, step: str) -> None:
+    known = list(build_graph(spec).order)
+    if len(spec.output_steps) > 1:
+        known.append(OUTPUT_JOIN)  # the output assembler fails requests too
+    if step not in known:
+        raise ConfigError(f"unknown step {step!r}: pipeline {spec.name} has {', '.join(known)}")
