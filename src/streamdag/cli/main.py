@@ -11,7 +11,9 @@ import click
 
 from streamdag.cli.broker import broker
 from streamdag.cli.demo import demo
+from streamdag.cli.errors import errors
 from streamdag.cli.infer import infer
+from streamdag.cli.inspect import inspect_command
 from streamdag.cli.run import run as run_command
 from streamdag.cli.serve import serve
 from streamdag.cli.topics import topics
@@ -40,6 +42,8 @@ cli.add_command(run_command)
 cli.add_command(demo)
 cli.add_command(serve)
 cli.add_command(infer)
+cli.add_command(inspect_command)
+cli.add_command(errors)
 
 
 def main(argv: list[str] | None = None) -> int:

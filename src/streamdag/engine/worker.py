@@ -212,8 +212,13 @@ class StepWorker:
                 return []
             messages = [first]
         if len(messages) < size:
-            more = self.consumer.consume(size - len(messages), self.plan.batch.max_wait_ms / 1000)
+            # Take what is already fetched; wait up to max_wait_ms for more only while
+            # records keep coming, so a lone request is never held back for a batch.
+            more = self.consumer.consume(size - len(messages), 0)
             messages.extend(more)
+            if more and len(messages) < size and self.plan.batch.max_wait_ms > 0:
+                wait_s = self.plan.batch.max_wait_ms / 1000
+                messages.extend(self.consumer.consume(size - len(messages), wait_s))
         good = []
         for m in messages:
             err = m.error()

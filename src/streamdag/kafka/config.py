@@ -75,7 +75,8 @@ def producer_config(
             "acks": "all",
             # Java-compatible key hashing: see kafka/partitioner.py.
             "partitioner": "murmur2_random",
-            "linger.ms": 2,
+            # Short: every hop of a request waits for it; under load batches fill anyway.
+            "linger.ms": 1,
             "compression.type": "lz4",
             **extra,
         },
