@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 JARS   := .kafka/libs/.fetched-stamp
 PYTEST_ARGS ?=
 DOCS ?= 200
+KEEP ?=
 
 .PHONY: setup test test-fast lint format bench demo clean proto
 
@@ -43,8 +44,10 @@ format: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
+# `make demo DOCS=1000` sends more notes; `make demo KEEP=1` leaves everything running until
+# Ctrl-C. The models train on first use into examples/medical_records/models (ignored).
 demo: setup
-	$(BIN)/streamdag demo --docs $(DOCS)
+	$(BIN)/streamdag demo --docs $(DOCS) $(if $(filter-out 0 no false,$(KEEP)),--keep)
 
 proto: setup
 	$(BIN)/python src/streamdag/protocol/generate.py

@@ -15,9 +15,12 @@ receive times (same machine, same clock), each request splits into hops:
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import uuid
+from typing import Any
 
+from _loadgen import percentile
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streamdag.kafka import consumer_config
@@ -61,25 +64,26 @@ def _timestamps(bootstrap: str, topics: list[str], partitions: int) -> dict[str,
 
 def hops(
     bootstrap: str, spec: PipelineSpec, steps: list[str], calls: list[tuple[str, float, float]]
-) -> dict[str, float]:
-    """Median milliseconds of each hop (see the module docstring) over ``calls``: (request
-    id, wall-clock send, wall-clock receive)."""
+) -> dict[str, Any]:
+    """Each hop (see the module docstring) of each of ``calls`` ((request id, wall-clock
+    send, wall-clock receive)) in ms, with the median and p99 of each hop."""
     stages = [inputs_topic(spec.name)] + [step_outputs_topic(spec.name, s) for s in steps[:-1]]
     stages.append(outputs_topic(spec.name))  # where the last step's reply goes
     stamps = _timestamps(bootstrap, stages, spec.partitions)
     names = ["client -> inputs", f"inputs -> {steps[0]}"]
     names += [f"{a} -> {b}" for a, b in itertools.pairwise(steps)]
     names.append(f"{steps[-1]} -> client")
-    per_hop: list[list[float]] = [[] for _ in names]
+    rows: list[list[float]] = []
     for rid, sent, received in calls:
         times = [stamps[t].get(rid) for t in stages]
         if any(t is None for t in times):
             continue  # cannot happen unless a topic was cleaned meanwhile
         points = [sent * 1000, *(float(t) for t in times if t is not None), received * 1000]
-        for i in range(len(names)):
-            per_hop[i].append(points[i + 1] - points[i])
-    if not per_hop[0]:
-        return {}
-    result = {name: statistics.median(values) for name, values in zip(names, per_hop, strict=True)}
-    result["requests"] = float(len(per_hop[0]))
-    return result
+        rows.append([round(b - a, 2) for a, b in itertools.pairwise(points)])
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return {
+        "hops": names,
+        "median_ms": [statistics.median(c) if c else math.nan for c in columns],
+        "p99_ms": [percentile(list(c), 99) if c else math.nan for c in columns],
+        "per_request_ms": rows,
+    }

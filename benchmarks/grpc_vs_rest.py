@@ -17,8 +17,8 @@ contents and gRPC raw contents; and pipeline request-reply latency through the R
 
     .venv/bin/python benchmarks/grpc_vs_rest.py [--bootstrap HOST:PORT] [--json PATH]
         [--plot PATH | --no-plot] [--payloads 1KB,100KB,1MB,8MB] [--concurrency 1,8,32]
-        [--budget-s 2] [--part both|transports|pipeline] [--pipeline-requests 200]
-        [--pipeline-warmup 30] [--step-max-wait-ms MS] [--patch-tcp-nodelay]
+        [--budget-s 1.5] [--part both|transports|pipeline] [--pipeline-requests 150]
+        [--pipeline-warmup 20] [--step-max-wait-ms MS] [--patch-tcp-nodelay]
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ async def measure_pipeline(
             calls.append((rid, sent, received))
 
         load = await closed_loop(
-            call, concurrency=1, max_requests=args.pipeline_requests, budget_s=60.0
+            call, concurrency=1, max_requests=args.pipeline_requests, budget_s=120.0
         )
         return load, calls, first_reply_s
     finally:
@@ -256,14 +256,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--budget-s",
         type=float,
-        default=2.0,
+        default=1.5,
         help="seconds of load per cell at most (after the first request of each caller)",
     )
     parser.add_argument("--part", choices=["both", "transports", "pipeline"], default="both")
     parser.add_argument(
-        "--pipeline-requests", type=int, default=200, help="measured, per guarantee"
+        "--pipeline-requests", type=int, default=150, help="measured, per guarantee"
     )
-    parser.add_argument("--pipeline-warmup", type=int, default=30, help="unmeasured, per guarantee")
+    parser.add_argument("--pipeline-warmup", type=int, default=20, help="unmeasured, per guarantee")
     parser.add_argument(
         "--step-max-wait-ms",
         type=float,

@@ -17,10 +17,30 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 from dataclasses import dataclass, replace
 
 from medrec.coding import ACUTE, CHRONIC, CONCEPTS, assign_codes, hccs_for, risk_score
+from medrec.phrases import (
+    ABSENT,
+    ACRONYMS,
+    ASSESS_ABSENT,
+    ASSESS_ACUTE,
+    ASSESS_CHRONIC,
+    COMPLAINT,
+    FAMILY,
+    HEADERS,
+    HISTORY_PRESENT,
+    MEDS,
+    PLAN_OTHER,
+    PLAN_POSSIBLE,
+    PLAN_PRESENT,
+    PLAN_TAKING,
+    POSSIBLE,
+    POSSIBLE_CANDIDATES,
+    PREVALENCE,
+    SOCIAL,
+    SPECIALIST,
+)
 from medrec.text import MAX_CLAUSES
 
 __all__ = ["ASSERTIONS", "NONE", "SECTIONS", "Clause", "Note", "Truth", "generate"]
@@ -30,138 +50,6 @@ ASSERTIONS = ("present", "absent", "possible", "family")
 NONE = "none"
 
 TYPO_RATE = 0.05  # share of condition mentions written with a typo
-
-_PREVALENCE = {
-    "diabetes": 0.35,
-    "hypertension": 0.6,
-    "heart_failure": 0.15,
-    "copd": 0.15,
-    "ckd3": 0.15,
-    "depression": 0.15,
-    "morbid_obesity": 0.12,
-    "afib": 0.12,
-    "hyperlipidemia": 0.45,
-    "gerd": 0.2,
-    "osteoarthritis": 0.2,
-}
-_MEDS: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
-    "diabetes": [
-        ("metformin", ("500 mg", "1000 mg"), "twice daily"),
-        ("insulin glargine", ("20 units", "30 units"), "at bedtime"),
-    ],
-    "hypertension": [
-        ("lisinopril", ("10 mg", "20 mg", "40 mg"), "daily"),
-        ("amlodipine", ("5 mg", "10 mg"), "daily"),
-    ],
-    "heart_failure": [
-        ("furosemide", ("20 mg", "40 mg"), "daily"),
-        ("metoprolol succinate", ("25 mg", "50 mg"), "daily"),
-    ],
-    "copd": [
-        ("tiotropium", ("18 mcg",), "inhaled daily"),
-        ("albuterol inhaler", ("2 puffs",), "as needed"),
-    ],
-    "depression": [("sertraline", ("50 mg", "100 mg"), "daily")],
-    "afib": [("apixaban", ("5 mg",), "twice daily"), ("diltiazem", ("120 mg",), "daily")],
-    "hyperlipidemia": [("atorvastatin", ("20 mg", "40 mg"), "at bedtime")],
-    "gerd": [("omeprazole", ("20 mg",), "daily")],
-    "osteoarthritis": [("acetaminophen", ("500 mg",), "as needed")],
-}
-_SPECIALIST = {
-    "heart_failure": "cardiology",
-    "afib": "cardiology",
-    "ckd3": "nephrology",
-    "copd": "pulmonology",
-    "depression": "behavioral health",
-    "diabetes": "endocrinology",
-    "morbid_obesity": "nutrition",
-    "osteoarthritis": "orthopedics",
-}
-_ACRONYMS = re.compile(
-    r"\b(copd|chf|htn|ckd|gerd|mdd|t2dm|dm2|hfref|bp|hr|rr|bmi|spo2|a1c|ecg)\b", re.IGNORECASE
-)
-
-# Templates by (section, assertion); {x} is the condition, {he}/{his} the patient.
-_HISTORY_PRESENT = [
-    "{he} has a history of {x}",
-    "h/o {x}",
-    "known {x}",
-    "longstanding {x}",
-    "{x} diagnosed several years ago",
-]
-_COMPLAINT = [
-    "{he} complains of {x}",
-    "c/o {x}",
-    "{he} reports {x} for {n} days",
-    "{he} reports worsening {x}",
-]
-_ABSENT = [
-    "denies {x}",
-    "no {x}",
-    "{he} denies {x}",
-    "negative for {x}",
-    "no history of {x}",
-    "without {x}",
-]
-_FAMILY = [
-    "mother with {x}",
-    "father had {x}",
-    "family history of {x}",
-    "brother with {x}",
-    "sister has {x}",
-]
-_ASSESS_CHRONIC = [
-    "{x} is stable",
-    "{x} remains stable",
-    "{x} is well controlled",
-    "{x} is poorly controlled",
-    "{x} not at goal",
-    "{x} with good control on current regimen",
-    "{x} chronic and stable",
-    "{x} is worsening",
-]
-_ASSESS_ACUTE = ["{x} improving", "acute {x}", "{x} is new", "{x} treated today"]
-_ASSESS_ABSENT = ["no evidence of {x}", "{x} ruled out", "no signs of {x}"]
-_POSSIBLE = [
-    "possible {x}",
-    "suspect {x}",
-    "cannot exclude {x}",
-    "concern for {x}",
-    "questionable {x}",
-    "r/o {x}",
-]
-_PLAN_TAKING = ["continue {med} for {x}", "increase {med} for {x}"]
-_PLAN_PRESENT = [
-    "start {med} for {x}",
-    "refer to {specialist} for {x}",
-    "recheck labs for {x} in {n} months",
-]
-_PLAN_POSSIBLE = {
-    "pneumonia": ["chest x-ray to r/o {x}", "order chest x-ray to rule out {x}"],
-    "heart_failure": ["echocardiogram to evaluate for {x}", "order bnp to rule out {x}"],
-}
-_PLAN_OTHER = [
-    "follow up in {n} months",
-    "return to clinic in {n} weeks",
-    "labs today",
-    "check a1c and lipid panel",
-    "continue current medications",
-    "refill medications",
-    "encourage diet and exercise",
-    "flu vaccine given today",
-    "call if symptoms worsen",
-]
-_SOCIAL = [
-    "former smoker",
-    "never smoker",
-    "drinks alcohol socially",
-    "lives with {his} spouse",
-    "walks daily",
-    "here with {his} daughter",
-    "{he} feels well overall",
-    "sleeping well",
-]
-_POSSIBLE_CANDIDATES = ("pneumonia", "heart_failure", "copd", "afib", "ckd3", "depression")
 
 
 @dataclass(frozen=True)
@@ -202,7 +90,7 @@ class _Writer:
         self.age = rng.randint(65, 94)
         self.sex = rng.choice(("F", "M"))
         self.he, self.his = ("he", "his") if self.sex == "M" else ("she", "her")
-        chronic = [c for c in CHRONIC if rng.random() < _PREVALENCE[c]]
+        chronic = [c for c in CHRONIC if rng.random() < PREVALENCE[c]]
         self.chronic = chronic or [rng.choice(CHRONIC)]
         self.acute = rng.choice(ACUTE) if rng.random() < 0.4 else None
         self.present = [*self.chronic, *([self.acute] if self.acute else [])]
@@ -238,7 +126,7 @@ class _Writer:
         ]
         mentioned += [c.concept for c in pmh]
         family = [
-            self.clause(self.pick(_FAMILY), "history", c, "family")
+            self.clause(self.pick(FAMILY), "history", c, "family")
             for c in rng.sample(CHRONIC, rng.choice((0, 0, 1, 2)))
         ]
         medications = self.medications()
@@ -279,22 +167,22 @@ class _Writer:
             reason = rng.choice(("presents for follow up", "here for a routine visit"))
             out.append(self.clause(f"{opener} {reason}", "history"))
             if self.acute is not None:
-                out.append(self.clause(self.pick(_COMPLAINT), "history", self.acute, "present"))
+                out.append(self.clause(self.pick(COMPLAINT), "history", self.acute, "present"))
                 mentioned.append(self.acute)
         for concept in rng.sample(self.chronic, min(len(self.chronic), rng.choice((0, 1, 2)))):
-            out.append(self.clause(self.pick(_HISTORY_PRESENT), "history", concept, "present"))
+            out.append(self.clause(self.pick(HISTORY_PRESENT), "history", concept, "present"))
             mentioned.append(concept)
         absent = [c for c in ACUTE if c not in self.present]
         absent += [c for c in CHRONIC if c not in self.present and rng.random() < 0.1]
         for concept in rng.sample(absent, min(len(absent), rng.randint(1, 3))):
-            out.append(self.clause(self.pick(_ABSENT), "history", concept, "absent"))
-        for template in rng.sample(_SOCIAL, rng.randint(0, 2)):
+            out.append(self.clause(self.pick(ABSENT), "history", concept, "absent"))
+        for template in rng.sample(SOCIAL, rng.randint(0, 2)):
             out.append(self.clause(template, "history"))
         return out
 
     def medications(self) -> list[Clause]:
         rng = self.rng
-        options = [(c, m) for c in self.chronic for m in _MEDS.get(c, [])]
+        options = [(c, m) for c in self.chronic for m in MEDS.get(c, [])]
         chosen = rng.sample(options, min(len(options), rng.randint(1, 5))) if options else []
         if rng.random() < 0.3:
             chosen.append(("", ("aspirin", ("81 mg",), "daily")))
@@ -328,17 +216,17 @@ class _Writer:
             # The acute problem is always assessed; a condition the note names nowhere else
             # has to be, or the note would not show it.
             if concept == self.acute or concept not in mentioned or rng.random() < 0.7:
-                templates = _ASSESS_ACUTE if concept in ACUTE else _ASSESS_CHRONIC
+                templates = ASSESS_ACUTE if concept in ACUTE else ASSESS_CHRONIC
                 out.append(self.clause(self.pick(templates), "assessment", concept, "present"))
                 assessed.append(concept)
-        others = [c for c in _POSSIBLE_CANDIDATES if c not in self.present]
+        others = [c for c in POSSIBLE_CANDIDATES if c not in self.present]
         if others and rng.random() < 0.15:
             possible = rng.choice(others)
-            out.append(self.clause(self.pick(_POSSIBLE), "assessment", possible, "possible"))
+            out.append(self.clause(self.pick(POSSIBLE), "assessment", possible, "possible"))
         absent = [c for c in ("pneumonia", "heart_failure", "afib") if c not in self.present]
         if absent and rng.random() < 0.2:
             concept = rng.choice(absent)
-            out.append(self.clause(self.pick(_ASSESS_ABSENT), "assessment", concept, "absent"))
+            out.append(self.clause(self.pick(ASSESS_ABSENT), "assessment", concept, "absent"))
         rng.shuffle(out)
         return out
 
@@ -350,31 +238,31 @@ class _Writer:
                 continue
             taking = self.taking.get(concept, [])
             if taking and rng.random() < 0.6:
-                template, med = rng.choice(_PLAN_TAKING), rng.choice(taking)
+                template, med = rng.choice(PLAN_TAKING), rng.choice(taking)
             else:
-                new = [m[0] for m in _MEDS.get(concept, []) if m[0] not in taking]
-                templates = [t for t in _PLAN_PRESENT if "{med}" not in t or new]
-                if concept not in _SPECIALIST:
+                new = [m[0] for m in MEDS.get(concept, []) if m[0] not in taking]
+                templates = [t for t in PLAN_PRESENT if "{med}" not in t or new]
+                if concept not in SPECIALIST:
                     templates = [t for t in templates if "{specialist}" not in t]
                 template, med = rng.choice(templates), rng.choice(new or [""])
-            specialist = _SPECIALIST.get(concept, "")
+            specialist = SPECIALIST.get(concept, "")
             out.append(
                 self.clause(template, "plan", concept, "present", med=med, specialist=specialist)
             )
             if concept not in assessed:
                 assessed.append(concept)
-        others = [c for c in _PLAN_POSSIBLE if c not in self.present]
+        others = [c for c in PLAN_POSSIBLE if c not in self.present]
         if others and rng.random() < 0.05:
             concept = rng.choice(others)
-            templates = _PLAN_POSSIBLE[concept]
+            templates = PLAN_POSSIBLE[concept]
             out.append(self.clause(self.pick(templates), "plan", concept, "possible"))
-        for template in rng.sample(_PLAN_OTHER, rng.randint(1, 3)):
+        for template in rng.sample(PLAN_OTHER, rng.randint(1, 3)):
             out.append(self.clause(template, "plan"))
         return out
 
     # -- text ----------------------------------------------------------------------------
     def render(self, parts: list[tuple[str, list[Clause], str]]) -> tuple[str, list[Clause]]:
-        headers = _HEADERS[self.style]
+        headers = HEADERS[self.style]
         lines: list[str] = []
         clauses: list[Clause] = []
         for kind, items, separator in parts:
@@ -395,7 +283,7 @@ class _Writer:
                 lines.append(f"{header} {body}." if header else body + ".")
             clauses += items
         blank = "\n" if headers else "\n\n"
-        return _ACRONYMS.sub(lambda m: m.group(0).upper(), blank.join(lines)), clauses
+        return ACRONYMS.sub(lambda m: m.group(0).upper(), blank.join(lines)), clauses
 
     def join(self, items: list[Clause]) -> str:
         """Sentences; now and then "reports X but denies Y" in one."""
@@ -407,29 +295,6 @@ class _Writer:
                 continue
             out += ". " + _sentence(item.text)
         return out
-
-
-_HEADERS = {
-    "full": {
-        "hpi": "HISTORY OF PRESENT ILLNESS:",
-        "pmh": "PAST MEDICAL HISTORY:",
-        "fh": "FAMILY HISTORY:",
-        "meds": "MEDICATIONS:",
-        "vitals": "VITAL SIGNS:",
-        "assessment": "ASSESSMENT:",
-        "plan": "PLAN:",
-    },
-    "short": {
-        "hpi": "HPI:",
-        "pmh": "PMH:",
-        "fh": "FH:",
-        "meds": "Meds:",
-        "vitals": "Vitals:",
-        "assessment": "A/P:",
-        "plan": "A/P:",
-    },
-    "none": {},
-}
 
 
 def _sentence(text: str) -> str:

@@ -15,7 +15,8 @@ __all__ = ["MAX_CLAUSES", "clauses", "demographics"]
 
 MAX_CLAUSES = 48  # slots per document in the clause tensors; the rest are padding ("")
 
-_HEADER = re.compile(r"^[ \t]*[a-z][a-z /&]{0,40}:[ \t]*", re.MULTILINE)
+# A header opens a line or a sentence: "assessment:", "a/p:", "past medical history:".
+_HEADER = re.compile(r"(?:^|(?<=[.;] ))[ \t]*[a-z][a-z /&]{0,40}:[ \t]*", re.MULTILINE)
 _SPLIT = re.compile(r"\n|;\s|,\s|\.(?:\s|$)|\s+but\s+")
 _ABBREVIATIONS = {
     "r/o": "rule out",

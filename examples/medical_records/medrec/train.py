@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,10 @@ def fingerprint() -> str:
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     for package in ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy"):
-        digest.update(f"{package}=={version(package)}".encode())
+        try:
+            digest.update(f"{package}=={version(package)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{package} missing".encode())
     return digest.hexdigest()[:16]
 
 
@@ -273,18 +276,22 @@ def describe(report: Report) -> list[str]:
     """The report as lines for a terminal or a document."""
     lines = [
         f"{'model':<10} {'classes':>7} {'train':>7} {'test':>6} {'accuracy':>9} "
-        f"{'macro-F1':>9} {'baseline':>9}"
+        f"{'macro-F1':>9} {'baseline':>9} {'onnx=sklearn':>13}"
     ]
     for m in report.models:
         lines.append(
             f"{m.name:<10} {m.classes:>7} {m.train_clauses:>7} {m.test_clauses:>6} "
-            f"{m.accuracy:>9.4f} {m.macro_f1:>9.4f} {m.majority_baseline:>9.4f}"
+            f"{m.accuracy:>9.4f} {m.macro_f1:>9.4f} {m.majority_baseline:>9.4f} "
+            f"{m.onnx_agreement:>13.4f}"
         )
     d = report.documents
     lines.append(
-        f"held-out notes: {d.notes}; codes exact {d.codes_exact:.1%}, micro-F1 "
-        f"{d.codes_micro_f1:.4f}; risk score exact {d.risk_exact:.1%}; routed to review "
-        f"{d.review_rate:.1%}; codes exact among auto-coded {d.auto_codes_exact:.1%}"
+        f"{d.notes} held-out notes through the pipeline's steps: codes exact {d.codes_exact:.1%} "
+        f"(micro-F1 {d.codes_micro_f1:.4f}), risk score exact {d.risk_exact:.1%},"
+    )
+    lines.append(
+        f"  routed to review {d.review_rate:.1%}, codes exact among the auto-coded "
+        f"{d.auto_codes_exact:.1%}"
     )
     return lines
 

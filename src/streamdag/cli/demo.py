@@ -9,6 +9,7 @@ import click
 from streamdag.cli.options import bootstrap_option
 from streamdag.demo import DemoOptions, run_demo
 from streamdag.errors import StreamdagError
+from streamdag.settings import get_settings
 
 __all__ = ["demo"]
 
@@ -44,6 +45,8 @@ def demo(docs: int, keep: bool, concurrency: int, bootstrap: str | None) -> None
     # brings them back.
     if not click.get_current_context().find_root().params.get("verbose"):
         logging.getLogger("streamdag").setLevel(logging.WARNING)
+    if bootstrap is None and "bootstrap_servers" in get_settings().model_fields_set:
+        bootstrap = get_settings().bootstrap_servers  # STREAMDAG_BOOTSTRAP_SERVERS is set
     options = DemoOptions(docs=docs, bootstrap=bootstrap, keep=keep, concurrency=concurrency)
     report = run_demo(options, out=click.echo)
     if not report.ok:

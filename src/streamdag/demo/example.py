@@ -7,8 +7,10 @@ imports handlers, from the spec's folder, and reaches it only through this modul
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +42,7 @@ class Models:
     test_notes: int
     lines: list[str]  # a table of the scores, for a terminal
     accuracy: dict[str, float]
+    report: Any  # the example's own ``medrec.train.Report``, every figure
 
 
 class MedicalRecords:
@@ -57,24 +60,21 @@ class MedicalRecords:
         # The engine puts a spec's folder on sys.path to import its handlers; so do we.
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
-        try:
+        with _missing_packages():
             return importlib.import_module(f"medrec.{name}")
-        except ImportError as exc:
-            hint = ""
-            if exc.name in ("skl2onnx", "onnx", "sklearn"):
-                hint = " (training needs the dev extras: pip install -e '.[dev]', or make setup)"
-            raise ConfigError(f"cannot import the example's medrec.{name}: {exc}{hint}") from exc
 
     def ensure_models(self) -> Models:
         """Train the three models unless models made by the current code are in place."""
         train = self._module("train")
-        report, trained = train.ensure_models(self.models_dir)
+        with _missing_packages():
+            report, trained = train.ensure_models(self.models_dir)
         return self._models(train, report, trained)
 
     def train(self, *, train_notes: int, test_notes: int) -> Models:
         """Train afresh, e.g. on fewer notes than the default."""
         train = self._module("train")
-        report = train.train(self.models_dir, train_notes=train_notes, test_notes=test_notes)
+        with _missing_packages():
+            report = train.train(self.models_dir, train_notes=train_notes, test_notes=test_notes)
         return self._models(train, report, True)
 
     def documents(self, n: int, seed: int = DOCS_SEED) -> list[Document]:
@@ -93,4 +93,16 @@ class MedicalRecords:
             test_notes=int(report.test_notes),
             lines=list(train.describe(report)),
             accuracy={m.name: float(m.accuracy) for m in report.models},
+            report=report,
         )
+
+
+@contextlib.contextmanager
+def _missing_packages() -> Iterator[None]:
+    try:
+        yield
+    except ImportError as exc:
+        hint = ""
+        if exc.name in ("skl2onnx", "onnx", "sklearn"):
+            hint = "; training the models needs the dev extras (make setup)"
+        raise ConfigError(f"the medical-records example cannot run: {exc}{hint}") from exc

@@ -13,18 +13,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from streamdag.broker import LocalBroker, free_port
+from streamdag.demo.console import Say
 from streamdag.errors import StreamdagError
 from streamdag.settings import get_settings
 
 __all__ = ["Worker", "WorkerDied", "Workers", "kafka"]
-
-Say = Callable[[str], None]
 
 
 @contextlib.contextmanager

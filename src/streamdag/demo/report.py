@@ -50,19 +50,20 @@ class DemoReport:
     def table(self, rows: int = 8) -> list[str]:
         """A few answers of each route, in document order."""
         answered = [a for a in self.answers if a.error is None]
-        picked = [a for a in answered if a.route == "auto"][: rows - rows // 3]
+        picked = [a for a in answered if a.route == "auto"][: rows * 5 // 8]
         picked += [a for a in answered if a.route != "auto"][: rows - len(picked)]
         picked.sort(key=lambda a: a.doc.id)
+        codes = [" ".join(a.codes) or "-" for a in picked]
+        width = max([len("codes"), *map(len, codes)])
         lines = [
-            f"{'document':<9} {'door':<4} {'route':<6} {'risk':>5}  {'codes':<32} "
-            f"{'labels':<7} reason"
+            f"{'document':<9} {'door':<4} {'route':<6} {'risk':>5}  {'codes':<{width}}  "
+            f"{'labels':<6}  reason"
         ]
-        for a in picked:
-            codes = " ".join(a.codes) or "-"
+        for a, code in zip(picked, codes, strict=True):
             verdict = "match" if a.codes_match else "differ"
             lines.append(
-                f"{a.doc.id:<9} {a.door:<4} {a.route:<6} {a.risk_score:>5.3f}  {codes:<32} "
-                f"{verdict:<7} {_clip(a.reason, 60)}"
+                f"{a.doc.id:<9} {a.door:<4} {a.route:<6} {a.risk_score:>5.3f}  {code:<{width}}  "
+                f"{verdict:<6}  {_clip(a.reason, 70)}".rstrip()
             )
         return lines
 

@@ -15,22 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import TypeVar
 
 import httpx
 
+from streamdag.demo.console import Interrupts, Progress, Say
 from streamdag.demo.example import EXAMPLE_DIR, Document, MedicalRecords
 from streamdag.demo.load import Doors, send
-from streamdag.demo.processes import Say, Workers, kafka
+from streamdag.demo.processes import Workers, kafka
 from streamdag.demo.report import DemoReport
 from streamdag.errors import StreamdagError
 from streamdag.pipeline import PipelineSpec, load_spec
@@ -79,7 +77,7 @@ def run_demo(
         out("  " + line)
     docs = example.documents(options.docs)
     spec = load_spec(example.spec_path)
-    with _Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="streamdag-demo-") as tmp:
+    with Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="streamdag-demo-") as tmp:
         work = Path(tmp)
         with kafka(options.bootstrap, work / "broker", say) as servers:
             groups = worker_groups(spec)
@@ -113,7 +111,7 @@ class _Session:
         options: DemoOptions,
         out: Say,
         say: Say,
-        interrupts: _Interrupts,
+        interrupts: Interrupts,
     ) -> None:
         self.spec = spec
         self.servers = servers
@@ -159,7 +157,7 @@ class _Session:
                     doors,
                     self.docs,
                     concurrency=self.options.concurrency,
-                    progress=_Progress(self.say),
+                    progress=Progress(self.say),
                 )
             )
             report = DemoReport(answers, time.perf_counter() - started)
@@ -192,7 +190,8 @@ class _Session:
     async def _keep(self, doors: Doors) -> None:
         """Print where everything is, then wait for Ctrl-C or SIGTERM (or a dead worker)."""
         p = self.spec.name
-        async with httpx.AsyncClient() as http:
+        ui = False  # the web view comes with newer servers: name it only where it answers
+        async with httpx.AsyncClient(follow_redirects=True) as http:
             with contextlib.suppress(httpx.HTTPError):
                 ui = (await http.get(f"http://{doors.http}/ui")).status_code == 200
         streamdag = _relative(Path(sys.executable).with_name("streamdag"))
@@ -242,70 +241,6 @@ class _Session:
                 future.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await future
-
-
-class _Interrupts:
-    """SIGINT and SIGTERM end the demo the same way, once: outside the event loop they
-    raise KeyboardInterrupt, inside it they cancel the session. Later signals only say
-    that it is stopping, so that the clean-up that stops every process is not cut short."""
-
-    def __init__(self) -> None:
-        self.fired = False
-        self._cancel: Callable[[], object] | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
-
-    @contextlib.contextmanager
-    def cancelling(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[T]) -> Iterator[None]:
-        self._cancel = lambda: loop.call_soon_threadsafe(task.cancel)
-        try:
-            yield
-        finally:
-            self._cancel = None
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.fired:
-            print("stopping everything the demo started; please wait", file=sys.stderr)
-            return
-        self.fired = True
-        if self._cancel is not None:
-            self._cancel()
-            return
-        raise KeyboardInterrupt
-
-
-class _Progress:
-    """``done/total`` on one line of a terminal, or a line per quarter elsewhere."""
-
-    def __init__(self, say: Say) -> None:
-        self.say = say
-        self.tty = sys.stderr.isatty()
-        self.last = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.tty:
-            end = "\n" if done == total else ""
-            print(f"\r  {done}/{total} answered", end=end, file=sys.stderr, flush=True)
-            return
-        quarter = done * 4 // total
-        if quarter != self.last:
-            self.last = quarter
-            if done:
-                self.say(f"  {done}/{total} answered")
 
 
 def _relative(path: Path) -> str:

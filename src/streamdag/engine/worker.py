@@ -249,9 +249,13 @@ class StepWorker:
         assignment = self.consumer.assignment()
         for tp in self.consumer.position(assignment) if assignment else []:
             try:
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
+                # Cached: updated by every fetch; a request to the broker would queue behind
+                # the consumer's fetches and stall the loop.
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
+            if high < 0:
+                continue  # nothing fetched from this partition yet
             lag = high - tp.offset if tp.offset >= 0 else high
             metrics.CONSUMER_LAG.labels(*self._labels, tp.topic, str(tp.partition)).set(lag)
         if self.logic.join is not None and not self._pending:

@@ -114,18 +114,23 @@ def list_failures(
         if count == 0:
             return []  # the pipeline never ran: nothing failed
         wanted = range(count) if not keys else sorted({partition_for(k, count) for k in keys})
-        tps = [(topic, p) for p in wanted if p < count]
+        tps = [(topic, p) for p in wanted]
         windows = reader.windows_since(tps, since, reader.ends(tps))
-        records = reader.read(windows, keep=(lambda r: r.key in keys) if keys else None)
+        records = reader.read(windows, keys=keys or None, timeout=timeout)
+    records = [r for r in records if _matches(r, step, code)]
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+    if limit is not None:
+        records = records[-limit:]
     inputs = inputs_topic(spec.name)
-    failures = [Failure(view_record(r, "errors", inputs_topic=inputs)) for r in records]
-    failures = [
-        f
-        for f in failures
-        if (step is None or f.error.step == step) and (code is None or f.error.code == code)
-    ]
-    return failures[-limit:] if limit is not None else failures
+    return [Failure(view_record(r, "errors", inputs_topic=inputs)) for r in records]
+
+
+def _matches(record: Record, step: str | None, code: str | None) -> bool:
+    """Filtered on the header alone: only the records shown are decoded."""
+    if step is None and code is None:
+        return True
+    info = h.ErrorInfo.decode(h.get_header(record.headers, h.ERROR) or "")
+    return (step is None or info.step == step) and (code is None or info.code == code)
 
 
 def replay_headers(headers: Iterable[tuple[str, bytes]], request_id: str) -> h.Headers:
@@ -185,14 +190,15 @@ def _find_originals(
     for f in failures:
         partition = partition_for(f.request_id.encode(), spec.partitions)
         entered = f.request_ts_ms or f.record.timestamp_ms - DEFAULT_SINCE_MS
-        bounds[partition] = min(bounds.get(partition, now), entered - _LOOKBACK_SLACK_MS)
+        start = max(0, entered - _LOOKBACK_SLACK_MS)  # ListOffsets takes no negative times
+        bounds[partition] = min(bounds.get(partition, now), start)
     keys = {f.request_id.encode() for f in failures}
     with TopicReader(bootstrap, client_id="streamdag-replay") as reader:
         if topic not in reader.topics():
             return {}
         times = {(topic, p): ms for p, ms in bounds.items()}
         windows = reader.windows_from(times, reader.ends(times))
-        found = reader.read(windows, keep=lambda r: r.key in keys, timeout=timeout)
+        found = reader.read(windows, keys=keys, timeout=timeout)
     found.sort(key=lambda r: r.offset)
     out: dict[str, tuple[Record | None, bool]] = {}
     for f in failures:

@@ -125,17 +125,19 @@ def trace_request(
     with TopicReader(bootstrap) as reader:
         existing = reader.topics()
         topics = [t for t in pipeline_topics(spec) if t.topic in existing]
+        if not topics:
+            raise NotFound(f"pipeline {spec.name} has no topics on {bootstrap}: has it run?")
         replies = outputs_topic(spec.name)
         reply_partitions = existing.get(replies, 0)
         others = [(replies, p) for p in range(reply_partitions) if p != partition]
         ends = reader.ends([*((t.topic, partition) for t in topics), *others])
         first = reader.windows_since([(t.topic, partition) for t in topics], since, ends)
-        found = reader.read(first, keep=lambda r: r.key == key, timeout=timeout)
+        found = reader.read(first, keys={key}, timeout=timeout)
         more = _reply_partitions(found, replies, partition, reply_partitions)
         if more:
             bound = min(r.timestamp_ms for r in found) - _CLOCK_SLACK_MS
             windows = reader.windows_since([(replies, p) for p in more], max(since, bound), ends)
-            found += reader.read(windows, keep=lambda r: r.key == key, timeout=timeout)
+            found += reader.read(windows, keys={key}, timeout=timeout)
     if not found:
         raise NotFound(
             f"request {request_id} not found in streamdag.{spec.name}.* (partition "

@@ -43,6 +43,7 @@ Role = Literal["inputs", "step", "errors", "outputs"]
 Scalar = bool | int | float | str
 
 HEAD_VALUES = 5
+_SHOWN = frozenset({h.TRACEPARENT, h.TRACESTATE, h.CONTENT_TYPE})
 SOURCE_TOPIC = "streamdag-source-topic"
 SOURCE_PARTITION = "streamdag-source-partition"
 SOURCE_OFFSET = "streamdag-source-offset"
@@ -129,12 +130,23 @@ class RecordView:
 
 
 def shown_headers(headers: list[tuple[str, bytes]]) -> dict[str, str]:
-    """The headers worth showing: streamdag's own, the user's ``x-*`` and trace context."""
-    return {
+    """The headers worth showing: the user's ``x-*`` (``x-request-id`` first), trace
+    context and ``content-type`` (how the value was read), then streamdag's own; the last
+    value of each."""
+    shown = {
         k: v.decode("utf-8", errors="replace")
         for k, v in headers
-        if k.startswith(("streamdag-", "x-")) or k in (h.TRACEPARENT, h.TRACESTATE)
+        if k.startswith(("streamdag-", "x-")) or k in _SHOWN
     }
+    return dict(sorted(shown.items(), key=lambda kv: _header_rank(kv[0])))
+
+
+def _header_rank(name: str) -> int:
+    if name == h.REQUEST_ID:
+        return 0
+    if name.startswith("x-"):
+        return 1
+    return 3 if name.startswith("streamdag-") else 2
 
 
 def summarise(name: str, array: Array, datatype: str) -> TensorSummary:

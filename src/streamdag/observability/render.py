@@ -117,8 +117,10 @@ def format_replay(result: ReplayResult) -> list[str]:
         + (f": {', '.join(result.replayed)}" if n else "")
     ]
     if result.resubmitted:
+        one = len(result.resubmitted) == 1
         lines.append(
-            f"skipped {len(result.resubmitted)} sent again since they failed (--force replays "
-            f"them anyway): {', '.join(result.resubmitted)}"
+            f"skipped {len(result.resubmitted)} request{'' if one else 's'} sent again since "
+            f"{'it' if one else 'they'} failed (--force replays "
+            f"{'it' if one else 'them'} anyway): {', '.join(result.resubmitted)}"
         )
     return lines

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -111,7 +111,13 @@ class TopicReader:
                 bootstrap,
                 client_id,  # no group is ever joined: the reader only assigns
                 client_id=client_id,
-                **{"enable.partition.eof": True, "fetch.wait.max.ms": 100},
+                **{
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 100,
+                    # A bounded read wants whole partitions fast: 8 MB per fetch, not 1 MB,
+                    # halves the time to read a large one.
+                    "max.partition.fetch.bytes": 8 << 20,
+                },
             )
         )
 
@@ -177,53 +183,58 @@ class TopicReader:
         self,
         windows: Iterable[Window],
         *,
-        keep: Callable[[Record], bool] | None = None,
+        keys: Collection[bytes] | None = None,
         timeout: float = READ_TIMEOUT_S,
     ) -> list[Record]:
-        """Every record of the windows (that ``keep`` accepts), all partitions at once."""
+        """Every record of the windows (with one of ``keys``), all partitions at once.
+        Raises ``KafkaError`` when no partition moved on for ``timeout`` seconds (a
+        partition without a leader, a lost broker), naming the last client error."""
         todo = {(w.topic, w.partition): w for w in windows if not w.empty}
         if not todo:
             return []
         consumer = self._consumer
         consumer.assign([TopicPartition(t, p, w.start) for (t, p), w in todo.items()])
         records: list[Record] = []
-        paused: list[TopicPartition] = []
-        deadline = time.monotonic() + timeout
+        finished: list[TopicPartition] = []
+        last_error = ""
+        stalled_at = time.monotonic() + timeout
         try:
             while todo:
-                if time.monotonic() > deadline:
+                messages = consumer.consume(500, 0.2)
+                if messages:
+                    stalled_at = time.monotonic() + timeout
+                elif time.monotonic() > stalled_at:
                     left = ", ".join(f"{t}[{p}]" for t, p in sorted(todo))
                     raise KafkaError(
-                        f"reading from Kafka at {self.bootstrap} did not finish within "
-                        f"{timeout:g} s (partitions {left})"
+                        f"reading from Kafka at {self.bootstrap} made no progress for "
+                        f"{timeout:g} s (partitions {left}){last_error}"
                     )
-                for msg in consumer.consume(500, 0.2):
+                for msg in messages:
+                    err = msg.error()
+                    if err is not None and err.code() != ClientError._PARTITION_EOF:
+                        if err.fatal():
+                            raise KafkaError(f"reading from Kafka: {err.str()}")
+                        last_error = f": {err.str()}"  # librdkafka retries these itself
+                        continue
                     tp = (msg.topic() or "", msg.partition() or 0)
                     window = todo.get(tp)
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == ClientError._PARTITION_EOF:
-                            done = window is not None
-                        elif err.fatal() or not err.retriable():
-                            raise KafkaError(f"reading {tp[0]}[{tp[1]}]: {err.str()}")
-                        else:
-                            continue
-                    else:
+                    if window is None:
+                        continue
+                    if err is None:
                         offset = msg.offset() or 0
-                        if window is None or offset >= window.end:
+                        if offset >= window.end:
                             continue
-                        record = _record(msg)
-                        if keep is None or keep(record):
-                            records.append(record)
-                        done = offset >= window.end - 1
-                    if done and window is not None:
+                        if keys is None or msg.key() in keys:
+                            records.append(_record(msg))
+                    # The end-of-partition event, or the record just before the end: done.
+                    if err is not None or (msg.offset() or 0) >= window.end - 1:
                         del todo[tp]
-                        paused.append(TopicPartition(*tp))
-                        consumer.pause(paused[-1:])
+                        finished.append(TopicPartition(*tp))
+                        consumer.pause(finished[-1:])
         finally:
             # Pausing sticks to a partition across assignments: undo it for the next read.
-            if paused:
-                consumer.resume(paused)
+            if finished:
+                consumer.resume(finished)
             consumer.unassign()
         return records
 

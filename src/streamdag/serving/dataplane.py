@@ -113,6 +113,10 @@ class DataPlane:
     def pipelines(self) -> list[str]:
         return self._gateway.pipelines() if self._gateway is not None else []
 
+    def specs(self) -> list[PipelineSpec]:
+        """The pipeline specs this DataPlane was built from, in the order given."""
+        return list(self._specs.values())
+
     def model_ready(self, name: str, version: str | None = None) -> bool:
         if self._is_pipeline(name):
             return self._started

@@ -30,6 +30,7 @@ from streamdag.serving.rest_body import (
     parse_infer_request,
     render_infer_response,
 )
+from streamdag.serving.ui import ui_router
 from streamdag.settings import get_settings
 
 __all__ = ["HTTP_STATUS", "create_app", "http_status"]
@@ -142,6 +143,7 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int | None = None) -> Fa
         await dp.unload(model)
         return Response(status_code=200)
 
+    app.include_router(ui_router(dp))
     app.add_exception_handler(StreamdagError, _on_streamdag_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
