@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 JARS   := .kafka/libs/.fetched-stamp
+# The web view's end-to-end test drives Debian's headless Chromium.
+CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
 DOCS ?= 200
 KEEP ?=
@@ -24,9 +26,13 @@ $(JARS): kafka/pom.xml
 	mvn -q -B -f kafka/pom.xml package
 	@touch $@
 
+$(CHROMIUM):
+	@echo "installing Debian's chromium (the web view's browser test needs it)"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 # The test session starts its own broker on a free port (tests/conftest.py) and stops it
 # whatever the outcome.
-test: setup
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from streamdag.engine import PipelineRunner
 from streamdag.kafka import producer_config
@@ -90,13 +90,34 @@ def send(
     bootstrap: str,
     pipeline: str,
     requests: Sequence[tuple[str, bytes, list[tuple[str, bytes]]]],
-) -> None:
-    """Produce (request id, value, headers) to the inputs topic like streamdag's own
-    producers: keyed by request id, murmur2-partitioned."""
-    producer = Producer(producer_config(bootstrap, client_id="obs-test"))
+    *,
+    murmur2: bool = True,
+) -> dict[str, int]:
+    """Produce (request id, value, headers) to the inputs topic, keyed by request id, and
+    return where each landed: murmur2-partitioned like streamdag's own producers, or with
+    ``murmur2=False`` like a client left at librdkafka's default (``consistent_random``)."""
+    config = (
+        producer_config(bootstrap, client_id="obs-test")
+        if murmur2
+        else {"bootstrap.servers": bootstrap}
+    )
+    producer = Producer(config)
+    landed: dict[str, int] = {}
+
+    def delivered(err: object, msg: Message) -> None:
+        assert err is None, err
+        landed[(msg.key() or b"").decode()] = msg.partition() or 0
+
     for rid, value, headers in requests:
-        producer.produce(inputs_topic(pipeline), value, rid.encode(), headers=list(headers))
+        producer.produce(
+            inputs_topic(pipeline),
+            value,
+            rid.encode(),
+            headers=list(headers),
+            on_delivery=delivered,
+        )
     assert producer.flush(30) == 0
+    return landed
 
 
 def streamdag(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:

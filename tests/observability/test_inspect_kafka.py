@@ -37,6 +37,10 @@ FAILING = "j7"  # b = 70: the right branch fails it
 KEY_PARTITION = partition_for(FAILING.encode(), PARTITIONS)
 # j7 is sent as a gateway would, waiting on another partition of the outputs topic.
 REPLY_TO = (KEY_PARTITION + 1) % PARTITIONS
+# j10 comes from a client left at librdkafka's default partitioner: its request is not on
+# the key's partition (murmur2) of the inputs topic, its other records are.
+STRAY = "j10"
+IDS = [f"j{i}" for i in range(11)]
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Ran:
     spec: PipelineSpec
     path: Path
     bootstrap: str
+    stray_partition: int  # where the inputs record of STRAY landed
 
     @property
     def name(self) -> str:
@@ -52,7 +57,7 @@ class Ran:
 
 @pytest.fixture(scope="module")
 def ran(kafka_broker: BrokerInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
-    """Ten requests j0..j9 through the pipeline; its workers keep running meanwhile."""
+    """Requests j0..j10 through the pipeline; its workers keep running meanwhile."""
     bootstrap = kafka_broker.bootstrap
     name = f"p-inspect-{uuid.uuid4().hex[:8]}"
     path = write_pipeline(tmp_path_factory.mktemp("inspect"), name, right="failing_right")
@@ -67,9 +72,12 @@ def ran(kafka_broker: BrokerInfo, tmp_path_factory: pytest.TempPathFactory) -> I
                 (rid, request_value(rid, i), [*user, ("x-request-id", rid.encode()), *extra])
             )
         send(bootstrap, name, requests)
-        results = read_results(bootstrap, name, until=10, timeout=90)
-        assert sorted(r.request_id for r in results) == sorted(r[0] for r in requests)
-        yield Ran(spec, path, bootstrap)
+        stray = [(STRAY, request_value(STRAY, 10), [*user, ("x-request-id", STRAY.encode())])]
+        landed = send(bootstrap, name, stray, murmur2=False)
+        assert landed[STRAY] != partition_for(STRAY.encode(), PARTITIONS)
+        results = read_results(bootstrap, name, until=len(IDS), timeout=90)
+        assert sorted(r.request_id for r in results) == sorted(IDS)
+        yield Ran(spec, path, bootstrap, landed[STRAY])
 
 
 def _trace(ran: Ran, rid: str, *, until: str, timeout: float = 30.0) -> Trace:
@@ -146,6 +154,15 @@ def test_trace_shows_where_a_request_failed(ran: Ran) -> None:
     assert by_label["inputs"].headers["streamdag-reply-to"] == str(REPLY_TO)
 
 
+def test_trace_finds_a_request_its_client_put_on_another_partition(ran: Ran) -> None:
+    trace = _trace(ran, STRAY, until="outputs")
+    where = {hop.record.label: hop.record.partition for hop in trace.hops}
+    assert list(where) == ["inputs", "split", *list(where)[2:4], "both", "outputs"]
+    assert where.pop("inputs") == ran.stray_partition
+    assert set(where.values()) == {partition_for(STRAY.encode(), PARTITIONS)}
+    assert trace.hops[0].record.tensors[0].head == (10,)
+
+
 def test_last_records_of_a_topic(ran: Ran) -> None:
     lefts = last_records(ran.spec, ran.bootstrap, 4, source="left")
     assert len(lefts) == 4
@@ -155,7 +172,7 @@ def test_last_records_of_a_topic(ran: Ran) -> None:
         i = int(r.request_id[1:])
         assert [(t.name, t.head) for t in r.tensors] == [("l", (2 * (i + 1),))]
     everything = last_records(ran.spec, ran.bootstrap, 100, source="inputs")
-    assert sorted(r.request_id for r in everything) == sorted(f"j{i}" for i in range(10))
+    assert sorted(r.request_id for r in everything) == sorted(IDS)
     [error] = last_records(ran.spec, ran.bootstrap, 5, source="errors")
     assert error.request_id == FAILING and error.error is not None
     with pytest.raises(ConfigError, match=r"unknown step 'nope'.*split, left, right, both"):

@@ -44,6 +44,7 @@ def test_public_names() -> None:
         "Role",
         "Source",
         "TensorSummary",
+        "entered_ms",
         "shown_headers",
         "summarise",
         "view_record",

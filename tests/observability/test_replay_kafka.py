@@ -30,7 +30,7 @@ PARTITIONS = 3
 
 @pytest.fixture
 def broken() -> Iterator[None]:
-    """The right branch fails on b = 70 until the test sets ``obs_models.FIXED``."""
+    """The right branch fails on b = 70 and 90 until the test sets ``obs_models.FIXED``."""
     obs_models.FIXED = False
     try:
         yield
@@ -45,11 +45,12 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
     name = unique_name("p")
     path = write_pipeline(tmp_path, name, right="fixable_right")
     spec = load_spec(path)
-    # j7 fails in the middle of the graph (step right). It comes as OIP JSON, from a
-    # "gateway" waiting on another outputs partition than its key's.
+    # j7 and j9 fail in the middle of the graph (step right). j7 comes as OIP JSON, from a
+    # "gateway" waiting on another outputs partition than its key's; j9 from a client left
+    # at librdkafka's default partitioner, so it is not on its key's partition.
     reply_to = (partition_for(b"j7", PARTITIONS) + 1) % PARTITIONS
     user = [("x-tenant", b"acme"), ("traceparent", TRACEPARENT.encode())]
-    requests = [(f"j{i}", request_value(f"j{i}", i), list(user)) for i in range(10) if i != 7]
+    requests = [(f"j{i}", request_value(f"j{i}", i), list(user)) for i in range(9) if i != 7]
     requests.append(
         (
             "j7",
@@ -66,34 +67,40 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
     )
     with run_pipeline(spec, bootstrap):
         send(bootstrap, name, requests)
+        stray = send(bootstrap, name, [("j9", request_value("j9", 9), list(user))], murmur2=False)
+        assert stray["j9"] != partition_for(b"j9", PARTITIONS)
         first = read_results(bootstrap, name, until=10, timeout=90)
-        failed = [r for r in first if r.error is not None]
-        assert [(r.request_id, r.error.step) for r in failed if r.error] == [("j7", "right")]
-        [failure] = list_failures(spec, bootstrap, since_ms=0)
-        assert failure.request_id == "j7"
+        failed = sorted((r.request_id, r.error.step) for r in first if r.error is not None)
+        assert failed == [("j7", "right"), ("j9", "right")]
+        failures = list_failures(spec, bootstrap, since_ms=0)
+        assert sorted(f.request_id for f in failures) == ["j7", "j9"]
 
         obs_models.FIXED = True  # the fix is deployed
         code, out, err = finish(
-            streamdag("errors", str(path), "--replay", "--request-id", "j7", "-b", bootstrap)
+            streamdag("errors", str(path), "--replay", "-r", "j7", "-r", "j9", "-b", bootstrap)
         )
         assert code == 0, err
-        assert out == f"replayed 1 request to streamdag.{name}.inputs: j7\n"
+        head, _, ids = out.strip().partition(": ")
+        assert head == f"replayed 2 requests to streamdag.{name}.inputs"
+        assert sorted(ids.split(", ")) == ["j7", "j9"]
 
-        results = read_results(bootstrap, name, until=11, timeout=90, settle=1.0)
-        # Two partitions: the order across them is not the order of time.
-        answers = [r for r in results if r.request_id == "j7"]
-        assert sorted(r.error is None for r in answers) == [False, True]
-        [answer] = [r for r in answers if r.error is None]
-        assert answer.arrays["total"].tolist() == [12 * 7 + 5]
-        assert answer.arrays["parts"].tolist() == [2]
-        assert answer.headers["x-request-id"] == b"j7"
-        assert answer.headers["x-tenant"] == b"acme"
+        results = read_results(bootstrap, name, until=12, timeout=90, settle=1.0)
+        for rid, x in (("j7", 7), ("j9", 9)):
+            # Several partitions: the order across them is not the order of time.
+            answers = [r for r in results if r.request_id == rid]
+            assert sorted(r.error is None for r in answers) == [False, True], rid
+            [answer] = [r for r in answers if r.error is None]
+            assert answer.arrays["total"].tolist() == [12 * x + 5]
+            assert answer.arrays["parts"].tolist() == [2]
+            assert answer.headers["x-request-id"] == rid.encode()
+            assert answer.headers["x-tenant"] == b"acme"
 
-        # Sent again since it failed: a second replay skips it.
-        again = replay_failures(spec, bootstrap, [failure])
-        assert (again.replayed, again.resubmitted, again.missing) == ([], ["j7"], [])
+        # Sent again since they failed: a second replay skips them.
+        again = replay_failures(spec, bootstrap, failures)
+        assert (again.replayed, sorted(again.resubmitted), again.missing) == ([], ["j7", "j9"], [])
 
         trace = trace_request(spec, bootstrap, "j7")
+        stray_trace = trace_request(spec, bootstrap, "j9")
     sent = [hop.record for hop in trace.hops if hop.record.role == "inputs"]
     assert len(sent) == 2
     original, replayed = sent
@@ -113,3 +120,7 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
         (reply_to, False),
         (partition_for(b"j7", PARTITIONS), True),
     ]
+    # j9 was found where its client put it, and sent again to its key's partition.
+    sent = [hop.record for hop in stray_trace.hops if hop.record.role == "inputs"]
+    assert [r.partition for r in sent] == [stray["j9"], partition_for(b"j9", PARTITIONS)]
+    assert sent[0].value == sent[1].value == request_value("j9", 9)

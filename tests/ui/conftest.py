@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from ui_support import LivePipeline, ui_server, workers, write_pipeline
 
 from streamdag.broker import BrokerInfo
+
+from .ui_support import LivePipeline, ui_server, workers, write_pipeline
 
 
 @pytest.fixture(scope="package")

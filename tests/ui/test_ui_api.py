@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 from kafka_support import send_requests
-from ui_support import STEPS, LivePipeline, ui_server, write_pipeline
+
+from .ui_support import STEPS, LivePipeline, ui_server, write_pipeline
 
 pytestmark = pytest.mark.kafka
 

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import WINDOW, dump_dom, screenshot, share_of_colour
-from ui_support import STEPS, LivePipeline
+
+from .browser import WINDOW, dump_dom, screenshot, share_of_colour
+from .ui_support import STEPS, LivePipeline
 
 pytestmark = pytest.mark.kafka
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 from server_support import running_server
-from ui_support import write_pipeline
 
 from streamdag.settings import get_settings
+
+from .ui_support import write_pipeline
 
 
 def test_figures_say_kafka_is_out_of_reach(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,19 +12,17 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from server_support import running_server
 
 from streamdag.engine import PipelineRunner
 from streamdag.pipeline import PipelineSpec, load_spec
 from streamdag.serving import KafkaGateway, Server
-from streamdag.settings import get_settings
 
 SPEC = """
 name: "{name}"
@@ -99,19 +97,10 @@ class LivePipeline:
 
 @contextmanager
 def ui_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
-    """A server with a gateway for ``spec``; its web view reads Kafka at ``bootstrap``.
-
-    ``streamdag serve`` gives the web view the bootstrap servers of the environment, so
-    they are set while the server starts (the view keeps them) and restored at once.
-    """
-    with ExitStack() as stack:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("STREAMDAG_BOOTSTRAP_SERVERS", bootstrap)
-            get_settings.cache_clear()
-            server = stack.enter_context(
-                running_server([spec], gateway=KafkaGateway([spec], bootstrap))
-            )
-        get_settings.cache_clear()
+    """A server with a gateway for ``spec``; its web view reads Kafka at ``bootstrap``."""
+    with running_server(
+        [spec], gateway=KafkaGateway([spec], bootstrap), bootstrap=bootstrap
+    ) as server:
         yield server
 
 

@@ -44,11 +44,19 @@ def serve(
 ) -> None:
     """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C."""
     specs = [load_spec(path) for path in spec_files]
-    gateway = build_gateway(specs, resolve_bootstrap(bootstrap))
+    servers = resolve_bootstrap(bootstrap)
+    gateway = build_gateway(specs, servers)
     configure_tracing("streamdag-serve")
     try:
         asyncio.run(
-            run_server(specs, gateway=gateway, host=host, http_port=http_port, grpc_port=grpc_port)
+            run_server(
+                specs,
+                gateway=gateway,
+                host=host,
+                http_port=http_port,
+                grpc_port=grpc_port,
+                bootstrap=servers,
+            )
         )
     finally:
         shutdown_tracing()

@@ -16,7 +16,7 @@ replay) is skipped unless forced.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from streamdag.errors import ConfigError, KafkaError
 from streamdag.kafka import headers as h
 from streamdag.kafka import producer_config
 from streamdag.kafka.partitioner import partition_for
-from streamdag.observability.records import RecordView, view_record
+from streamdag.observability.records import RecordView, entered_ms, view_record
 from streamdag.observability.scan import Record, TopicReader
 from streamdag.pipeline import PipelineSpec, build_graph, errors_topic, inputs_topic
 from streamdag.pipeline.topics import OUTPUT_JOIN
@@ -183,26 +183,27 @@ def _find_originals(
     spec: PipelineSpec, bootstrap: str, failures: list[Failure], timeout: float
 ) -> dict[str, tuple[Record | None, bool]]:
     """Per request id: its original record on the inputs topic (None if not found), and
-    whether it was sent again after it failed. One bounded read of the key partitions."""
+    whether it was sent again after it failed. One bounded read of the key partitions; a
+    second of the other partitions for requests not found there (written by a client whose
+    producer does not hash keys with murmur2)."""
     topic = inputs_topic(spec.name)
-    now = int(time.time() * 1000)
-    bounds: dict[int, int] = {}
-    for f in failures:
-        partition = partition_for(f.request_id.encode(), spec.partitions)
-        entered = f.request_ts_ms or f.record.timestamp_ms - DEFAULT_SINCE_MS
-        start = max(0, entered - _LOOKBACK_SLACK_MS)  # ListOffsets takes no negative times
-        bounds[partition] = min(bounds.get(partition, now), start)
-    keys = {f.request_id.encode() for f in failures}
     with TopicReader(bootstrap, client_id="streamdag-replay") as reader:
-        if topic not in reader.topics():
+        count = reader.topics().get(topic, 0)
+        if count == 0:
             return {}
-        times = {(topic, p): ms for p, ms in bounds.items()}
-        windows = reader.windows_from(times, reader.ends(times))
-        found = reader.read(windows, keys=keys, timeout=timeout)
-    found.sort(key=lambda r: r.offset)
+        ends = reader.ends([(topic, p) for p in range(count)])
+        home = {f.request_id: partition_for(f.request_id.encode(), count) for f in failures}
+        found = _read_from(
+            reader, topic, failures, ends, lambda f, p: p == home[f.request_id], timeout
+        )
+        lost = [f for f in failures if _original(f, _of(f, found), topic) is None]
+        if lost and count > 1:
+            found += _read_from(
+                reader, topic, lost, ends, lambda f, p: p != home[f.request_id], timeout
+            )
     out: dict[str, tuple[Record | None, bool]] = {}
     for f in failures:
-        mine = [r for r in found if r.key == f.request_id.encode()]
+        mine = _of(f, found)
         original = _original(f, mine, topic)
         if original is None and f.record.source is not None and f.record.source.topic == topic:
             # The failed record is the request itself, and the errors topic kept a copy.
@@ -215,11 +216,45 @@ def _find_originals(
                 value=f.record.value,
                 headers=f.record.raw_headers,
             )
-        sent_again = original is not None and any(
-            r.offset > original.offset and r.timestamp_ms >= f.record.timestamp_ms for r in mine
-        )
-        out[f.request_id] = (original, sent_again)
+        out[f.request_id] = (original, original is not None and _sent_again(f, original, mine))
     return out
+
+
+def _read_from(
+    reader: TopicReader,
+    topic: str,
+    failures: list[Failure],
+    ends: dict[tuple[str, int], int],
+    where: Callable[[Failure, int], bool],
+    timeout: float,
+) -> list[Record]:
+    """The inputs records of ``failures`` on the partitions ``where`` picks for each, from
+    shortly before each request entered the pipeline."""
+    times: dict[tuple[str, int], int] = {}
+    for f in failures:
+        entered = f.request_ts_ms or f.record.timestamp_ms - DEFAULT_SINCE_MS
+        start = max(0, entered - _LOOKBACK_SLACK_MS)  # ListOffsets takes no negative times
+        for tp in ends:
+            if where(f, tp[1]):
+                times[tp] = min(times.get(tp, start), start)
+    keys = {f.request_id.encode() for f in failures}
+    return reader.read(reader.windows_from(times, ends), keys=keys, timeout=timeout)
+
+
+def _of(failure: Failure, found: list[Record]) -> list[Record]:
+    """The records of the failure's request, each once, in the order they were written."""
+    key = failure.request_id.encode()
+    unique = {(r.partition, r.offset): r for r in found if r.key == key}
+    return sorted(unique.values(), key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+
+
+def _sent_again(failure: Failure, original: Record, mine: list[Record]) -> bool:
+    """Whether the request was written to the inputs topic again after it failed."""
+    return any(
+        r.timestamp_ms >= failure.record.timestamp_ms
+        and (r.partition != original.partition or r.offset > original.offset)
+        for r in mine
+    )
 
 
 def _original(failure: Failure, candidates: list[Record], topic: str) -> Record | None:
@@ -228,18 +263,16 @@ def _original(failure: Failure, candidates: list[Record], topic: str) -> Record 
     ``streamdag-request-ts``; else the last one written before the failure."""
     source = failure.record.source
     if source is not None and source.topic == topic:
-        return next((r for r in candidates if r.offset == source.offset), None)
+        return next(
+            (r for r in candidates if (r.partition, r.offset) == (source.partition, source.offset)),
+            None,
+        )
     entered = failure.request_ts_ms
-    same = [r for r in candidates if entered is not None and _entered(r) == entered]
+    same = [r for r in candidates if entered is not None and entered_ms(r) == entered]
     if same:
         return same[-1]
     before = [r for r in candidates if r.timestamp_ms <= failure.record.timestamp_ms]
     return before[-1] if before else None
-
-
-def _entered(record: Record) -> int:
-    value = h.get_header(record.headers, h.REQUEST_TS) or ""
-    return int(value) if value.isdigit() else record.timestamp_ms
 
 
 def _produce(

@@ -10,7 +10,12 @@ One exception: a final reply for a gateway request goes to the outputs partition
 gateway waits on (header ``streamdag-reply-to``), not to the key's. So the key's partition
 of the outputs topic is read first; the partitions named by ``streamdag-reply-to`` on the
 request's records are read next, and when neither says where the reply went, every other
-outputs partition, from the request's first record on.
+outputs partition, from the time the request entered the pipeline on. Likewise for the
+inputs topic, which clients write: one whose producer does not hash keys with murmur2
+(librdkafka's default is ``consistent_random``) puts the request on another partition; when
+the records of a pass through the pipeline are there but its request is not (none has the
+``streamdag-request-ts`` they carry), the other inputs partitions are read, from the time
+the request entered the pipeline on.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 from streamdag.errors import ConfigError, NotFound
 from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
-from streamdag.observability.records import RecordView, Role, view_record
+from streamdag.observability.records import RecordView, Role, entered_ms, view_record
 from streamdag.observability.scan import Record, TopicReader, Window, format_time
 from streamdag.pipeline import (
     PipelineSpec,
@@ -127,16 +132,18 @@ def trace_request(
         topics = [t for t in pipeline_topics(spec) if t.topic in existing]
         if not topics:
             raise NotFound(f"pipeline {spec.name} has no topics on {bootstrap}: has it run?")
-        replies = outputs_topic(spec.name)
-        reply_partitions = existing.get(replies, 0)
-        others = [(replies, p) for p in range(reply_partitions) if p != partition]
+        replies, requests = outputs_topic(spec.name), inputs_topic(spec.name)
+        counts = {t: existing.get(t, 0) for t in (replies, requests)}
+        others = [(t, p) for t, n in counts.items() for p in range(n) if p != partition]
         ends = reader.ends([*((t.topic, partition) for t in topics), *others])
         first = reader.windows_since([(t.topic, partition) for t in topics], since, ends)
         found = reader.read(first, keys={key}, timeout=timeout)
-        more = _reply_partitions(found, replies, partition, reply_partitions)
+        more = [(replies, p) for p in _reply_partitions(found, replies, partition, counts[replies])]
+        if _requests_missing(found, requests):
+            more += [(requests, p) for p in range(counts[requests]) if p != partition]
         if more:
-            bound = min(r.timestamp_ms for r in found) - _CLOCK_SLACK_MS
-            windows = reader.windows_since([(replies, p) for p in more], max(since, bound), ends)
+            bound = min(entered_ms(r) for r in found) - _CLOCK_SLACK_MS
+            windows = reader.windows_since(more, max(since, bound), ends)
             found += reader.read(windows, keys={key}, timeout=timeout)
     if not found:
         raise NotFound(
@@ -165,6 +172,19 @@ def _reply_partitions(
     if any(r.topic == replies for r in found):
         return []
     return [p for p in range(partitions) if p != key_partition]
+
+
+def _requests_missing(found: Sequence[Record], requests: str) -> bool:
+    """Whether the request of some pass through the pipeline is not among ``found``: each
+    step stamps when the request entered (``streamdag-request-ts``), which is the request
+    record's own stamp or timestamp."""
+    entered = {entered_ms(r) for r in found if r.topic == requests}
+    return any(
+        r.topic != requests
+        and h.get_header(r.headers, h.REQUEST_TS)
+        and entered_ms(r) not in entered
+        for r in found
+    )
 
 
 def _hops(found: list[Record], topics: list[PipelineTopic], pipeline: str) -> tuple[Hop, ...]:

@@ -6,11 +6,12 @@ Each call makes fresh clients and closes them: between calls only numbers are ke
 
     ends     each partition's end (the LSO: everything here is read_committed) and start,
              for every topic of the pipeline except the join-state ones
-    tails    the last records of each partition whose end moved since the previous read:
-             at most ``tail`` records per topic, spread over its partitions
+    groups   each step's committed offsets (``AdminClient.list_consumer_group_offsets``),
+             asked right after the ends and answered while the rest is read
+    tails    the records added to each partition since the previous read, of the last
+             ``tail`` offsets per topic (spread over its partitions); kept between reads
     errors   the errors topic from where the previous read stopped (all of it, the first
              time, ``errors_batch`` records per partition and read at most)
-    groups   each step's committed offsets (``AdminClient.list_consumer_group_offsets``)
 
 Throughput is the growth of a topic's end over the last ``window_s`` seconds of reads,
 times the share of offsets in its tails that hold records: under ``exactly_once`` every

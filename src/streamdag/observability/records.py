@@ -34,6 +34,7 @@ __all__ = [
     "Role",
     "Source",
     "TensorSummary",
+    "entered_ms",
     "shown_headers",
     "summarise",
     "view_record",
@@ -214,6 +215,13 @@ def _tensors(
         return (), f"{type(exc).__name__}: {exc}"
     datatypes = {t.name: t.datatype for t in tensors}
     return tuple(summarise(n, a, datatypes.get(n, str(a.dtype))) for n, a in arrays.items()), None
+
+
+def entered_ms(record: Record) -> int:
+    """When the record's request entered the pipeline: its ``streamdag-request-ts``, else
+    (a request as its caller wrote it) the record's own timestamp."""
+    value = h.get_header(record.headers, h.REQUEST_TS) or ""
+    return int(value) if value.isdigit() else record.timestamp_ms
 
 
 def _request_id(record: Record) -> str:

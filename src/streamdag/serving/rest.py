@@ -56,8 +56,11 @@ def http_status(code: str) -> int:
     return HTTP_STATUS.get(code, 500)
 
 
-def create_app(dataplane: DataPlane, *, max_body_bytes: int | None = None) -> FastAPI:
-    """The FastAPI application of the REST front door over ``dataplane``."""
+def create_app(
+    dataplane: DataPlane, *, max_body_bytes: int | None = None, bootstrap: str | None = None
+) -> FastAPI:
+    """The FastAPI application of the REST front door over ``dataplane``; the web view reads
+    the pipelines' topics at ``bootstrap`` (default: ``STREAMDAG_BOOTSTRAP_SERVERS``)."""
     limit = max_body_bytes or get_settings().serve_max_body_bytes
     app = FastAPI(title="streamdag", openapi_url=None, docs_url=None, redoc_url=None)
     dp = dataplane
@@ -143,7 +146,7 @@ def create_app(dataplane: DataPlane, *, max_body_bytes: int | None = None) -> Fa
         await dp.unload(model)
         return Response(status_code=200)
 
-    app.include_router(ui_router(dp))
+    app.include_router(ui_router(dp, bootstrap=bootstrap))
     app.add_exception_handler(StreamdagError, _on_streamdag_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -68,9 +68,11 @@ class Server:
         grpc_port: int = 8081,
         max_body_bytes: int | None = None,
         shutdown_grace_s: float | None = None,
+        bootstrap: str | None = None,
     ) -> None:
         settings = get_settings()
         self.dataplane = dataplane
+        self.bootstrap = bootstrap
         self.host = host or settings.serve_host
         self.http_port = http_port
         self.grpc_port = grpc_port
@@ -156,7 +158,7 @@ class Server:
             raise _cannot_listen("HTTP", where, "--http-port", exc.strerror or str(exc)) from exc
         self.http_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.dataplane, max_body_bytes=self._limit),
+            create_app(self.dataplane, max_body_bytes=self._limit, bootstrap=self.bootstrap),
             lifespan="off",
             log_config=None,  # keep streamdag's logging set-up
             access_log=False,
@@ -191,8 +193,10 @@ async def serve(
     host: str | None = None,
     http_port: int = 8080,
     grpc_port: int = 8081,
+    bootstrap: str | None = None,
 ) -> None:
-    """Serve the models of ``specs`` (and the gateway's pipelines) until SIGTERM or SIGINT."""
+    """Serve the models of ``specs`` (and the gateway's pipelines) until SIGTERM or SIGINT;
+    the web view reads Kafka at ``bootstrap``."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Signal handlers can only be set from the main thread; elsewhere the caller cancels.
@@ -202,7 +206,10 @@ async def serve(
         loop.add_signal_handler(sig, stopping.set)
     try:
         dataplane = DataPlane(specs, gateway=gateway)
-        async with Server(dataplane, host=host, http_port=http_port, grpc_port=grpc_port):
+        server = Server(
+            dataplane, host=host, http_port=http_port, grpc_port=grpc_port, bootstrap=bootstrap
+        )
+        async with server:
             await stopping.wait()
             _log.info("stopping: finishing the requests in flight")
     finally:
