@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Consumer, Producer
 
-from streamdag.kafka import producer_config
 from streamdag.kafka.headers import ERROR, ErrorInfo, get_header
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
 
