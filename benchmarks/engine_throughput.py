@@ -105,8 +105,8 @@ def profiled(directory: Path | None, label: str) -> Iterator[None]:
     def run_profiled(self: StepWorker) -> None:
         worker_prof.runcall(run, self)
 
-    def process_profiled(self: StepWorker, messages: Sequence[Any]) -> Any:
-        return model_prof.runcall(process, self, messages)
+    def process_profiled(self: StepWorker, *args: Any) -> Any:
+        return model_prof.runcall(process, self, *args)
 
     StepWorker.run = run_profiled  # type: ignore[method-assign]
     StepWorker._process = process_profiled  # type: ignore[method-assign]

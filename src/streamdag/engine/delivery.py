@@ -25,7 +25,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -57,18 +57,15 @@ def rewind(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
 
-def _produce(producer: Producer, record: OutRecord, on_delivery: Any = None) -> None:
-    headers: list[tuple[str, str | bytes | None]] = [*record.headers]
-    extra: dict[str, Any] = {} if record.partition is None else {"partition": record.partition}
+def _produce(producer: Producer, record: OutRecord) -> None:
+    # This runs for every record written: no copies, no keyword dicts. Partition -1 lets
+    # the key pick the partition.
+    headers = cast(list[tuple[str, str | bytes | None]], record.headers)
+    partition = -1 if record.partition is None else record.partition
     while True:
         try:
             producer.produce(
-                record.topic,
-                record.value,
-                record.key.encode(),
-                headers=headers,
-                on_delivery=on_delivery,
-                **extra,
+                record.topic, record.value, record.key.encode(), partition, headers=headers
             )
             return
         except BufferError:
@@ -186,7 +183,13 @@ class AtLeastOnceDelivery(Delivery):
         # for the GIL with the model thread and slow every flush.
         self._producer = Producer(
             producer_config(
-                bootstrap, client_id=client_id, **{"delivery.report.only.error": True, **config}
+                bootstrap,
+                client_id=client_id,
+                **{
+                    "delivery.report.only.error": True,
+                    "on_delivery": self._on_delivery,
+                    **config,
+                },
             )
         )
         self.commit_interval_s = commit_interval_s
@@ -200,7 +203,7 @@ class AtLeastOnceDelivery(Delivery):
 
     def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
         for record in records:
-            _produce(self._producer, record, self._on_delivery)
+            _produce(self._producer, record)
         self._producer.poll(0)
         for tp in offsets:
             self._uncommitted[(tp.topic, tp.partition)] = tp.offset
