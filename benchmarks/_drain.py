@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 import uuid
@@ -105,8 +106,57 @@ def timed_drain(
     partitions: int,
     n: int,
     timeout: float,
+    in_process: bool = False,
 ) -> tuple[Drain, bytes | None]:
-    """Time ``run`` (in a thread, until ``stop``) filling ``topic`` with n results."""
+    """Time ``run`` (until ``stop``) filling ``topic`` with n results.
+
+    By default the drainer runs in a forked child process, as a worker runs in production,
+    so the counter here never competes with it for the GIL; ``in_process`` runs it in a
+    thread of this process instead (for ``--profile``).
+    """
+    if in_process:
+        return _timed_in_thread(what, run, stop, bootstrap, topic, partitions, n, timeout)
+    context = multiprocessing.get_context("fork")
+    stopping = context.Event()
+
+    def child() -> None:
+        def stop_when_told() -> None:
+            stopping.wait()
+            stop()
+
+        threading.Thread(target=stop_when_told, daemon=True).start()
+        run()
+
+    counter = OutputCounter(bootstrap, topic, partitions)
+    try:
+        process = context.Process(target=child, name=f"bench-{what}", daemon=True)
+        started = time.perf_counter()
+        process.start()
+        try:
+            drain = counter.wait(n, started=started, timeout=timeout, alive=process.is_alive)
+        finally:
+            stopping.set()
+            process.join(60)
+            if process.is_alive():
+                process.kill()
+                process.join(10)
+        if process.exitcode not in (0, None):
+            raise BenchmarkFailed(f"the {what} exited with {process.exitcode}")
+        return drain, counter.sample
+    finally:
+        counter.close()
+
+
+def _timed_in_thread(
+    what: str,
+    run: Callable[[], None],
+    stop: Callable[[], None],
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    n: int,
+    timeout: float,
+) -> tuple[Drain, bytes | None]:
     failures: list[BaseException] = []
 
     def target() -> None:

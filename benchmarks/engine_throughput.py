@@ -132,6 +132,7 @@ def drain_engine(
             partitions=spec.partitions,
             n=n,
             timeout=timeout,
+            in_process=profile is not None,
         )
     if sample is None:
         raise BenchmarkFailed("no result to check")

@@ -35,7 +35,7 @@ from streamdag.errors import (
     Unavailable,
     error_for_code,
 )
-from streamdag.kafka import consumer_config, ensure_topics, producer_config
+from streamdag.kafka import consumer_config, ensure_topics, list_topics, producer_config
 from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability import metrics, tracing
@@ -82,7 +82,13 @@ class KafkaGateway:
         # The pipelines' workers may not have run yet: make sure their topics exist.
         for pipe in self._pipelines.values():
             await asyncio.to_thread(ensure_topics, self.bootstrap, derive_topics(pipe.spec))
-        self._producer = Producer(producer_config(self.bootstrap, client_id="streamdag-gateway"))
+        # A topic created a moment ago may not be in the cluster metadata yet; subscribing
+        # before it is would leave it out of the group's first assignment.
+        await asyncio.to_thread(_wait_for_topics, self.bootstrap, list(self._by_topic))
+        # No linger: each request is sent alone and its caller waits for it.
+        self._producer = Producer(
+            producer_config(self.bootstrap, client_id="streamdag-gateway", **{"linger.ms": 0})
+        )
         if not self._pipelines:
             return
         group = "streamdag." + "+".join(sorted(self._pipelines)) + ".gateway"
@@ -316,6 +322,18 @@ def _traced(pipeline: str, rid: str, headers: dict[str, str]) -> tuple[Any, dict
     if span is None:
         return None, headers
     return span, {**headers, h.TRACEPARENT: tracing.traceparent_of(span)}
+
+
+def _wait_for_topics(bootstrap: str, topics: list[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = list_topics(bootstrap)
+        if all(counts.get(t) for t in topics):
+            return
+        if time.monotonic() > deadline:
+            missing = [t for t in topics if not counts.get(t)]
+            raise Unavailable(f"topics {', '.join(missing)} did not appear within {timeout:g} s")
+        time.sleep(0.2)
 
 
 def _end_offset(consumer: Consumer, tp: TopicPartition, timeout: float = 30.0) -> int:
