@@ -86,8 +86,9 @@ class KafkaGateway:
         # before it is would leave it out of the group's first assignment.
         await asyncio.to_thread(_wait_for_topics, self.bootstrap, list(self._by_topic))
         # No linger: each request is sent alone and its caller waits for it.
+        no_linger: dict[str, Any] = {"linger.ms": 0}
         self._producer = Producer(
-            producer_config(self.bootstrap, client_id="streamdag-gateway", **{"linger.ms": 0})
+            producer_config(self.bootstrap, client_id="streamdag-gateway", **no_linger)
         )
         if not self._pipelines:
             return
