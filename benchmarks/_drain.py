@@ -114,73 +114,72 @@ def timed_drain(
     so the counter here never competes with it for the GIL; ``in_process`` runs it in a
     thread of this process instead (for ``--profile``).
     """
-    if in_process:
-        return _timed_in_thread(what, run, stop, bootstrap, topic, partitions, n, timeout)
-    context = multiprocessing.get_context("fork")
-    stopping = context.Event()
-
-    def child() -> None:
-        def stop_when_told() -> None:
-            stopping.wait()
-            stop()
-
-        threading.Thread(target=stop_when_told, daemon=True).start()
-        run()
-
     counter = OutputCounter(bootstrap, topic, partitions)
     try:
-        process = context.Process(target=child, name=f"bench-{what}", daemon=True)
         started = time.perf_counter()
-        process.start()
+        drainer = _Thread(what, run, stop) if in_process else _Child(what, run, stop)
         try:
-            drain = counter.wait(n, started=started, timeout=timeout, alive=process.is_alive)
+            drain = counter.wait(n, started=started, timeout=timeout, alive=drainer.alive)
         finally:
-            stopping.set()
-            process.join(60)
-            if process.is_alive():
-                process.kill()
-                process.join(10)
-        if process.exitcode not in (0, None):
-            raise BenchmarkFailed(f"the {what} exited with {process.exitcode}")
+            drainer.finish()
         return drain, counter.sample
     finally:
         counter.close()
 
 
-def _timed_in_thread(
-    what: str,
-    run: Callable[[], None],
-    stop: Callable[[], None],
-    bootstrap: str,
-    topic: str,
-    partitions: int,
-    n: int,
-    timeout: float,
-) -> tuple[Drain, bytes | None]:
-    failures: list[BaseException] = []
+class _Thread:
+    def __init__(self, what: str, run: Callable[[], None], stop: Callable[[], None]) -> None:
+        self.what = what
+        self.stop = stop
+        self.failures: list[BaseException] = []
 
-    def target() -> None:
-        try:
+        def target() -> None:
+            try:
+                run()
+            except BaseException as exc:
+                self.failures.append(exc)
+
+        self.thread = threading.Thread(target=target, name=f"bench-{what}", daemon=True)
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def finish(self) -> None:
+        self.stop()
+        self.thread.join(60)
+        if self.failures:
+            raise BenchmarkFailed(f"the {self.what} failed: {self.failures[0]!r}") from (
+                self.failures[0]
+            )
+
+
+class _Child:
+    def __init__(self, what: str, run: Callable[[], None], stop: Callable[[], None]) -> None:
+        self.what = what
+        context = multiprocessing.get_context("fork")
+        stopping = context.Event()
+
+        def child() -> None:
+            def stop_when_told() -> None:
+                stopping.wait()
+                stop()
+
+            threading.Thread(target=stop_when_told, daemon=True).start()
             run()
-        except BaseException as exc:
-            failures.append(exc)
 
-    counter = OutputCounter(bootstrap, topic, partitions)
-    try:
-        thread = threading.Thread(target=target, name=f"bench-{what}", daemon=True)
-        started = time.perf_counter()
-        thread.start()
-        try:
-            drain = counter.wait(n, started=started, timeout=timeout, alive=thread.is_alive)
-        except BenchmarkFailed:
-            if failures:
-                raise BenchmarkFailed(f"the {what} failed: {failures[0]!r}") from failures[0]
-            raise
-        finally:
-            stop()
-            thread.join(60)
-        if failures:
-            raise BenchmarkFailed(f"the {what} failed: {failures[0]!r}") from failures[0]
-        return drain, counter.sample
-    finally:
-        counter.close()
+        self.stopping = stopping
+        self.process = context.Process(target=child, name=f"bench-{what}", daemon=True)
+        self.process.start()
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def finish(self) -> None:
+        self.stopping.set()
+        self.process.join(60)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(10)
+        if self.process.exitcode not in (0, None):
+            raise BenchmarkFailed(f"the {self.what} exited with {self.process.exitcode}")
