@@ -7,16 +7,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer
 
+from streamdag.engine import PipelineRunner
+from streamdag.kafka import producer_config
 from streamdag.kafka.headers import ERROR, ErrorInfo, get_header
+from streamdag.pipeline import PipelineSpec
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
 
 
@@ -27,9 +33,9 @@ def send_requests(
     headers: list[tuple[str, bytes]] | None = None,
 ) -> list[str]:
     """Produce requests (protobuf) to the pipeline's inputs topic, keyed by request id."""
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
-    )
+    # The project's producer settings: murmur2 keys, so each request sits on the partition
+    # that every other topic of the pipeline uses for the same request id.
+    producer = Producer(producer_config(bootstrap, **{"linger.ms": 5}))
     ids = []
     for rid, arrays in arrays_by_id:
         request = encode_request(pipeline, arrays, id=rid)
@@ -187,3 +193,27 @@ def count_by_id(results: Sequence[Result]) -> dict[str, int]:
     for r in results:
         counts[r.request_id] = counts.get(r.request_id, 0) + 1
     return counts
+
+
+@contextmanager
+def run_pipeline(spec: PipelineSpec, bootstrap: str, **options: Any) -> Iterator[PipelineRunner]:
+    """The pipeline's workers in a thread of this process; stopped on exit, and a failure
+    of theirs fails the test."""
+    runner = PipelineRunner(spec, bootstrap, **options)
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        thread.join(60)
+    assert not thread.is_alive(), "runner did not stop"
+    assert not failures, failures

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kafka_support import run_pipeline
 
-from streamdag.engine import PipelineRunner
 from streamdag.pipeline import PipelineSpec, load_spec
 
 HERE = Path(__file__).parent
@@ -32,32 +31,12 @@ def pipeline_spec(tmp_path: Path, unique_name: Callable[[str], str]) -> Callable
 
 
 @pytest.fixture
-def running() -> Callable[..., Iterator[PipelineRunner]]:
+def running() -> Callable[..., Any]:
     """``with running(spec, bootstrap):`` runs the pipeline's workers in this process."""
 
-    @contextmanager
-    def run(
-        spec: PipelineSpec | Path, bootstrap: str, **kwargs: object
-    ) -> Iterator[PipelineRunner]:
-        if isinstance(spec, Path):
-            spec = load_spec(spec)
-        runner = PipelineRunner(spec, bootstrap, **kwargs)  # type: ignore[arg-type]
-        errors: list[BaseException] = []
+    def run(spec: PipelineSpec | Path, bootstrap: str, **options: Any) -> Any:
+        return run_pipeline(
+            load_spec(spec) if isinstance(spec, Path) else spec, bootstrap, **options
+        )
 
-        def target() -> None:
-            try:
-                runner.run()
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        try:
-            yield runner
-        finally:
-            runner.stop()
-            thread.join(60)
-        assert not thread.is_alive(), "runner did not stop"
-        assert not errors, errors
-
-    return run  # type: ignore[return-value]
+    return run

@@ -7,17 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Message, Producer
 
-from streamdag.engine import PipelineRunner
 from streamdag.kafka import producer_config
-from streamdag.pipeline import PipelineSpec, inputs_topic
+from streamdag.pipeline import inputs_topic
 from streamdag.protocol import encode_request
 
 HERE = Path(__file__).parent
@@ -51,29 +48,6 @@ def write_pipeline(folder: Path, name: str, *, right: str) -> Path:
     path = folder / "pipeline.yaml"
     path.write_text(FAN.format(name=name, right=right))
     return path
-
-
-@contextmanager
-def run_pipeline(spec: PipelineSpec, bootstrap: str) -> Iterator[PipelineRunner]:
-    """The pipeline's workers in a thread of this process, stopped at the end."""
-    runner = PipelineRunner(spec, bootstrap)
-    failures: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
-        yield runner
-    finally:
-        runner.stop()
-        thread.join(60)
-    assert not thread.is_alive(), "runner did not stop"
-    assert not failures, failures
 
 
 def request_value(rid: str, x: int, *, as_json: bool = False) -> bytes:

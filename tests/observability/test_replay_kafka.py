@@ -9,12 +9,11 @@ from pathlib import Path
 
 import obs_models
 import pytest
-from kafka_support import read_results
+from kafka_support import read_results, run_pipeline
 from obs_support import (
     TRACEPARENT,
     finish,
     request_value,
-    run_pipeline,
     send,
     streamdag,
     write_pipeline,
