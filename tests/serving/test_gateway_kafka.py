@@ -5,7 +5,6 @@ input that never reaches Kafka."""
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from kafka_support import run_pipeline
 from server_support import running_server
 
-from streamdag.engine import PipelineRunner
 from streamdag.pipeline import PipelineSpec, load_spec
 from streamdag.serving import KafkaGateway, Server
 
@@ -52,18 +51,6 @@ def pipeline(tmp_path: Path, unique_name: Callable[[str], str]) -> Callable[...,
 
 
 @contextmanager
-def workers(spec: PipelineSpec, bootstrap: str) -> Iterator[None]:
-    runner = PipelineRunner(spec, bootstrap)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        runner.stop()
-        thread.join(60)
-
-
-@contextmanager
 def gateway_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
     with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
         yield server
@@ -81,7 +68,7 @@ def test_tritonclient_gets_pipeline_results(
     bootstrap: str, pipeline: Callable[..., PipelineSpec]
 ) -> None:
     spec = pipeline()
-    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
         x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
         text = np.array([[b"chest pain", b"ok"]], dtype=object)
 
@@ -116,7 +103,7 @@ def test_two_gateways_each_get_their_own_replies(
 ) -> None:
     spec = pipeline()
     with (
-        workers(spec, bootstrap),
+        run_pipeline(spec, bootstrap),
         gateway_server(spec, bootstrap) as one,
         gateway_server(spec, bootstrap) as two,
     ):
@@ -138,7 +125,7 @@ def test_two_gateways_each_get_their_own_replies(
 
 def test_timeout_names_the_request(bootstrap: str, pipeline: Callable[..., PipelineSpec]) -> None:
     spec = pipeline("  - {name: slow, model: slow, inputs: [add-one.outputs]}")
-    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
         # Triton's timeout parameter is in microseconds: 0.3 s.
         response = httpx.post(url, json=body("late-7", [1.0], timeout=300_000), timeout=30)
@@ -151,7 +138,7 @@ def test_error_reply_names_the_failing_step(
     bootstrap: str, pipeline: Callable[..., PipelineSpec]
 ) -> None:
     spec = pipeline()
-    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
         response = httpx.post(url, json=body("bad-13", [13.0]), timeout=30)
     assert response.status_code == 500
@@ -168,7 +155,7 @@ def test_job_result_survives_a_gateway_restart(
         accepted = httpx.post(base, json=body("job-1", [4.0]), timeout=30)
         assert accepted.status_code == 202 and accepted.json()["id"] == "job-1"
         assert httpx.get(f"{base}/job-1", timeout=30).status_code == 202  # no workers yet
-    with workers(spec, bootstrap), gateway_server(spec, bootstrap) as second:
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as second:
         base = f"http://127.0.0.1:{second.http_port}/v2/pipelines/{spec.name}/jobs"
         for _ in range(100):
             answer = httpx.get(f"{base}/job-1", timeout=30)

@@ -27,7 +27,8 @@ from confluent_kafka import Producer
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
 from browser import screenshot  # noqa: E402
-from ui_support import ui_server, workers  # noqa: E402
+from kafka_support import run_pipeline  # noqa: E402
+from ui_support import ui_server  # noqa: E402
 
 from streamdag.broker import LocalBroker, free_port  # noqa: E402
 from streamdag.demo.example import MedicalRecords  # noqa: E402
@@ -73,7 +74,7 @@ def main() -> None:
     docs = example.documents(400)
     with ExitStack() as stack:
         bootstrap = stack.enter_context(broker(args.bootstrap))
-        stack.enter_context(workers(spec, bootstrap))
+        stack.enter_context(run_pipeline(spec, bootstrap))
         server = stack.enter_context(ui_server(spec, bootstrap))
         doors = Doors(f"127.0.0.1:{server.http_port}", f"127.0.0.1:{server.grpc_port}", spec.name)
         asyncio.run(send(doors, docs[:40], concurrency=4))  # warm up: groups, models, joins

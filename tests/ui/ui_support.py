@@ -1,5 +1,5 @@
-"""The web view tests' pipeline (a fan-out, a join, a trigger and an output join), its
-workers, and a real server (REST with the web view) over it.
+"""The web view tests' pipeline (a fan-out, a join, a trigger and an output join) and a
+real server (REST with the web view) over it; workers come from ``kafka_support``.
 
 Requests go through the gateway one at a time, so every step writes one Kafka
 transaction per request: the topics hold as many commit markers as records, which is
@@ -9,7 +9,6 @@ what the throughput and lag figures must see through.
 from __future__ import annotations
 
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,6 @@ from typing import Any
 import httpx
 from server_support import running_server
 
-from streamdag.engine import PipelineRunner
 from streamdag.pipeline import PipelineSpec, load_spec
 from streamdag.serving import KafkaGateway, Server
 
@@ -102,15 +100,3 @@ def ui_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
         [spec], gateway=KafkaGateway([spec], bootstrap), bootstrap=bootstrap
     ) as server:
         yield server
-
-
-@contextmanager
-def workers(spec: PipelineSpec, bootstrap: str) -> Iterator[None]:
-    runner = PipelineRunner(spec, bootstrap)
-    thread = threading.Thread(target=runner.run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        runner.stop()
-        thread.join(60)
