@@ -156,7 +156,10 @@ def drain_raw(
     batch: int,
     wait_ms: float,
     producer_extra: dict[str, Any],
+    in_process: bool = False,
 ) -> Drain:
+    """``in_process``: in a thread, as the engine runs when profiled (a child forked from a
+    process whose Kafka clients ran in threads can hang on a lock held at the fork)."""
     sink = raw_sink(spec, guarantee)
     ensure_topics(bootstrap, [TopicSpec(sink, spec.partitions)])
     loop = RawLoop(
@@ -171,6 +174,7 @@ def drain_raw(
         partitions=spec.partitions,
         n=n,
         timeout=timeout,
+        in_process=in_process,
     )
     return drain
 
@@ -231,6 +235,7 @@ def measure(
             args.batch,
             args.max_wait_ms,
             args.raw_config,
+            in_process=args.profile is not None,
         )
 
     if engine_first:

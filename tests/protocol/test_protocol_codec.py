@@ -24,6 +24,7 @@ from streamdag.protocol import (
     requested_outputs,
     response_from_bytes,
 )
+from streamdag.protocol.codec import decode_requests, decode_responses, response_bytes
 
 Sample = Callable[[str, tuple[int, ...]], Array]
 Same = Callable[[Array, Array], None]
@@ -277,3 +278,91 @@ def test_undecodable_bytes_are_decode_errors() -> None:
         request_from_bytes(b"\xff\xff\xff")
     with pytest.raises(DecodeError, match=r"not an inference\.ModelInferResponse"):
         response_from_bytes(b"\x0a\x05ab")
+
+
+# ---- many messages at once (the engine's path) ------------------------------------------
+
+
+def _outcome(decode: Callable[[], dict[str, Array]]) -> dict[str, Array] | str:
+    try:
+        return decode()
+    except InvalidInput as exc:
+        return str(exc)
+
+
+def test_decode_requests_matches_decode_request_one_by_one(sample: Sample) -> None:
+    """A batch mixing layouts, row counts, datatypes, typed and raw contents and bad
+    messages decodes to exactly what each message decodes to alone."""
+    requests = [
+        encode_request("m", {"x": sample("FP32", (1, 3)), "k": sample("INT64", (1,))}),
+        encode_request("m", {"x": sample("FP32", (2, 3)), "k": sample("INT64", (2,))}),
+        encode_request("m", {"x": sample("FP32", (1, 3))}),  # another layout
+        encode_request("m", {"x": sample("FP32", (1, 3))}, raw=False),  # typed contents
+        encode_request("m", {"b": sample("BOOL", (2, 2))}),
+        encode_request("m", {"s": sample("BYTES", (2,))}),
+        encode_request("m", {"z": sample("FP16", ())}),  # 0-d: not batchable
+        encode_request("m", {"e": sample("UINT8", (0, 4))}),  # no rows at all
+        _raw_request("INT32", [3], b"\x00" * 8),  # byte count does not fit the shape
+        encode_request("m", {"x": sample("FP32", (3, 3)), "k": sample("INT64", (3,))}),
+    ]
+    requests[4].raw_input_contents[0] = b"\x00\x02\x00\x01"  # any non-zero byte is true
+    requests = [_wire_request(r) for r in requests]
+
+    batch = decode_requests(requests)
+
+    assert len(batch) == len(requests)
+    for request, got in zip(requests, batch, strict=True):
+        expected = _outcome(lambda request=request: decode_request(request))
+        if isinstance(expected, str):
+            assert isinstance(got, InvalidInput)
+            assert str(got) == expected
+            continue
+        assert isinstance(got, dict)
+        assert list(got) == list(expected)
+        for name, array in expected.items():
+            assert got[name].dtype == array.dtype
+            assert got[name].shape == array.shape
+            assert got[name].tolist() == array.tolist()
+            assert got[name].flags.writeable
+
+
+def test_decoded_rows_of_a_batch_do_not_share_writes() -> None:
+    first, second = decode_requests(
+        [_wire_request(encode_request("m", {"x": np.zeros((1, 2), np.float32)}))] * 2
+    )
+    assert isinstance(first, dict) and isinstance(second, dict)
+    first["x"][0, 0] = 7
+    assert second["x"].tolist() == [[0.0, 0.0]]
+
+
+def test_decode_responses_matches_decode_response() -> None:
+    responses = [
+        _wire_response(encode_response("m", {"y": np.full((1, 2), i, np.int16)})) for i in range(3)
+    ]
+    batch = decode_responses(responses)
+    assert [b["y"].tolist() for b in batch if isinstance(b, dict)] == [
+        decode_response(r)["y"].tolist() for r in responses
+    ]
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"y": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.array([1, 2], np.int64)},
+        {"y": np.arange(3, dtype=">i4")},  # big-endian in memory: converted for the wire
+        {"s": np.array([b"a", b"bc"], dtype=object)},
+        {"l": [[1.5, 2.5]]},  # not an array: the general path converts it
+        {"h": np.ones((2, 2), np.float16)[:, :1]},  # a strided view
+    ],
+    ids=["two-outputs", "big-endian", "bytes", "list", "strided"],
+)
+def test_response_bytes_parses_like_encode_response(arrays: dict[str, object]) -> None:
+    for request_id in ("r-1", "r-2"):  # the second one reuses the cached head
+        got = response_from_bytes(response_bytes(arrays, id=request_id, model_version="3"))
+        want = encode_response("", arrays, id=request_id, model_version="3")  # type: ignore[arg-type]
+        assert got == want
+
+
+def test_response_bytes_refuses_what_encode_response_refuses() -> None:
+    with pytest.raises(InvalidInput, match="numpy dtype complex128 has no OIP datatype"):
+        response_bytes({"c": np.zeros(2, complex)}, id="r", model_version="1")

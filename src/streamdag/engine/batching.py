@@ -68,10 +68,18 @@ def rows_of(arrays: Arrays) -> int | None:
     return n
 
 
-def _signature(arrays: Arrays) -> tuple[object, ...] | None:
-    if rows_of(arrays) is None:
-        return None
-    return tuple(sorted((k, a.dtype.str, a.shape[1:]) for k, a in arrays.items()))
+def _layout(arrays: Arrays) -> tuple[tuple[object, ...], int] | None:
+    """What a request must share with others to batch with them (tensor names, dtypes
+    and shapes after the first axis), and its rows; None if it cannot be batched."""
+    rows = -1
+    signature: list[object] = []
+    for name, array in arrays.items():
+        shape = array.shape
+        if not shape or (rows >= 0 and shape[0] != rows):
+            return None
+        rows = shape[0]
+        signature += (name, array.dtype, shape[1:])
+    return (tuple(signature), rows) if signature else None
 
 
 def group_compatible(items: Sequence[Arrays]) -> list[list[int]]:
@@ -79,15 +87,24 @@ def group_compatible(items: Sequence[Arrays]) -> list[list[int]]:
 
     Groups keep arrival order; an unbatchable request forms a group of its own.
     """
-    groups: dict[object, list[int]] = {}
-    alone: list[list[int]] = []
+    return [group for group, _ in _groups(items)]
+
+
+def _groups(items: Sequence[Arrays]) -> list[tuple[list[int], list[int]]]:
+    """``group_compatible`` with the rows of each member (empty for a lone request)."""
+    groups: dict[object, tuple[list[int], list[int]]] = {}
+    alone: list[tuple[list[int], list[int]]] = []
     for i, arrays in enumerate(items):
-        sig = _signature(arrays)
-        if sig is None:
-            alone.append([i])
+        found = _layout(arrays)
+        if found is None:
+            alone.append(([i], []))
         else:
-            groups.setdefault(sig, []).append(i)
-    return sorted([*groups.values(), *alone], key=lambda g: g[0])
+            members, rows = groups.setdefault(found[0], ([], []))
+            members.append(i)
+            rows.append(found[1])
+    if not alone and len(groups) == 1:
+        return list(groups.values())
+    return sorted([*groups.values(), *alone], key=lambda g: g[0][0])
 
 
 def concat(items: Sequence[Arrays]) -> Arrays:
@@ -109,9 +126,13 @@ def split(outputs: Arrays, row_counts: Sequence[int]) -> list[Arrays]:
             )
     if len(row_counts) == 1:
         return [outputs]
-    bounds = np.cumsum(row_counts)[:-1]
-    parts = {name: np.split(array, bounds) for name, array in outputs.items()}
-    return [{name: parts[name][i] for name in outputs} for i in range(len(row_counts))]
+    parts = []
+    start = 0
+    for rows in row_counts:
+        end = start + rows
+        parts.append({name: array[start:end] for name, array in outputs.items()})
+        start = end
+    return parts
 
 
 def _error_of(exc: BaseException) -> tuple[str, str]:
@@ -164,10 +185,9 @@ def run_batch(
     number of rows), every item of the group is run alone with retries and backoff.
     """
     outcomes: list[Outcome | None] = [None] * len(items)
-    for group in group_compatible(items):
+    for group, counts in _groups(items):
         members = [items[i] for i in group]
         if len(group) > 1:
-            counts = [rows_of(m) or 0 for m in members]
             try:
                 on_call(sum(counts))
                 outputs = predict(concat(members))

@@ -11,27 +11,29 @@ from __future__ import annotations
 import functools
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from streamdag.errors import DecodeError, InvalidInput
 from streamdag.kafka import headers as h
 from streamdag.protocol import (
+    ModelInferRequest,
     ModelInferResponse,
-    decode_request,
-    decode_response,
     encode_response,
     request_from_bytes,
     request_from_json,
     response_from_bytes,
 )
+from streamdag.protocol.codec import decode_requests, decode_responses, response_bytes
 
 __all__ = [
     "Envelope",
     "OutRecord",
     "decode_record",
+    "decode_records",
     "error_reply",
     "marker_record",
     "result_records",
@@ -40,8 +42,7 @@ __all__ = [
 Arrays = dict[str, np.ndarray]
 
 
-@dataclass(frozen=True)
-class OutRecord:
+class OutRecord(NamedTuple):
     """A record to produce; ``value`` None is a tombstone, ``partition`` None lets the
     key pick the partition."""
 
@@ -52,7 +53,7 @@ class OutRecord:
     partition: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Envelope:
     """One consumed record, decoded. ``error`` is set for an upstream error reply;
     ``problem`` is set when the record could not be decoded at all."""
@@ -82,49 +83,108 @@ def _request_id(key: bytes | None, headers: h.Headers, body_id: str = "") -> str
 def decode_record(msg: Any, *, is_request: bool, model_name: str = "") -> Envelope:
     """Decode a confluent-kafka message of the inputs topic (``is_request``) or of a step's
     outputs topic. Never raises: an undecodable record comes back with ``problem`` set."""
-    headers: h.Headers = [(k, v) for k, v in (msg.headers() or []) if v is not None]
-    value: bytes = msg.value() or b""
-    key: bytes | None = msg.key()
-    _, ts = msg.timestamp()
-    request_ts = h.get_header(headers, h.REQUEST_TS)
-    env = Envelope(
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-        request_id=_request_id(key, headers),
-        headers=headers,
-        value=value,
-        request_ts_ms=int(request_ts) if request_ts and request_ts.isdigit() else int(ts),
-    )
-    if env.request_ts_ms <= 0:  # confluent-kafka gives -1 for TIMESTAMP_NOT_AVAILABLE
-        env.request_ts_ms = int(time.time() * 1000)
-    try:
-        if is_request:
-            if (h.get_header(headers, h.CONTENT_TYPE) or "").startswith("application/json"):
-                request = request_from_json(value, model_name=model_name)
+    return decode_records([msg], lambda topic: is_request, model_name=model_name)[0]
+
+
+def decode_records(
+    messages: Sequence[Any], is_request: Callable[[str], bool], *, model_name: str = ""
+) -> list[Envelope]:
+    """``decode_record`` for a batch: ``is_request(topic)`` tells the inputs topic apart.
+    The tensors of records with the same layout are decoded together (``decode_requests``),
+    so the per-record cost stays small."""
+    envelopes: list[Envelope] = []
+    requests: list[tuple[Envelope, ModelInferRequest]] = []
+    responses: list[tuple[Envelope, ModelInferResponse]] = []
+    now_ms = 0
+    for msg in messages:
+        raw_headers = msg.headers()
+        headers: h.Headers = (
+            [(k, v) for k, v in raw_headers if v is not None] if raw_headers else []
+        )
+        request_ts = content_type = error = None
+        for k, v in headers:
+            if k == h.REQUEST_TS:
+                request_ts = v
+            elif k == h.CONTENT_TYPE:
+                content_type = v
+            elif k == h.ERROR:
+                error = v
+        key: bytes | None = msg.key()
+        topic: str = msg.topic()
+        env = Envelope(
+            topic=topic,
+            partition=msg.partition(),
+            offset=msg.offset(),
+            request_id=key.decode("utf-8", errors="replace") if key else "",
+            headers=headers,
+            value=msg.value() or b"",
+        )
+        envelopes.append(env)
+        ts = int(request_ts) if request_ts and request_ts.isdigit() else msg.timestamp()[1]
+        if ts <= 0:  # confluent-kafka gives -1 for TIMESTAMP_NOT_AVAILABLE
+            now_ms = now_ms or int(time.time() * 1000)
+            ts = now_ms
+        env.request_ts_ms = ts
+        try:
+            if is_request(topic):
+                if content_type is not None and content_type.startswith(b"application/json"):
+                    request = request_from_json(env.value, model_name=model_name)
+                else:
+                    request = request_from_bytes(env.value)
+                if not key:
+                    env.request_id = _request_id(None, headers, request.id)
+                requests.append((env, request))
             else:
-                request = request_from_bytes(value)
-            if not key:
-                env.request_id = _request_id(None, headers, request.id)
-            env.arrays = decode_request(request)
-        else:
-            error = h.get_header(headers, h.ERROR)
-            if error is not None:
-                env.error = h.ErrorInfo.decode(error)
+                if not key:
+                    env.request_id = _request_id(None, headers)
+                if error is not None:
+                    env.error = h.ErrorInfo.decode(error.decode("utf-8", errors="replace"))
+                else:
+                    responses.append((env, response_from_bytes(env.value)))
+        except Exception as exc:
+            _set_problem(env, exc)
+    for pairs, decode in ((requests, decode_requests), (responses, decode_responses)):
+        if not pairs:
+            continue
+        try:
+            decoded = decode([message for _, message in pairs])
+        except Exception as exc:  # a codec bug must not stop the partition
+            for env, _ in pairs:
+                _set_problem(env, exc)
+            continue
+        for (env, _), arrays in zip(pairs, decoded, strict=True):
+            if isinstance(arrays, InvalidInput):
+                env.problem = arrays
             else:
-                env.arrays = decode_response(response_from_bytes(value))
-    except InvalidInput as exc:
+                env.arrays = arrays
+    return envelopes
+
+
+def _set_problem(env: Envelope, exc: Exception) -> None:
+    if not env.request_id:
+        env.request_id = _request_id(None, env.headers)
+    if isinstance(exc, InvalidInput):
         env.problem = exc
-    except Exception as exc:  # a codec bug must not stop the partition: report the record
+    else:  # a codec bug must not stop the partition: report the record
         env.problem = DecodeError(f"cannot decode record: {type(exc).__name__}: {exc}")
-    return env
 
 
 def _stamp(env: Envelope, *, pipeline: str, version: str, step: str, attempts: int) -> h.Headers:
+    # What passthrough keeps, but the id and timestamp, which are stamped afresh.
+    headers = [
+        (k, v)
+        for k, v in env.headers
+        if (k.startswith("x-") or k in h.CARRIED) and k != h.REQUEST_ID and k != h.REQUEST_TS
+    ]
+    headers.append((h.REQUEST_ID, env.request_id.encode()))
+    headers.append((h.REQUEST_TS, str(env.request_ts_ms).encode()))
+    headers += _step_headers(pipeline, version, step, attempts)
+    return headers
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_headers(pipeline: str, version: str, step: str, attempts: int) -> h.Headers:
     return [
-        *[(k, v) for k, v in env.carried_headers if k not in (h.REQUEST_ID, h.REQUEST_TS)],
-        (h.REQUEST_ID, env.request_id.encode()),
-        (h.REQUEST_TS, str(env.request_ts_ms).encode()),
         (h.PIPELINE, pipeline.encode()),
         (h.PIPELINE_VERSION, version.encode()),
         (h.STEP, step.encode()),
@@ -141,17 +201,24 @@ def result_records(
     version: str,
     step: str,
     attempts: int,
+    partitions: dict[str, int] | None = None,
 ) -> list[OutRecord]:
-    """One result record per ``(topic, model_name)`` target, encoded once.
+    """One result record per ``(topic, model_name)`` target, encoded once; ``partitions``
+    pins the records of some topics to a partition.
 
     The tensors are serialized a single time; each target's value is that message with its
     own ``model_name`` field in front, which protobuf parses as one message.
     """
-    body = encode_response("", outputs, id=env.request_id, model_version=version)
-    encoded = body.SerializeToString()
+    encoded = response_bytes(outputs, id=env.request_id, model_version=version)
     headers = _stamp(env, pipeline=pipeline, version=version, step=step, attempts=attempts)
     return [
-        OutRecord(topic, env.request_id, _model_name_field(name) + encoded, headers)
+        OutRecord(
+            topic,
+            env.request_id,
+            _model_name_field(name) + encoded,
+            headers,
+            partitions.get(topic) if partitions else None,
+        )
         for topic, name in targets
     ]
 

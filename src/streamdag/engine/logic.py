@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import numpy as np
 from opentelemetry.trace import Span, StatusCode
@@ -50,6 +49,7 @@ class StepLogic:
         self.labels = (plan.pipeline, plan.step)
         self._e2e = metrics.END_TO_END_SECONDS.labels(*self.labels)
         self._spans: list[Span] = []
+        self._trigger_tensors = {t.tensor for t in plan.triggers}
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
             self.join = JoinState(
@@ -232,8 +232,8 @@ class StepLogic:
         return True
 
     def _drop_triggers(self, inputs: Arrays) -> Arrays:
-        names = {t.tensor for t in self.plan.triggers}
-        return {k: v for k, v in inputs.items() if k not in names}
+        names = self._trigger_tensors
+        return {k: v for k, v in inputs.items() if k not in names} if names else inputs
 
     # -- records out -------------------------------------------------------------------
     def _records(self, env: Envelope, outcome: Outcome, now_ms: float) -> list[OutRecord]:
@@ -245,17 +245,17 @@ class StepLogic:
         if final is not None:
             targets.append((final, plan.pipeline))
             self._e2e.observe(max(0.0, (now_ms - env.request_ts_ms) / 1000))
-        return self._to_caller(
+        partition = plan.reply_partition(env.headers)
+        return result_records(
             env,
-            result_records(
-                env,
-                targets,
-                outcome.outputs,
-                pipeline=plan.pipeline,
-                version=plan.version,
-                step=plan.step,
-                attempts=outcome.attempts,
-            ),
+            targets,
+            outcome.outputs,
+            pipeline=plan.pipeline,
+            version=plan.version,
+            step=plan.step,
+            attempts=outcome.attempts,
+            # The waiting gateway reads one partition of the pipeline's outputs.
+            partitions=None if partition is None else {plan.replies_topic: partition},
         )
 
     def _to_caller(self, env: Envelope, records: list[OutRecord]) -> list[OutRecord]:
@@ -265,7 +265,7 @@ class StepLogic:
         if partition is None:
             return records
         return [
-            replace(r, partition=partition) if r.topic == self.plan.replies_topic else r
+            r._replace(partition=partition) if r.topic == self.plan.replies_topic else r
             for r in records
         ]
 

@@ -30,7 +30,7 @@ from streamdag.engine.delivery import (
     TransactionalDelivery,
     new_transactional_id,
 )
-from streamdag.engine.envelope import OutRecord, decode_record
+from streamdag.engine.envelope import OutRecord, decode_records
 from streamdag.engine.joins import restore_partitions
 from streamdag.engine.logic import StepLogic
 from streamdag.engine.plan import StepPlan
@@ -336,10 +336,7 @@ class StepWorker:
         self, messages: Sequence[Any], fetched_ns: int
     ) -> tuple[list[OutRecord], list[Span]]:
         plan = self.plan
-        envelopes = [
-            decode_record(m, is_request=plan.is_request_topic(m.topic()), model_name=plan.pipeline)
-            for m in messages
-        ]
+        envelopes = decode_records(messages, plan.is_request_topic, model_name=plan.pipeline)
         records = self.logic.process(envelopes, fetched_ns=fetched_ns)
         return records, self.logic.take_spans()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ATTEMPT",
+    "CARRIED",
     "CONTENT_TYPE",
     "ERROR",
     "PIPELINE",
@@ -45,7 +46,8 @@ REQUEST_TS = "streamdag-request-ts"
 # Where a gateway instance waits for the reply (request-reply over Kafka).
 REPLY_TO = "streamdag-reply-to"
 
-_CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO})
+# Carried forward by every step, besides user ``x-*`` headers.
+CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO})
 
 Headers = list[tuple[str, bytes]]
 
@@ -66,7 +68,7 @@ def get_header(
 def passthrough(headers: Iterable[tuple[str, bytes | None]] | None) -> Headers:
     """The headers a step carries forward: user ``x-*`` headers and trace/reply context."""
     return [
-        (k, v) for k, v in headers or () if v is not None and (k.startswith("x-") or k in _CARRIED)
+        (k, v) for k, v in headers or () if v is not None and (k.startswith("x-") or k in CARRIED)
     ]
 
 

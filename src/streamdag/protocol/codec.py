@@ -10,9 +10,11 @@ no protobuf message at all.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
+import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError as ProtobufDecodeError  # type: ignore[import-untyped, unused-ignore]
 
@@ -22,7 +24,7 @@ from streamdag.protocol._generated.inference_pb2 import (
     ModelInferRequest,
     ModelInferResponse,
 )
-from streamdag.protocol.datatypes import Array
+from streamdag.protocol.datatypes import DATATYPES, Array, numpy_dtype, wire_dtype
 from streamdag.protocol.parameters import ParameterValue, write_parameters
 from streamdag.protocol.tensors import (
     as_tensor,
@@ -34,11 +36,14 @@ from streamdag.protocol.tensors import (
 
 __all__ = [
     "decode_request",
+    "decode_requests",
     "decode_response",
+    "decode_responses",
     "encode_request",
     "encode_response",
     "request_from_bytes",
     "requested_outputs",
+    "response_bytes",
     "response_from_bytes",
 ]
 
@@ -107,6 +112,52 @@ def encode_response(
     return response
 
 
+def response_bytes(arrays: Mapping[str, npt.ArrayLike], *, id: str, model_version: str) -> bytes:
+    """``encode_response("", arrays, id=id, model_version=model_version)``, serialized.
+
+    The tensors' metadata is serialized once per layout (names, dtypes, shapes) and
+    reused; each call serializes only the id and the raw contents. The parts are
+    serialized messages one after the other, which protobuf parses as one message.
+    """
+    values: list[Any] = list(arrays.values())
+    cached = None
+    layout: tuple[object, ...] | None = None
+    if all(isinstance(v, np.ndarray) and not v.dtype.hasobject for v in values):
+        # Lists, scalars and BYTES tensors take the general path, which checks elements.
+        layout = (
+            model_version,
+            *[(n, v.dtype, v.shape) for n, v in zip(arrays, values, strict=True)],
+        )
+        cached = _HEADS.get(layout)
+    if cached is None:
+        response = encode_response("", arrays, id=id, model_version=model_version)
+        if layout is None:
+            whole: bytes = response.SerializeToString()
+            return whole
+        # The message without id and contents is the head of every response like it.
+        wires = [wire_dtype(tensor.datatype) for tensor in response.outputs]
+        native = all(w == v.dtype for w, v in zip(wires, values, strict=True))
+        response.id = ""
+        del response.raw_output_contents[:]
+        cached = response.SerializeToString(), None if native else wires
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()  # e.g. outputs of varying length: keep the cache bounded
+        _HEADS[layout] = cached
+    head, convert = cached
+    if convert is None:  # already little-endian in the wire dtype
+        raws = [v.tobytes() for v in values]
+    else:
+        raws = [v.astype(w).tobytes() for v, w in zip(values, convert, strict=True)]
+    tail: bytes = ModelInferResponse(id=id, raw_output_contents=raws).SerializeToString()
+    return head + tail
+
+
+# Serialized tensor metadata per output layout, and the wire dtypes when some array is
+# not already in its wire dtype, for response_bytes.
+_HEADS: dict[tuple[object, ...], tuple[bytes, list[np.dtype[Any]] | None]] = {}
+_MAX_HEADS = 4096
+
+
 def decode_request(request: ModelInferRequest) -> dict[str, Array]:
     """The inputs of a request as arrays keyed by name, in request order."""
     return _decode(request.inputs, request.raw_input_contents, "raw_input_contents", "input")
@@ -115,6 +166,28 @@ def decode_request(request: ModelInferRequest) -> dict[str, Array]:
 def decode_response(response: ModelInferResponse) -> dict[str, Array]:
     """The outputs of a response as arrays keyed by name, in response order."""
     return _decode(response.outputs, response.raw_output_contents, "raw_output_contents", "output")
+
+
+def decode_requests(requests: Sequence[ModelInferRequest]) -> list[dict[str, Array] | InvalidInput]:
+    """``decode_request`` for many requests at once: one array per tensor, or the
+    ``InvalidInput`` that ``decode_request`` would raise, in order.
+
+    Requests with the same raw layout (tensor names, datatypes and shapes after the first
+    axis) are decoded together, with one numpy conversion per tensor; each request's
+    arrays are then row slices of one array. Anything else is decoded one by one.
+    """
+    return _decode_many(
+        [(r.inputs, r.raw_input_contents) for r in requests], "raw_input_contents", "input"
+    )
+
+
+def decode_responses(
+    responses: Sequence[ModelInferResponse],
+) -> list[dict[str, Array] | InvalidInput]:
+    """``decode_requests`` for responses."""
+    return _decode_many(
+        [(r.outputs, r.raw_output_contents) for r in responses], "raw_output_contents", "output"
+    )
 
 
 def requested_outputs(request: ModelInferRequest) -> list[str]:
@@ -180,3 +253,95 @@ def _decode(
 
 def _has_contents(tensor: _Tensor) -> bool:
     return bool(tensor.HasField("contents") and tensor.contents.ListFields())
+
+
+# Datatypes whose raw contents decode with one numpy conversion: fixed-size elements.
+_FIXED: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] = {
+    name: (wire_dtype(name), numpy_dtype(name)) for name in DATATYPES if name != "BYTES"
+}
+
+_Layout: TypeAlias = tuple[tuple[str, str, tuple[int, ...]], ...]
+
+
+def _raw_layout(tensors: Sequence[_Tensor], raw: Sequence[bytes]) -> tuple[_Layout, int] | None:
+    """The layout and row count of a message whose tensors are all raw, fixed-size and
+    share their first axis; None for anything else (decoded one by one)."""
+    if not raw or len(raw) != len(tensors):
+        return None
+    layout = []
+    rows = -1
+    for tensor in tensors:
+        shape = tuple(tensor.shape)
+        if not shape or tensor.datatype not in _FIXED or tensor.HasField("contents"):
+            return None
+        if rows < 0:
+            rows = shape[0]
+        elif shape[0] != rows:
+            return None
+        if min(shape) < 0:
+            return None
+        layout.append((tensor.name, tensor.datatype, shape[1:]))
+    names = {name for name, _, _ in layout}
+    if "" in names or len(names) != len(layout):
+        return None
+    return tuple(layout), rows
+
+
+def _decode_many(
+    messages: Sequence[tuple[Sequence[_Tensor], Sequence[bytes]]], raw_field: str, kind: str
+) -> list[dict[str, Array] | InvalidInput]:
+    results: list[dict[str, Array] | InvalidInput] = [{}] * len(messages)  # all replaced
+
+    def one_by_one(index: int) -> None:
+        tensors, raw = messages[index]
+        try:
+            results[index] = _decode(tensors, raw, raw_field, kind)
+        except InvalidInput as exc:
+            results[index] = exc
+
+    # Messages of a batch mostly share their tensor metadata: comparing it with the last
+    # layout found (one call into protobuf) is cheaper than reading every field again.
+    groups: dict[_Layout, list[tuple[int, int, list[bytes]]]] = {}
+    last_tensors: Sequence[_Tensor] | None = None
+    last: tuple[_Layout, int] | None = None
+    for index, (tensors, raw) in enumerate(messages):
+        if last is not None and len(raw) == len(last[0]) and tensors == last_tensors:
+            found: tuple[_Layout, int] | None = last
+        else:
+            found = _raw_layout(tensors, raw)
+            if found is not None:
+                last_tensors, last = tensors, found
+        if found is None:
+            one_by_one(index)
+        else:
+            groups.setdefault(found[0], []).append((index, found[1], list(raw)))
+    for layout, members in groups.items():
+        row_bytes = [math.prod(tail) * _FIXED[datatype][0].itemsize for _, datatype, tail in layout]
+        expected: dict[int, list[int]] = {}
+        fitting = []
+        for member in members:
+            rows, raw = member[1], member[2]
+            sizes = expected.get(rows)
+            if sizes is None:
+                sizes = expected[rows] = [rows * size for size in row_bytes]
+            if list(map(len, raw)) == sizes:
+                fitting.append(member)
+            else:  # byte counts that do not fit the shape: the error comes one by one
+                one_by_one(member[0])
+        if not fitting:
+            continue
+        total = sum(member[1] for member in fitting)
+        columns: list[tuple[str, Array]] = []
+        for j, (name, datatype, tail) in enumerate(layout):
+            wire, native = _FIXED[datatype]
+            flat = np.frombuffer(b"".join([member[2][j] for member in fitting]), dtype=wire)
+            # Any non-zero byte is true (as in decode_raw); astype copies, so every array
+            # owns writable memory in native byte order.
+            array = flat != 0 if datatype == "BOOL" else flat.astype(native)
+            columns.append((name, array.reshape((total, *tail))))
+        start = 0
+        for index, rows, _ in fitting:
+            end = start + rows
+            results[index] = {name: array[start:end] for name, array in columns}
+            start = end
+    return results
