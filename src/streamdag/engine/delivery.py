@@ -25,7 +25,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -57,19 +57,23 @@ def rewind(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
             consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
 
-def _produce(producer: Producer, record: OutRecord) -> None:
-    # This runs for every record written: no copies, no keyword dicts. Partition -1 lets
-    # the key pick the partition.
-    headers = cast(list[tuple[str, str | bytes | None]], record.headers)
-    partition = -1 if record.partition is None else record.partition
-    while True:
-        try:
-            producer.produce(
-                record.topic, record.value, record.key.encode(), partition, headers=headers
-            )
-            return
-        except BufferError:
-            producer.poll(0.05)  # local queue full: let deliveries drain, then retry
+def _produce(producer: Producer, records: Sequence[OutRecord]) -> None:
+    """Produce every record; partition -1 lets the key pick. This runs for every record
+    written, so the loop makes no copies and no calls of its own."""
+    produce = producer.produce
+    for record in records:
+        while True:
+            try:
+                produce(
+                    record.topic,
+                    record.value,
+                    record.key.encode(),
+                    -1 if record.partition is None else record.partition,
+                    headers=record.headers,  # type: ignore[arg-type]
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)  # local queue full: let deliveries drain, then retry
 
 
 class Delivery(ABC):
@@ -126,8 +130,7 @@ class TransactionalDelivery(Delivery):
         producer = self._producer
         try:
             producer.begin_transaction()
-            for record in records:
-                _produce(producer, record)
+            _produce(producer, records)
             if offsets:
                 metadata = self.consumer.consumer_group_metadata()
                 self._retry(
@@ -202,8 +205,7 @@ class AtLeastOnceDelivery(Delivery):
             self._failed.append(err.str())
 
     def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
-        for record in records:
-            _produce(self._producer, record)
+        _produce(self._producer, records)
         self._producer.poll(0)
         for tp in offsets:
             self._uncommitted[(tp.topic, tp.partition)] = tp.offset

@@ -46,6 +46,10 @@ log = logging.getLogger("streamdag.engine.worker")
 
 # Between keep-alive polls while the model runs; far below max.poll.interval.ms.
 _KEEPALIVE_S = 1.0
+# Batches fetched ahead of the one being delivered: the model thread keeps working while
+# a delivery waits (a flush, a transaction commit). Uncommitted work is redone after a
+# crash or a rollback either way; this bounds how much.
+_AHEAD = 2
 # Between consumer-lag measurements (one watermark request per assigned partition).
 _LAG_EVERY_S = 5.0
 
@@ -85,8 +89,8 @@ class StepWorker:
         self.instance_id = instance_id
         self._consumer_overrides = consumer_overrides or {}
         self._labels = (plan.pipeline, plan.step)
-        # Fetched batches not yet delivered, oldest first: the model works on the newest
-        # while the oldest is being delivered.
+        # Fetched batches not yet delivered, oldest first: the model works on the newer
+        # ones while the oldest is being delivered.
         self._pending: list[_Batch] = []
         self._stash: list[Any] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{plan.step}")
@@ -270,9 +274,9 @@ class StepWorker:
             batch = _Batch(messages)
             batch.future = self._executor.submit(self._process, messages, time.time_ns())
             self._pending.append(batch)
-        # Deliver the older batch while the model works on the newer one; when no new
+        # Deliver the oldest batch while the model works on newer ones; when no new
         # records came, deliver what is there.
-        while self._pending and (len(self._pending) > 1 or not messages):
+        while self._pending and (len(self._pending) > _AHEAD or not messages):
             self._complete(self._pending[0])
         if not messages and not self._pending and not self.delivery.commit():
             self._stash = []  # idle: commit what is produced; a rollback means refetch
