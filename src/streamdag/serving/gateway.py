@@ -221,7 +221,9 @@ class KafkaGateway:
         in_flight = metrics.GATEWAY_IN_FLIGHT.labels(pipeline)
         in_flight.inc()
         try:
-            await asyncio.to_thread(self._produce, pipe, request, headers, reply_to)
+            # produce only queues the record (librdkafka sends it from its own thread), so
+            # it runs right here: a hop through a thread pool would delay every request.
+            self._produce(pipe, request, headers, reply_to)
             return await asyncio.wait_for(future, deadline)
         except TimeoutError:
             error = DeadlineExceeded(
@@ -246,7 +248,7 @@ class KafkaGateway:
         pipe = self._pipe(pipeline)
         pipe.submitted[request.id] = time.time()
         span, headers = _traced(pipeline, request.id, headers)
-        await asyncio.to_thread(self._produce, pipe, request, headers, None)
+        self._produce(pipe, request, headers, None)
         if span is not None:
             span.end()
         await asyncio.to_thread(self._flush)
