@@ -157,6 +157,7 @@ async def _warm_up(transport: str, prepared: Prepared, x: np.ndarray, n: int) ->
 # -- pipelines -----------------------------------------------------------------------------
 _WARMUP_CONCURRENCY = 8
 
+
 async def measure_pipeline(
     args: argparse.Namespace, http_port: int, pipeline: str
 ) -> tuple[Load, list[tuple[str, float, float]], float]:
