@@ -358,9 +358,12 @@ def test_decode_responses_matches_decode_response() -> None:
 )
 def test_response_bytes_parses_like_encode_response(arrays: dict[str, object]) -> None:
     for request_id in ("r-1", "r-2"):  # the second one reuses the cached head
-        got = response_from_bytes(response_bytes(arrays, id=request_id, model_version="3"))
-        want = encode_response("", arrays, id=request_id, model_version="3")  # type: ignore[arg-type]
-        assert got == want
+        values = response_bytes(
+            arrays, id=request_id, model_version="3", model_names=["step-model", "pipe"]
+        )
+        for name, value in zip(["step-model", "pipe"], values, strict=True):
+            want = encode_response(name, arrays, id=request_id, model_version="3")  # type: ignore[arg-type]
+            assert response_from_bytes(value) == want
 
 
 def test_response_bytes_refuses_what_encode_response_refuses() -> None:

@@ -206,26 +206,25 @@ def result_records(
     """One result record per ``(topic, model_name)`` target, encoded once; ``partitions``
     pins the records of some topics to a partition.
 
-    The tensors are serialized a single time; each target's value is that message with its
-    own ``model_name`` field in front, which protobuf parses as one message.
+    The tensors are serialized a single time for all targets (see ``response_bytes``).
     """
-    encoded = response_bytes(outputs, id=env.request_id, model_version=version)
+    values = response_bytes(
+        outputs,
+        id=env.request_id,
+        model_version=version,
+        model_names=[name for _, name in targets],
+    )
     headers = _stamp(env, pipeline=pipeline, version=version, step=step, attempts=attempts)
     return [
         OutRecord(
             topic,
             env.request_id,
-            _model_name_field(name) + encoded,
+            value,
             headers,
             partitions.get(topic) if partitions else None,
         )
-        for topic, name in targets
+        for (topic, _), value in zip(targets, values, strict=True)
     ]
-
-
-@functools.lru_cache(maxsize=256)
-def _model_name_field(name: str) -> bytes:
-    return ModelInferResponse(model_name=name).SerializeToString() if name else b""
 
 
 def error_reply(

@@ -112,12 +112,20 @@ def encode_response(
     return response
 
 
-def response_bytes(arrays: Mapping[str, npt.ArrayLike], *, id: str, model_version: str) -> bytes:
-    """``encode_response("", arrays, id=id, model_version=model_version)``, serialized.
+def response_bytes(
+    arrays: Mapping[str, npt.ArrayLike],
+    *,
+    id: str,
+    model_version: str,
+    model_names: Sequence[str] = ("",),
+) -> list[bytes]:
+    """``encode_response(name, arrays, id=id, model_version=model_version)`` serialized,
+    for each name of ``model_names``.
 
-    The tensors' metadata is serialized once per layout (names, dtypes, shapes) and
-    reused; each call serializes only the id and the raw contents. The parts are
-    serialized messages one after the other, which protobuf parses as one message.
+    The metadata part of each message (model name, version, tensor names, datatypes and
+    shapes) is serialized once per layout and reused; each call serializes the id and raw
+    contents once for all names. A message is its metadata part followed by that shared
+    part: protobuf parses serialized messages one after the other as one message.
     """
     values: list[Any] = list(arrays.values())
     cached = None
@@ -126,35 +134,43 @@ def response_bytes(arrays: Mapping[str, npt.ArrayLike], *, id: str, model_versio
         # Lists, scalars and BYTES tensors take the general path, which checks elements.
         layout = (
             model_version,
+            tuple(model_names),
             *[(n, v.dtype, v.shape) for n, v in zip(arrays, values, strict=True)],
         )
         cached = _HEADS.get(layout)
     if cached is None:
         response = encode_response("", arrays, id=id, model_version=model_version)
         if layout is None:
-            whole: bytes = response.SerializeToString()
-            return whole
-        # The message without id and contents is the head of every response like it.
+            out = []
+            for name in model_names:
+                response.model_name = name
+                out.append(response.SerializeToString())
+            return out
+        # The message without id and contents starts every response like it.
         wires = [wire_dtype(tensor.datatype) for tensor in response.outputs]
         native = all(w == v.dtype for w, v in zip(wires, values, strict=True))
         response.id = ""
         del response.raw_output_contents[:]
-        cached = response.SerializeToString(), None if native else wires
+        heads = []
+        for name in model_names:
+            response.model_name = name
+            heads.append(response.SerializeToString())
+        cached = heads, None if native else wires
         if len(_HEADS) >= _MAX_HEADS:
             _HEADS.clear()  # e.g. outputs of varying length: keep the cache bounded
         _HEADS[layout] = cached
-    head, convert = cached
+    heads, convert = cached
     if convert is None:  # already little-endian in the wire dtype
         raws = [v.tobytes() for v in values]
     else:
         raws = [v.astype(w).tobytes() for v, w in zip(values, convert, strict=True)]
     tail: bytes = ModelInferResponse(id=id, raw_output_contents=raws).SerializeToString()
-    return head + tail
+    return [head + tail for head in heads]
 
 
-# Serialized tensor metadata per output layout, and the wire dtypes when some array is
-# not already in its wire dtype, for response_bytes.
-_HEADS: dict[tuple[object, ...], tuple[bytes, list[np.dtype[Any]] | None]] = {}
+# Serialized metadata parts per (version, model names, output layout), and the wire dtypes
+# when some array is not already in its wire dtype, for response_bytes.
+_HEADS: dict[tuple[object, ...], tuple[list[bytes], list[np.dtype[Any]] | None]] = {}
 _MAX_HEADS = 4096
 
 
@@ -334,10 +350,13 @@ def _decode_many(
         columns: list[tuple[str, Array]] = []
         for j, (name, datatype, tail) in enumerate(layout):
             wire, native = _FIXED[datatype]
-            flat = np.frombuffer(b"".join([member[2][j] for member in fitting]), dtype=wire)
-            # Any non-zero byte is true (as in decode_raw); astype copies, so every array
-            # owns writable memory in native byte order.
-            array = flat != 0 if datatype == "BOOL" else flat.astype(native)
+            # A bytearray makes the array writable without another copy.
+            data = bytearray().join([member[2][j] for member in fitting])
+            flat = np.frombuffer(data, dtype=wire)
+            if datatype == "BOOL":
+                array = flat != 0  # any non-zero byte is true, as in decode_raw
+            else:
+                array = flat if wire == native else flat.astype(native)
             columns.append((name, array.reshape((total, *tail))))
         start = 0
         for index, rows, _ in fitting:
