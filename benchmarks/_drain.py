@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -30,6 +30,11 @@ class Drain:
     seconds: float  # until the last result was readable
     first_result_s: float  # until the first results were readable (group join, init)
     steady_rate: float  # results per second after the first ones were readable
+    cpu_s: float | None = None  # CPU time of the drainer's process, all its threads
+
+    @property
+    def cpu_us_per_record(self) -> float:
+        return float("nan") if self.cpu_s is None else self.cpu_s / self.records * 1e6
 
     @property
     def rate(self) -> float:
@@ -122,7 +127,7 @@ def timed_drain(
             drain = counter.wait(n, started=started, timeout=timeout, alive=drainer.alive)
         finally:
             drainer.finish()
-        return drain, counter.sample
+        return replace(drain, cpu_s=drainer.cpu_s), counter.sample
     finally:
         counter.close()
 
@@ -139,6 +144,7 @@ class _Thread:
             except BaseException as exc:
                 self.failures.append(exc)
 
+        self.cpu_s: float | None = None  # threads share the process: not measured
         self.thread = threading.Thread(target=target, name=f"bench-{what}", daemon=True)
         self.thread.start()
 
@@ -159,6 +165,7 @@ class _Child:
         self.what = what
         context = multiprocessing.get_context("fork")
         stopping = context.Event()
+        cpu = context.Value("d", -1.0)
 
         def child() -> None:
             def stop_when_told() -> None:
@@ -166,9 +173,13 @@ class _Child:
                 stop()
 
             threading.Thread(target=stop_when_told, daemon=True).start()
+            started = time.process_time()
             run()
+            # Every thread of the process, librdkafka's included, from start to stop.
+            cpu.value = time.process_time() - started
 
         self.stopping = stopping
+        self._cpu = cpu
         self.process = context.Process(target=child, name=f"bench-{what}", daemon=True)
         self.process.start()
 
@@ -183,3 +194,7 @@ class _Child:
             self.process.join(10)
         if self.process.exitcode not in (0, None):
             raise BenchmarkFailed(f"the {self.what} exited with {self.process.exitcode}")
+
+    @property
+    def cpu_s(self) -> float | None:
+        return self._cpu.value if self._cpu.value >= 0 else None

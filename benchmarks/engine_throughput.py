@@ -294,6 +294,8 @@ def summarize(guarantee: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "steady_ratio": engine_steady / raw_steady,
         "engine_first_result_s": median("engine", "first_result_s"),
         "raw_first_result_s": median("raw", "first_result_s"),
+        "engine_cpu_us": median("engine", "cpu_us_per_record"),
+        "raw_cpu_us": median("raw", "cpu_us_per_record"),
         "runs": runs,
     }
 
@@ -304,6 +306,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"{'guarantee':<14} {'engine rec/s':>12} {'raw rec/s':>10} {'ratio':>6}"
         f"   {'engine steady':>13} {'raw steady':>10} {'ratio':>6}"
         f"   {'engine 1st':>10} {'raw 1st':>8}"
+        f"   {'engine CPU':>10} {'raw CPU':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -312,12 +315,13 @@ def table(rows: list[dict[str, Any]]) -> str:
             f" {r['ratio']:>6.2f}   {r['engine_steady_rate']:>13,.0f}"
             f" {r['raw_steady_rate']:>10,.0f} {r['steady_ratio']:>6.2f}"
             f"   {r['engine_first_result_s']:>9.2f}s {r['raw_first_result_s']:>7.2f}s"
+            f"   {r['engine_cpu_us']:>7.1f} us {r['raw_cpu_us']:>5.1f} us"
         )
     return "\n".join(lines)
 
 
 def _as_dict(drain: Drain) -> dict[str, Any]:
-    return {**asdict(drain), "rate": drain.rate}
+    return {**asdict(drain), "rate": drain.rate, "cpu_us_per_record": drain.cpu_us_per_record}
 
 
 def _delete_topics(bootstrap: str, names: list[str]) -> None:
