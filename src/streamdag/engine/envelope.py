@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +42,8 @@ __all__ = [
 Arrays = dict[str, np.ndarray]
 
 
-class OutRecord(NamedTuple):
+@dataclass(slots=True)
+class OutRecord:
     """A record to produce; ``value`` None is a tombstone, ``partition`` None lets the
     key pick the partition."""
 

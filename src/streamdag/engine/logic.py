@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from opentelemetry.trace import Span, StatusCode
@@ -50,6 +51,13 @@ class StepLogic:
         self._e2e = metrics.END_TO_END_SECONDS.labels(*self.labels)
         self._spans: list[Span] = []
         self._trigger_tensors = {t.tensor for t in plan.triggers}
+        # Where a result goes, as (topic, model name): the step's outputs, and the
+        # pipeline's outputs when this step answers the caller.
+        self._targets = [] if plan.assembler else [(plan.outputs_topic, plan.model)]
+        final = plan.replies_topic if plan.assembler else plan.final_topic
+        self._answers = final is not None
+        if final is not None:
+            self._targets.append((final, plan.pipeline))
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
             self.join = JoinState(
@@ -240,15 +248,12 @@ class StepLogic:
         if isinstance(outcome, Failure):
             return self._failure(env, outcome)
         plan = self.plan
-        targets = [] if plan.assembler else [(plan.outputs_topic, plan.model)]
-        final = plan.replies_topic if plan.assembler else plan.final_topic
-        if final is not None:
-            targets.append((final, plan.pipeline))
+        if self._answers:
             self._e2e.observe(max(0.0, (now_ms - env.request_ts_ms) / 1000))
         partition = plan.reply_partition(env.headers)
         return result_records(
             env,
-            targets,
+            self._targets,
             outcome.outputs,
             pipeline=plan.pipeline,
             version=plan.version,
@@ -265,7 +270,7 @@ class StepLogic:
         if partition is None:
             return records
         return [
-            r._replace(partition=partition) if r.topic == self.plan.replies_topic else r
+            replace(r, partition=partition) if r.topic == self.plan.replies_topic else r
             for r in records
         ]
 

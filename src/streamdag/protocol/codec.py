@@ -127,32 +127,30 @@ def response_bytes(
     contents once for all names. A message is its metadata part followed by that shared
     part: protobuf parses serialized messages one after the other as one message.
     """
-    values: list[Any] = list(arrays.values())
-    cached = None
-    layout: tuple[object, ...] | None = None
-    if all(isinstance(v, np.ndarray) and not v.dtype.hasobject for v in values):
-        # Lists, scalars and BYTES tensors take the general path, which checks elements.
-        layout = (
-            model_version,
-            tuple(model_names),
-            *[(n, v.dtype, v.shape) for n, v in zip(arrays, values, strict=True)],
-        )
-        cached = _HEADS.get(layout)
+    names = tuple(model_names)
+    layout: tuple[object, ...] | None
+    try:
+        key = (model_version, names, *[(n, v.dtype, v.shape) for n, v in arrays.items()])  # type: ignore[union-attr]
+        cached = _HEADS.get(key)
+        layout = key
+    except AttributeError:  # not arrays (lists, Python scalars): the general path
+        layout = cached = None
     if cached is None:
         response = encode_response("", arrays, id=id, model_version=model_version)
-        if layout is None:
+        if layout is None or any(tensor.datatype == "BYTES" for tensor in response.outputs):
+            # BYTES tensors vary in size with their elements: no reusable head.
             out = []
-            for name in model_names:
+            for name in names:
                 response.model_name = name
                 out.append(response.SerializeToString())
             return out
         # The message without id and contents starts every response like it.
         wires = [wire_dtype(tensor.datatype) for tensor in response.outputs]
-        native = all(w == v.dtype for w, v in zip(wires, values, strict=True))
+        native = all(w == v.dtype for w, v in zip(wires, arrays.values(), strict=True))  # type: ignore[union-attr]
         response.id = ""
         del response.raw_output_contents[:]
         heads = []
-        for name in model_names:
+        for name in names:
             response.model_name = name
             heads.append(response.SerializeToString())
         cached = heads, None if native else wires
@@ -160,6 +158,7 @@ def response_bytes(
             _HEADS.clear()  # e.g. outputs of varying length: keep the cache bounded
         _HEADS[layout] = cached
     heads, convert = cached
+    values: list[Any] = list(arrays.values())
     if convert is None:  # already little-endian in the wire dtype
         raws = [v.tobytes() for v in values]
     else:
