@@ -4,16 +4,29 @@ configured as the engine's clients are, copying bytes without looking at them.""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from _drain import BenchmarkFailed
+from _handlers import double
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamdag.kafka import consumer_config, producer_config
+from streamdag.kafka.headers import (
+    ATTEMPT,
+    PIPELINE,
+    PIPELINE_VERSION,
+    REQUEST_ID,
+    REQUEST_TS,
+    STEP,
+)
+from streamdag.protocol import request_from_bytes
+from streamdag.protocol.codec import decode_requests, response_bytes
 
-__all__ = ["RawLoop", "produce"]
+__all__ = ["PythonFloor", "RawLoop", "produce"]
 
 # The group settings StepWorker gives its consumer (engine/worker.py), so that the
 # baseline joins and heartbeats the same way.
@@ -120,3 +133,79 @@ class RawLoop:
         finally:
             producer.flush(CALL_TIMEOUT_S)
             consumer.close()
+
+
+class PythonFloor(RawLoop):
+    """What any Python engine must do per request, and nothing more: at_least_once only.
+
+    Per batch: parse the requests, decode their tensors together (``decode_requests``),
+    run the benchmark's model once, then per request serialize the response once for two
+    topics (``response_bytes``), stamp the six headers a step writes and produce two
+    records, as the engine does. Flush and commit every 100 ms, as the engine does. No
+    envelopes, no error paths, no metrics, no second thread: the floor under the engine's
+    own cost, measured by the same clock.
+    """
+
+    def __init__(self, *args: Any, final_sink: str, pipeline: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.final_sink = final_sink
+        self.pipeline = pipeline
+
+    def run(self) -> None:
+        consumer = Consumer(
+            consumer_config(self.bootstrap, self.group, client_id=self.group, **WORKER_CONSUMER)
+        )
+        report_errors: dict[str, Any] = {
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery,
+        }
+        producer = Producer(
+            producer_config(
+                self.bootstrap, client_id=self.group, **report_errors, **self.producer_extra
+            )
+        )
+        self.failed: list[str] = []
+        consumer.subscribe([self.source])
+        names = ("m", self.pipeline)
+        step = [
+            (PIPELINE, self.pipeline.encode()),
+            (PIPELINE_VERSION, b"1"),
+            (STEP, b"s"),
+            (ATTEMPT, b"1"),
+        ]
+        pending: dict[tuple[str, int], int] = {}
+        committed = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                messages = [
+                    m for m in consumer.consume(self.batch, self.wait_s) if m.error() is None
+                ]
+                if messages:
+                    arrays = decode_requests([request_from_bytes(m.value()) for m in messages])
+                    x = np.concatenate([a["x"] for a in arrays if isinstance(a, dict)])
+                    y = double({"x": x})["y"]
+                    now = str(int(time.time() * 1000)).encode()
+                    for i, m in enumerate(messages):
+                        key = m.key()
+                        rid = key.decode()
+                        step_value, final_value = response_bytes(
+                            {"y": y[i : i + 1]}, id=rid, model_version="1", model_names=names
+                        )
+                        headers = [(REQUEST_ID, key), (REQUEST_TS, now), *step]
+                        producer.produce(self.sink, step_value, key, headers=headers)
+                        producer.produce(self.final_sink, final_value, key, headers=headers)
+                        pending[(m.topic(), m.partition())] = m.offset() + 1
+                    producer.poll(0)
+                if pending and time.monotonic() - committed >= 0.1:
+                    if producer.flush(CALL_TIMEOUT_S) or self.failed:
+                        raise BenchmarkFailed(f"python floor: delivery failed {self.failed[:1]}")
+                    offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+                    consumer.commit(offsets=offsets, asynchronous=False)
+                    pending, committed = {}, time.monotonic()
+        finally:
+            producer.flush(CALL_TIMEOUT_S)
+            consumer.close()
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failed.append(err.str())

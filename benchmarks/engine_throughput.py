@@ -20,7 +20,7 @@ free port in a temporary folder and stopped at the end whatever happens.
     .venv/bin/python benchmarks/engine_throughput.py [--requests 20000] [--partitions 6]
         [--batch 256] [--max-wait-ms 5] [--guarantee both] [--repeat 3] [--warmup 5000]
         [--bootstrap HOST:PORT] [--json results.json] [--profile DIR]
-        [--raw-config KEY=VALUE ...]
+        [--raw-config KEY=VALUE ...] [--python-floor]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import numpy as np
 from _broker import kafka_bootstrap
 from _drain import BenchmarkFailed, Drain, timed_drain
 from _machine import machine
-from _rawloop import RawLoop, produce
+from _rawloop import PythonFloor, RawLoop, produce
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
@@ -179,6 +179,40 @@ def drain_raw(
     return drain
 
 
+def floor_sinks(spec: PipelineSpec) -> tuple[str, str]:
+    return f"bench.{spec.name}.floor-step", f"bench.{spec.name}.floor-final"
+
+
+def drain_floor(
+    bootstrap: str, spec: PipelineSpec, n: int, timeout: float, batch: int, wait_ms: float
+) -> Drain:
+    """The same records drained by ``PythonFloor`` (at_least_once): what any Python
+    engine must do per request, without the engine's structure around it."""
+    step_sink, final_sink = floor_sinks(spec)
+    ensure_topics(bootstrap, [TopicSpec(t, spec.partitions) for t in (step_sink, final_sink)])
+    loop = PythonFloor(
+        bootstrap,
+        inputs_topic(spec.name),
+        step_sink,
+        "at_least_once",
+        batch,
+        wait_ms,
+        final_sink=final_sink,
+        pipeline=spec.name,
+    )
+    drain, _ = timed_drain(
+        "python floor",
+        loop.run,
+        loop.stop,
+        bootstrap=bootstrap,
+        topic=final_sink,
+        partitions=spec.partitions,
+        n=n,
+        timeout=timeout,
+    )
+    return drain
+
+
 # -- the backlog ---------------------------------------------------------------------------
 def produce_requests(bootstrap: str, spec: PipelineSpec, n: int) -> float:
     """Fill the inputs topic with n requests; return the seconds it took (not measured)."""
@@ -210,6 +244,7 @@ def _new_spec(
     ensure_topics(bootstrap, topics)
     created += [t.name for t in topics]
     created += [raw_sink(spec, g) for g in GUARANTEES]
+    created += floor_sinks(spec)
     return spec
 
 
@@ -242,10 +277,16 @@ def measure(
         e, r = engine(), raw()
     else:
         r, e = raw(), engine()
+    floor = None
+    if args.python_floor and spec.guarantee == "at_least_once":
+        floor = drain_floor(
+            bootstrap, spec, args.requests, args.timeout, args.batch, args.max_wait_ms
+        )
     print(
         f"{spec.guarantee} run {repeat + 1}/{args.repeat}: engine {e.rate:,.0f} rec/s, "
         f"raw {r.rate:,.0f} rec/s, ratio {e.rate / r.rate:.2f} "
-        f"({'engine' if engine_first else 'raw'} first; produce {produce_s:.1f}s)",
+        + (f"python floor {floor.rate:,.0f} rec/s ({floor.rate / r.rate:.2f}) " if floor else "")
+        + f"({'engine' if engine_first else 'raw'} first; produce {produce_s:.1f}s)",
         flush=True,
     )
     return {
@@ -255,6 +296,7 @@ def measure(
         "engine": _as_dict(e),
         "raw": _as_dict(r),
         "ratio": e.rate / r.rate,
+        **({"floor": _as_dict(floor), "floor_ratio": floor.rate / r.rate} if floor else {}),
     }
 
 
@@ -284,7 +326,7 @@ def summarize(guarantee: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     engine, raw = median("engine", "rate"), median("raw", "rate")
     engine_steady, raw_steady = median("engine", "steady_rate"), median("raw", "steady_rate")
-    return {
+    summary = {
         "guarantee": guarantee,
         "engine_rate": engine,
         "raw_rate": raw,
@@ -298,6 +340,15 @@ def summarize(guarantee: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "raw_cpu_us": median("raw", "cpu_us_per_record"),
         "runs": runs,
     }
+    if all("floor" in r for r in runs):
+        floor = median("floor", "rate")
+        summary |= {
+            "floor_rate": floor,
+            "floor_ratio": floor / raw,
+            "floor_steady_rate": median("floor", "steady_rate"),
+            "floor_cpu_us": median("floor", "cpu_us_per_record"),
+        }
+    return summary
 
 
 # -- reporting -----------------------------------------------------------------------------
@@ -317,6 +368,15 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"   {r['engine_first_result_s']:>9.2f}s {r['raw_first_result_s']:>7.2f}s"
             f"   {r['engine_cpu_us']:>7.1f} us {r['raw_cpu_us']:>5.1f} us"
         )
+    floors = [r for r in rows if "floor_rate" in r]
+    if floors:
+        lines.append("")
+        lines.append(f"{'python floor':<14} {'rec/s':>12} {'ratio':>10} {'steady':>10} {'CPU':>10}")
+        for r in floors:
+            lines.append(
+                f"{r['guarantee']:<14} {r['floor_rate']:>12,.0f} {r['floor_ratio']:>10.2f}"
+                f" {r['floor_steady_rate']:>10,.0f} {r['floor_cpu_us']:>7.1f} us"
+            )
     return "\n".join(lines)
 
 
@@ -367,6 +427,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=Path,
         help="write cProfile stats of the engine's worker and model threads to this folder "
         "(CPython 3.11: later versions allow one profiler per process)",
+    )
+    parser.add_argument(
+        "--python-floor",
+        action="store_true",
+        help="at_least_once: also drain with the minimal Python loop of _rawloop.PythonFloor",
     )
     parser.add_argument(
         "--raw-config",
