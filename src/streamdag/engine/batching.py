@@ -31,7 +31,7 @@ Arrays = dict[str, np.ndarray]
 Predict = Callable[[Arrays], Arrays]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Success:
     outputs: Arrays
     attempts: int = 1

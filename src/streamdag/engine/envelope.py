@@ -97,6 +97,7 @@ def decode_records(
     requests: list[tuple[Envelope, ModelInferRequest]] = []
     responses: list[tuple[Envelope, ModelInferResponse]] = []
     now_ms = 0
+    request_ts_header, content_type_header, error_header = h.REQUEST_TS, h.CONTENT_TYPE, h.ERROR
     for msg in messages:
         raw_headers = msg.headers()
         headers: h.Headers = (
@@ -104,21 +105,21 @@ def decode_records(
         )
         request_ts = content_type = error = None
         for k, v in headers:
-            if k == h.REQUEST_TS:
+            if k == request_ts_header:
                 request_ts = v
-            elif k == h.CONTENT_TYPE:
+            elif k == content_type_header:
                 content_type = v
-            elif k == h.ERROR:
+            elif k == error_header:
                 error = v
         key: bytes | None = msg.key()
         topic: str = msg.topic()
         env = Envelope(
-            topic=topic,
-            partition=msg.partition(),
-            offset=msg.offset(),
-            request_id=key.decode("utf-8", errors="replace") if key else "",
-            headers=headers,
-            value=msg.value() or b"",
+            topic,
+            msg.partition(),
+            msg.offset(),
+            key.decode("utf-8", errors="replace") if key else "",
+            headers,
+            msg.value() or b"",
         )
         envelopes.append(env)
         ts = int(request_ts) if request_ts and request_ts.isdigit() else msg.timestamp()[1]
@@ -203,9 +204,11 @@ def result_records(
     step: str,
     attempts: int,
     partitions: dict[str, int] | None = None,
+    model_names: tuple[str, ...] | None = None,
 ) -> list[OutRecord]:
     """One result record per ``(topic, model_name)`` target, encoded once; ``partitions``
-    pins the records of some topics to a partition.
+    pins the records of some topics to a partition. ``model_names``: the targets' names,
+    if the caller has them at hand.
 
     The tensors are serialized a single time for all targets (see ``response_bytes``).
     """
@@ -213,7 +216,7 @@ def result_records(
         outputs,
         id=env.request_id,
         model_version=version,
-        model_names=[name for _, name in targets],
+        model_names=model_names or tuple([name for _, name in targets]),
     )
     headers = _stamp(env, pipeline=pipeline, version=version, step=step, attempts=attempts)
     return [

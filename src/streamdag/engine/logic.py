@@ -58,6 +58,7 @@ class StepLogic:
         self._answers = final is not None
         if final is not None:
             self._targets.append((final, plan.pipeline))
+        self._target_names = tuple(name for _, name in self._targets)
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
             self.join = JoinState(
@@ -261,6 +262,7 @@ class StepLogic:
             attempts=outcome.attempts,
             # The waiting gateway reads one partition of the pipeline's outputs.
             partitions=None if partition is None else {plan.replies_topic: partition},
+            model_names=self._target_names,
         )
 
     def _to_caller(self, env: Envelope, records: list[OutRecord]) -> list[OutRecord]:

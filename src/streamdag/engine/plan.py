@@ -3,7 +3,7 @@ batching and retry policy. Pure; the worker executes it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +51,9 @@ class StepPlan:
     join_window_ms: float = 10_000.0
     changelog_topic: str | None = None
     assembler: bool = False  # the pipeline-output join: no model, writes the final reply
+    _selections: dict[str, list[tuple[str | None, dict[str, str]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def reply_partition(self, headers: list[tuple[str, bytes]]) -> int | None:
         """The outputs partition a gateway waits on (``streamdag-reply-to``), if any."""
@@ -65,23 +68,38 @@ class StepPlan:
     def select(self, source: str, arrays: Arrays) -> Arrays:
         """The model inputs this step takes from one source's tensors, renamed by
         ``tensor_map``. Raises InvalidInput naming a missing tensor."""
-        kind = "inputs" if source == PIPELINE_SOURCE else "outputs"
         picked: Arrays = {}
-        for ref in self.refs:
-            if ref.source != source:
-                continue
-            if ref.tensor is None:
+        for tensor, renames in self._selection(source):
+            if tensor is None:
                 names = list(arrays)
-            elif ref.tensor in arrays:
-                names = [ref.tensor]
+            elif tensor in arrays:
+                names = [tensor]
             else:
+                kind = "inputs" if source == PIPELINE_SOURCE else "outputs"
                 raise InvalidInput(
-                    f"step {self.step}: input {ref} is missing: {source}.{kind} has "
-                    f"{', '.join(arrays) or 'no tensors'}"
+                    f"step {self.step}: input {source}.{kind}.{tensor} is missing: "
+                    f"{source}.{kind} has {', '.join(arrays) or 'no tensors'}"
                 )
             for name in names:
-                picked[self.tensor_map.get(f"{source}.{kind}.{name}", name)] = arrays[name]
+                picked[renames.get(name, name)] = arrays[name]
         return picked
+
+    def _selection(self, source: str) -> list[tuple[str | None, dict[str, str]]]:
+        """Per reference to ``source``: its tensor (None: all) and the renames that
+        ``tensor_map`` gives that source's tensors. Worked out once per source."""
+        cache = self._selections
+        found = cache.get(source)
+        if found is None:
+            kind = "inputs" if source == PIPELINE_SOURCE else "outputs"
+            prefix = f"{source}.{kind}."
+            renames = {
+                key[len(prefix) :]: value
+                for key, value in self.tensor_map.items()
+                if key.startswith(prefix)
+            }
+            found = [(ref.tensor, renames) for ref in self.refs if ref.source == source]
+            cache[source] = found
+        return found
 
 
 def plan_step(spec: PipelineSpec, step_name: str) -> StepPlan:
