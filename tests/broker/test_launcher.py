@@ -148,3 +148,22 @@ def test_cli_status_of_a_stopped_broker(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "not running" in result.stdout
+
+
+def test_a_controller_port_equal_to_the_broker_port_is_picked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens on the broker's port before start, so the free port picked for the
+    controller can be that very port; the launcher must pick again."""
+    port, other = free_port(), free_port()
+    picks = iter([port, other])
+    monkeypatch.setattr("streamdag.broker.launcher.free_port", lambda: next(picks))
+    broker = LocalBroker(tmp_path / "kraft", libs_dir=get_settings().kafka_libs)
+    try:
+        info = broker.start(port=port)
+        assert info.port == port
+        ensure_topics(info.bootstrap, [TopicSpec("ports", 1)])
+        _produce(info.bootstrap, "ports", b"ok")
+        assert _read_all(info.bootstrap, "ports", 1) == [b"ok"]
+    finally:
+        broker.stop()

@@ -185,7 +185,12 @@ class LocalBroker:
         if not _port_free(port):
             raise PortInUse(port)
         controller_port = meta.get("controller_port")
-        if not isinstance(controller_port, int) or not _port_free(controller_port):
+        while (
+            not isinstance(controller_port, int)
+            or controller_port == port
+            or not _port_free(controller_port)
+        ):
+            # Nothing listens on ``port`` yet, so a free port may be that one: pick again.
             controller_port = free_port()
         cluster_id = meta.get("cluster_id")
         first_start = not isinstance(cluster_id, str)
