@@ -165,12 +165,25 @@ def drain_raw(
     loop = RawLoop(
         bootstrap, inputs_topic(spec.name), sink, guarantee, batch, wait_ms, producer_extra
     )
+    return _drain_loop("baseline", loop, bootstrap, sink, spec, n, timeout, in_process)
+
+
+def _drain_loop(
+    what: str,
+    loop: RawLoop,
+    bootstrap: str,
+    topic: str,
+    spec: PipelineSpec,
+    n: int,
+    timeout: float,
+    in_process: bool = False,
+) -> Drain:
     drain, _ = timed_drain(
-        "baseline",
+        what,
         loop.run,
         loop.stop,
         bootstrap=bootstrap,
-        topic=sink,
+        topic=topic,
         partitions=spec.partitions,
         n=n,
         timeout=timeout,
@@ -200,17 +213,7 @@ def drain_floor(
         final_sink=final_sink,
         pipeline=spec.name,
     )
-    drain, _ = timed_drain(
-        "python floor",
-        loop.run,
-        loop.stop,
-        bootstrap=bootstrap,
-        topic=final_sink,
-        partitions=spec.partitions,
-        n=n,
-        timeout=timeout,
-    )
-    return drain
+    return _drain_loop("python floor", loop, bootstrap, final_sink, spec, n, timeout)
 
 
 # -- the backlog ---------------------------------------------------------------------------
