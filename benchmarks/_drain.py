@@ -119,17 +119,20 @@ def timed_drain(
     so the counter here never competes with it for the GIL; ``in_process`` runs it in a
     thread of this process instead (for ``--profile``).
     """
-    counter = OutputCounter(bootstrap, topic, partitions)
+    # Fork before this process has a Kafka client of its own: a child forked while
+    # librdkafka threads run here can inherit one of their locks held, and hang on it.
+    drainer = _Thread(what, run, stop) if in_process else _Child(what, run, stop)
     try:
-        started = time.perf_counter()
-        drainer = _Thread(what, run, stop) if in_process else _Child(what, run, stop)
+        counter = OutputCounter(bootstrap, topic, partitions)
         try:
+            started = time.perf_counter()
+            drainer.go()
             drain = counter.wait(n, started=started, timeout=timeout, alive=drainer.alive)
         finally:
-            drainer.finish()
-        return replace(drain, cpu_s=drainer.cpu_s), counter.sample
+            counter.close()
     finally:
-        counter.close()
+        drainer.finish()
+    return replace(drain, cpu_s=drainer.cpu_s), counter.sample
 
 
 class _Thread:
@@ -146,6 +149,8 @@ class _Thread:
 
         self.cpu_s: float | None = None  # threads share the process: not measured
         self.thread = threading.Thread(target=target, name=f"bench-{what}", daemon=True)
+
+    def go(self) -> None:
         self.thread.start()
 
     def alive(self) -> bool:
@@ -153,7 +158,8 @@ class _Thread:
 
     def finish(self) -> None:
         self.stop()
-        self.thread.join(60)
+        if self.thread.ident is not None:
+            self.thread.join(60)
         if self.failures:
             raise BenchmarkFailed(f"the {self.what} failed: {self.failures[0]!r}") from (
                 self.failures[0]
@@ -165,9 +171,14 @@ class _Child:
         self.what = what
         context = multiprocessing.get_context("fork")
         stopping = context.Event()
+        going = context.Event()
         cpu = context.Value("d", -1.0)
 
         def child() -> None:
+            going.wait()
+            if stopping.is_set():
+                return  # finished before it went: nothing to run
+
             def stop_when_told() -> None:
                 stopping.wait()
                 stop()
@@ -179,15 +190,20 @@ class _Child:
             cpu.value = time.process_time() - started
 
         self.stopping = stopping
+        self.going = going
         self._cpu = cpu
         self.process = context.Process(target=child, name=f"bench-{what}", daemon=True)
         self.process.start()
+
+    def go(self) -> None:
+        self.going.set()
 
     def alive(self) -> bool:
         return self.process.is_alive()
 
     def finish(self) -> None:
         self.stopping.set()
+        self.going.set()
         self.process.join(60)
         if self.process.is_alive():
             self.process.kill()

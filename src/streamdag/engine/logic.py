@@ -49,6 +49,7 @@ class StepLogic:
         self.predict = predict
         self.labels = (plan.pipeline, plan.step)
         self._e2e = metrics.END_TO_END_SECONDS.labels(*self.labels)
+        self._e2e_seconds: list[float] = []  # of this batch's answers, observed together
         self._spans: list[Span] = []
         self._trigger_tensors = {t.tensor for t in plan.triggers}
         # Where a result goes, as (topic, model name): the step's outputs, and the
@@ -109,6 +110,9 @@ class StepLogic:
             self._model_spans(spans, outcomes, fetched_ns, model_start, len(runnable))
         for (env, _), outcome in zip(runnable, outcomes, strict=True):
             records += self._records(env, outcome, now_ms)
+        if self._e2e_seconds:
+            metrics.observe_many(self._e2e, self._e2e_seconds)
+            self._e2e_seconds = []
         if self.join is not None:
             records += self.join.changelog()
         return records
@@ -250,7 +254,7 @@ class StepLogic:
             return self._failure(env, outcome)
         plan = self.plan
         if self._answers:
-            self._e2e.observe(max(0.0, (now_ms - env.request_ts_ms) / 1000))
+            self._e2e_seconds.append(max(0.0, (now_ms - env.request_ts_ms) / 1000))
         partition = plan.reply_partition(env.headers)
         return result_records(
             env,
