@@ -50,6 +50,9 @@ _KEEPALIVE_S = 1.0
 # a delivery waits (a flush, a transaction commit). Uncommitted work is redone after a
 # crash or a rollback either way; this bounds how much.
 _AHEAD = 2
+# ... as long as the batches not yet delivered hold less than this many bytes of records;
+# with large requests only one batch is worked on ahead.
+_AHEAD_BYTES = 64 * 1024 * 1024
 # Between consumer-lag measurements (one watermark request per assigned partition).
 _LAG_EVERY_S = 5.0
 
@@ -57,6 +60,7 @@ _LAG_EVERY_S = 5.0
 class _Batch:
     def __init__(self, messages: list[Any]) -> None:
         self.messages = messages
+        self.size = sum(len(m) for m in messages)  # bytes of the records' values
         self.future: Future[tuple[list[OutRecord], list[Span]]] | None = None
         self.done = False
 
@@ -276,10 +280,15 @@ class StepWorker:
             self._pending.append(batch)
         # Deliver the oldest batch while the model works on newer ones; when no new
         # records came, deliver what is there.
-        while self._pending and (len(self._pending) > _AHEAD or not messages):
+        while self._pending and (not messages or self._too_far_ahead()):
             self._complete(self._pending[0])
         if not messages and not self._pending and not self.delivery.commit():
             self._stash = []  # idle: commit what is produced; a rollback means refetch
+
+    def _too_far_ahead(self) -> bool:
+        if len(self._pending) > _AHEAD:
+            return True
+        return len(self._pending) > 1 and sum(b.size for b in self._pending) > _AHEAD_BYTES
 
     def _complete_pending(self) -> None:
         while self._pending:
