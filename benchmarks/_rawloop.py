@@ -150,6 +150,7 @@ class PythonFloor(RawLoop):
         super().__init__(*args, **kwargs)
         self.final_sink = final_sink
         self.pipeline = pipeline
+        self.failed: list[str] = []  # delivery errors, from librdkafka's callback
 
     def run(self) -> None:
         consumer = Consumer(
@@ -164,7 +165,6 @@ class PythonFloor(RawLoop):
                 self.bootstrap, client_id=self.group, **report_errors, **self.producer_extra
             )
         )
-        self.failed: list[str] = []
         consumer.subscribe([self.source])
         names = ("m", self.pipeline)
         step = [

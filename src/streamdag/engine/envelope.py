@@ -172,16 +172,15 @@ def _set_problem(env: Envelope, exc: Exception) -> None:
 
 
 def _stamp(env: Envelope, *, pipeline: str, version: str, step: str, attempts: int) -> h.Headers:
-    # What passthrough keeps, but the id and timestamp, which are stamped afresh.
-    headers = [
-        (k, v)
-        for k, v in env.headers
-        if (k.startswith("x-") or k in h.CARRIED) and k != h.REQUEST_ID and k != h.REQUEST_TS
-    ]
+    headers = h.passthrough(env.headers, drop=_RESTAMPED)
     headers.append((h.REQUEST_ID, env.request_id.encode()))
     headers.append((h.REQUEST_TS, str(env.request_ts_ms).encode()))
     headers += _step_headers(pipeline, version, step, attempts)
     return headers
+
+
+# Carried headers that every step writes afresh.
+_RESTAMPED = frozenset({h.REQUEST_ID, h.REQUEST_TS})
 
 
 @functools.lru_cache(maxsize=1024)

@@ -55,10 +55,10 @@ class StepLogic:
         # Where a result goes, as (topic, model name): the step's outputs, and the
         # pipeline's outputs when this step answers the caller.
         self._targets = [] if plan.assembler else [(plan.outputs_topic, plan.model)]
-        final = plan.replies_topic if plan.assembler else plan.final_topic
-        self._answers = final is not None
-        if final is not None:
-            self._targets.append((final, plan.pipeline))
+        # The pipeline's outputs topic, if this step answers the caller.
+        self._final = plan.replies_topic if plan.assembler else plan.final_topic
+        if self._final is not None:
+            self._targets.append((self._final, plan.pipeline))
         self._target_names = tuple(name for _, name in self._targets)
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
@@ -253,7 +253,7 @@ class StepLogic:
         if isinstance(outcome, Failure):
             return self._failure(env, outcome)
         plan = self.plan
-        if self._answers:
+        if self._final is not None:
             self._e2e_seconds.append(max(0.0, (now_ms - env.request_ts_ms) / 1000))
         partition = plan.reply_partition(env.headers)
         return result_records(
@@ -295,10 +295,9 @@ class StepLogic:
     def _skip(self, env: Envelope) -> list[OutRecord]:
         plan = self.plan
         out = [] if plan.assembler else [self._marker(env, "skip")]
-        final = plan.replies_topic if plan.assembler else plan.final_topic
-        if final is not None:
+        if self._final is not None:
             # No branch ran for this request: the caller still gets one (empty) answer.
-            out.append(self._marker(env, "skip", final))
+            out.append(self._marker(env, "skip", self._final))
         return self._to_caller(env, out)
 
     def _failure(self, env: Envelope, failure: Failure) -> list[OutRecord]:

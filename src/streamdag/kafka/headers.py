@@ -65,10 +65,15 @@ def get_header(
     return value
 
 
-def passthrough(headers: Iterable[tuple[str, bytes | None]] | None) -> Headers:
-    """The headers a step carries forward: user ``x-*`` headers and trace/reply context."""
+def passthrough(
+    headers: Iterable[tuple[str, bytes | None]] | None, *, drop: frozenset[str] = frozenset()
+) -> Headers:
+    """The headers a step carries forward: user ``x-*`` headers and trace/reply context,
+    but those named in ``drop``."""
     return [
-        (k, v) for k, v in headers or () if v is not None and (k.startswith("x-") or k in CARRIED)
+        (k, v)
+        for k, v in headers or ()
+        if v is not None and (k.startswith("x-") or k in CARRIED) and k not in drop
     ]
 
 

@@ -139,21 +139,13 @@ def response_bytes(
         response = encode_response("", arrays, id=id, model_version=model_version)
         if layout is None or any(tensor.datatype == "BYTES" for tensor in response.outputs):
             # BYTES tensors vary in size with their elements: no reusable head.
-            out = []
-            for name in names:
-                response.model_name = name
-                out.append(response.SerializeToString())
-            return out
+            return _per_name(response, names)
         # The message without id and contents starts every response like it.
         wires = [wire_dtype(tensor.datatype) for tensor in response.outputs]
         native = all(w == v.dtype for w, v in zip(wires, arrays.values(), strict=True))  # type: ignore[union-attr]
         response.id = ""
         del response.raw_output_contents[:]
-        heads = []
-        for name in names:
-            response.model_name = name
-            heads.append(response.SerializeToString())
-        cached = heads, None if native else wires
+        cached = _per_name(response, names), None if native else wires
         if len(_HEADS) >= _MAX_HEADS:
             _HEADS.clear()  # e.g. outputs of varying length: keep the cache bounded
         _HEADS[layout] = cached
@@ -165,6 +157,15 @@ def response_bytes(
         raws = [v.astype(w).tobytes() for v, w in zip(values, convert, strict=True)]
     tail: bytes = ModelInferResponse(id=id, raw_output_contents=raws).SerializeToString()
     return [head + tail for head in heads]
+
+
+def _per_name(response: ModelInferResponse, names: Sequence[str]) -> list[bytes]:
+    """``response`` serialized once with each model name."""
+    out = []
+    for name in names:
+        response.model_name = name
+        out.append(response.SerializeToString())
+    return out
 
 
 # Serialized metadata parts per (version, model names, output layout), and the wire dtypes
