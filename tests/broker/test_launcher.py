@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamdag.broker import LocalBroker, free_port
+from streamdag.broker.launcher import new_cluster_id
 from streamdag.errors import BrokerAlreadyRunning, JavaNotFound, KafkaJarsMissing, PortInUse
 from streamdag.kafka import TopicSpec, ensure_topics
 from streamdag.settings import get_settings
@@ -165,5 +167,30 @@ def test_a_controller_port_equal_to_the_broker_port_is_picked_again(
         ensure_topics(info.bootstrap, [TopicSpec("ports", 1)])
         _produce(info.bootstrap, "ports", b"ok")
         assert _read_all(info.bootstrap, "ports", 1) == [b"ok"]
+    finally:
+        broker.stop()
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """One id in 64 would otherwise start with ``-`` and be read as an option by Kafka's
+    storage tool, failing the broker's first start."""
+    ids = [new_cluster_id() for _ in range(3000)]
+    assert not [cluster_id for cluster_id in ids if cluster_id.startswith("-")]
+    assert all(len(cluster_id) == 22 for cluster_id in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_data_dir_whose_cluster_id_starts_with_a_dash_still_starts(tmp_path: Path) -> None:
+    """A data directory recorded with such an id (as earlier versions could write) formats
+    and starts."""
+    data_dir = tmp_path / "kraft"
+    data_dir.mkdir()
+    (data_dir / "broker.json").write_text(json.dumps({"cluster_id": "-b4DY186QAOlKMYoN-iW8w"}))
+    broker = LocalBroker(data_dir, libs_dir=get_settings().kafka_libs)
+    try:
+        info = broker.start(port=free_port())
+        ensure_topics(info.bootstrap, [TopicSpec("dash", 1)])
+        _produce(info.bootstrap, "dash", b"ok")
+        assert _read_all(info.bootstrap, "dash", 1) == [b"ok"]
     finally:
         broker.stop()

@@ -86,6 +86,18 @@ def _pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64, never starting with ``-``.
+
+    Kafka's own ``Uuid.randomUuid`` draws again for a leading ``-`` so the id cannot be taken
+    for a command-line option; so does this.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalBroker:
     """One local broker bound to a data dir.
 
@@ -195,7 +207,7 @@ class LocalBroker:
         cluster_id = meta.get("cluster_id")
         first_start = not isinstance(cluster_id, str)
         if not isinstance(cluster_id, str):
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_cluster_id()
 
         self._props_file.write_text(
             server_properties(data_dir=self.data_dir, port=port, controller_port=controller_port)
@@ -246,8 +258,7 @@ class LocalBroker:
                 *jvm,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self._props_file),
                 "--ignore-formatted",
