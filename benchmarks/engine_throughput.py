@@ -197,10 +197,17 @@ def floor_sinks(spec: PipelineSpec) -> tuple[str, str]:
 
 
 def drain_floor(
-    bootstrap: str, spec: PipelineSpec, n: int, timeout: float, batch: int, wait_ms: float
+    bootstrap: str,
+    spec: PipelineSpec,
+    n: int,
+    timeout: float,
+    batch: int,
+    wait_ms: float,
+    in_process: bool = False,
 ) -> Drain:
     """The same records drained by ``PythonFloor`` (at_least_once): what any Python
-    engine must do per request, without the engine's structure around it."""
+    engine must do per request, without the engine's structure around it. ``in_process``
+    as for ``drain_raw``."""
     step_sink, final_sink = floor_sinks(spec)
     ensure_topics(bootstrap, [TopicSpec(t, spec.partitions) for t in (step_sink, final_sink)])
     loop = PythonFloor(
@@ -213,7 +220,7 @@ def drain_floor(
         final_sink=final_sink,
         pipeline=spec.name,
     )
-    return _drain_loop("python floor", loop, bootstrap, final_sink, spec, n, timeout)
+    return _drain_loop("python floor", loop, bootstrap, final_sink, spec, n, timeout, in_process)
 
 
 # -- the backlog ---------------------------------------------------------------------------
@@ -283,7 +290,13 @@ def measure(
     floor = None
     if args.python_floor and spec.guarantee == "at_least_once":
         floor = drain_floor(
-            bootstrap, spec, args.requests, args.timeout, args.batch, args.max_wait_ms
+            bootstrap,
+            spec,
+            args.requests,
+            args.timeout,
+            args.batch,
+            args.max_wait_ms,
+            in_process=args.profile is not None,
         )
     print(
         f"{spec.guarantee} run {repeat + 1}/{args.repeat}: engine {e.rate:,.0f} rec/s, "
