@@ -13,14 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
 from serving.conftest import running_server
 from serving.conftest import write_spec as write_serving_spec
 from serving.fake_gateway import PIPELINE, FakeGateway
 
 from streamdag.broker import free_port
+from streamdag.cli.infer import infer as infer_command
 from streamdag.cli.infer import request_body
 from streamdag.errors import ConfigError
+from streamdag.protocol import encode_response
 from streamdag.serving import Server
 
 
@@ -174,3 +178,37 @@ def test_a_full_body_is_kept_and_the_id_set() -> None:
     x = {"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}
     full = {"parameters": {"p": 1}, "inputs": [x]}
     assert request_body(json.dumps(full), "id-1") == {**full, "id": "id-1"}
+
+
+@pytest.mark.parametrize(
+    ("args", "target"),
+    [
+        (["--grpc", "--data", '{"x": [1.5]}'], "127.0.0.1:8081"),
+        (["--data", '{"x": [1.5]}', "--grpc"], "127.0.0.1:8081"),
+        (["--grpc", "10.0.0.7:9001", "--data", '{"x": [1.5]}'], "10.0.0.7:9001"),
+    ],
+    ids=["alone-first", "alone-last", "with-address"],
+)
+def test_grpc_alone_means_the_serve_default_port(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], target: str
+) -> None:
+    """``--grpc`` with no address (as in ``infer P --grpc --data ...``) goes to the port
+    ``streamdag serve`` opens by default, and never swallows the next option."""
+    opened: list[tuple[str, str]] = []
+
+    class Answering:
+        def infer(self, request: Any, timeout: float) -> Any:
+            return encode_response("scale", {"y": np.array([3.0], dtype=np.float32)})
+
+        def close(self) -> None:
+            pass
+
+    def open_client(protocol: str, url: str) -> Answering:
+        opened.append((protocol, url))
+        return Answering()
+
+    monkeypatch.setattr("streamdag.cli.infer.open_client", open_client)
+    done = CliRunner().invoke(infer_command, ["scale", *args])
+    assert done.exit_code == 0, done.output
+    assert opened == [("grpc", target)]
+    assert json.loads(done.output)["outputs"][0]["data"] == [3.0]

@@ -16,6 +16,7 @@ from streamdag.runtimes.oip import RestClient, open_client
 __all__ = ["infer", "request_body"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_GRPC = "127.0.0.1:8081"
 
 
 @click.command()
@@ -39,9 +40,11 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 @click.option(
     "--grpc",
     "grpc_target",
+    is_flag=False,
+    flag_value=DEFAULT_GRPC,
     default=None,
-    metavar="HOST:PORT",
-    help="Use the server's gRPC port instead of REST.",
+    metavar="[HOST:PORT]",
+    help=f"Use the server's gRPC port instead of REST; alone, {DEFAULT_GRPC}.",
 )
 @click.option(
     "--timeout",
