@@ -140,6 +140,45 @@ def test_undecodable_record_is_answered_without_retries(
     assert errors[0][1] == b"\xff\x00garbage"
 
 
+DECLARED = """
+name: "{name}"
+partitions: 2
+retry: {max_attempts: 3, backoff_ms: 10}
+models:
+  m: {runtime: python, handler: "linear_models:poisoned", outputs: [y],
+      inputs: [{name: x, datatype: INT32}], batch: {max_size: 64, max_wait_ms: 50}}
+steps:
+  - {name: score, model: m}
+"""
+
+
+def test_records_unlike_the_declared_inputs_are_answered_without_retries(
+    bootstrap: str, pipeline_spec: Callable[[str], Path], running: Callable
+) -> None:
+    """Written to the inputs topic directly, past the front door's check: the worker checks
+    the spec's ``inputs`` and answers at once, while the rest of the batch goes on."""
+    spec = load_spec(pipeline_spec(DECLARED))
+    with running(spec, bootstrap):
+        send_requests(
+            bootstrap,
+            spec.name,
+            [
+                ("good", {"x": np.array([4], dtype=np.int32)}),
+                ("typo", {"z": np.array([4], dtype=np.int32)}),
+                ("floats", {"x": np.array([4.0], dtype=np.float32)}),
+            ],
+        )
+        results = read_results(bootstrap, spec.name, until=3, settle=0.5)
+    by_id = {r.request_id: r for r in results}
+    assert by_id["good"].arrays["y"].tolist() == [8]
+    typo, floats = by_id["typo"].error, by_id["floats"].error
+    assert typo is not None and floats is not None
+    assert (typo.code, typo.attempts, typo.step) == ("invalid_argument", 1, "score")
+    assert "missing input 'x'; it takes 'x'" in typo.message
+    assert (floats.code, floats.attempts) == ("invalid_argument", 1)
+    assert "input 'x': expected datatype INT32, got FP32" in floats.message
+
+
 SLOW = """
 name: "{name}"
 partitions: 1

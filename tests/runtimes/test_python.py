@@ -274,3 +274,60 @@ def test_search_path_makes_modules_beside_the_spec_importable(
     model = PythonModel("m", spec, search_path=tmp_path)
     model.load()
     np.testing.assert_array_equal(model.predict({"x": np.arange(2)})["y"], [1, 2])
+
+
+def _declared(handler: str, inputs: list[dict[str, object]]) -> PythonModel:
+    model = PythonModel("m", PythonModelSpec(runtime="python", handler=handler, inputs=inputs))
+    model.load()
+    return model
+
+
+def test_inputs_declared_in_the_spec_are_checked_and_shown(functions: str) -> None:
+    model = _declared(
+        f"{functions}:double",
+        [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}, {"name": "z", "datatype": "BYTES"}],
+    )
+    assert model.metadata().inputs == [
+        TensorSpec("x", "FP32", [-1, 2]),
+        TensorSpec("z", "BYTES", []),
+    ]
+    z = np.array([b"a", b"b"], dtype=object)
+    outputs = model.predict({"x": np.ones((2, 2), np.float32), "z": z})
+    np.testing.assert_array_equal(outputs["y"], np.full((2, 2), 2, np.float32))
+    with pytest.raises(InvalidInput, match="model m: missing input 'z'; it takes 'x', 'z'"):
+        model.predict({"x": np.ones((2, 2), np.float32)})
+    with pytest.raises(InvalidInput, match="model m: unknown input 'w'; it takes 'x', 'z'"):
+        model.predict({"x": np.ones((2, 2), np.float32), "z": z, "w": z})
+    with pytest.raises(InvalidInput, match="input 'x': expected datatype FP32, got INT64"):
+        model.predict({"x": np.ones((2, 2), np.int64), "z": z})
+    with pytest.raises(InvalidInput, match=r"input 'x': expected shape \[-1, 2\], got \[2, 3\]"):
+        model.predict({"x": np.ones((2, 3), np.float32), "z": z})
+
+
+def test_inputs_declared_in_the_spec_take_the_place_of_a_class_own(classes: str) -> None:
+    model = _declared(f"{classes}:Declared", [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}])
+    assert model.metadata().inputs == [TensorSpec("x", "FP32", [-1, 3])]
+    assert model.metadata().outputs == [TensorSpec("y", "FP32", [-1, 2])]  # its own, still
+    with pytest.raises(InvalidInput, match=r"expected shape \[-1, 3\], got \[1, 2\]"):
+        model.predict({"x": np.zeros((1, 2), np.float32)})
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([{"name": "x", "datatype": "FLOAT32"}], "unknown datatype 'FLOAT32'; expected one of"),
+        ([{"name": "x"}], r"inputs\.0\.datatype\s+Field required"),
+        ([{"name": "x", "datatype": "FP32", "shape": [-1, 0]}], "dimension 0: each is -1"),
+        (
+            [{"name": "x", "datatype": "FP32"}, {"name": "x", "datatype": "INT64"}],
+            "input 'x' is declared more than once",
+        ),
+        ([], "declare at least one input, or leave inputs out"),
+        ([{"name": "x", "datatype": "FP32", "dims": [2]}], r"inputs\.0\.dims"),
+    ],
+)
+def test_bad_input_declarations_are_refused_naming_the_field(
+    inputs: list[dict[str, object]], message: str
+) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message):
+        PythonModelSpec(runtime="python", handler="m:run", inputs=inputs)

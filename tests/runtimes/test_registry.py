@@ -24,6 +24,7 @@ def test_public_api_is_locked() -> None:
     assert sorted(streamdag.runtimes.__all__) == [
         "BatchConfig",
         "DATATYPES",
+        "InputDecl",
         "Model",
         "ModelMetadata",
         "ModelSpec",

@@ -32,6 +32,7 @@ models:
   double: {{runtime: python, handler: "gateway_models:double"}}
   add-one: {{runtime: python, handler: "gateway_models:add_one"}}
   slow: {{runtime: python, handler: "gateway_models:slow"}}
+{models}
 steps:
   - {{name: double, model: double}}
   - {{name: add-one, model: add-one, inputs: [double.outputs]}}
@@ -41,10 +42,10 @@ steps:
 
 @pytest.fixture
 def pipeline(tmp_path: Path, unique_name: Callable[[str], str]) -> Callable[..., PipelineSpec]:
-    def make(extra: str = "") -> PipelineSpec:
+    def make(extra: str = "", models: str = "") -> PipelineSpec:
         shutil.copy(Path(__file__).with_name("gateway_models.py"), tmp_path / "gateway_models.py")
         path = tmp_path / "pipeline.yaml"
-        path.write_text(SPEC.format(name=unique_name("gw"), extra=extra))
+        path.write_text(SPEC.format(name=unique_name("gw"), extra=extra, models=models))
         return load_spec(path)
 
     return make
@@ -212,4 +213,36 @@ def test_bad_input_never_reaches_kafka(
             timeout=30,
         )
         assert missing.status_code == 404
+    assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
+
+
+def test_inputs_a_python_model_declares_are_checked_at_the_door(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    """A function handler declaring ``inputs:`` in the spec: a request without them, or
+    with the wrong datatype, is refused before Kafka, naming the model and the step."""
+    from kafka_support import read_topic
+
+    spec = pipeline(
+        "  - {name: checked, model: checked-double}",
+        models='  checked-double: {runtime: python, handler: "gateway_models:double",'
+        " inputs: [{name: x, datatype: FP32, shape: [-1, -1]}]}",
+    )
+    with gateway_server(spec, bootstrap) as server:
+        url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
+        typo = {"inputs": [{"name": "xx", "shape": [1, 1], "datatype": "FP32", "data": [1]}]}
+        answer = httpx.post(url, json=typo, timeout=30)
+        assert answer.status_code == 400
+        assert answer.json()["error"] == (
+            f"pipeline {spec.name}: missing input 'x' of model checked-double (step checked); "
+            "the request has 'xx'"
+        )
+        ints = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "INT64", "data": [1]}]}
+        answer = httpx.post(url, json=ints, timeout=30)
+        assert answer.status_code == 400
+        assert "input 'x': expected datatype FP32, got INT64" in answer.json()["error"]
+        metadata = httpx.get(
+            f"http://127.0.0.1:{server.http_port}/v2/models/checked-double", timeout=30
+        ).json()
+        assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}]
     assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []

@@ -13,6 +13,7 @@ from streamdag.runtimes.base import (
 )
 from streamdag.runtimes.config import (
     BatchConfig,
+    InputDecl,
     ModelSpec,
     OipModelSpec,
     OnnxModelSpec,
@@ -28,6 +29,7 @@ from streamdag.runtimes.sklearn import SklearnModel
 __all__ = [
     "DATATYPES",
     "BatchConfig",
+    "InputDecl",
     "Model",
     "ModelMetadata",
     "ModelSpec",

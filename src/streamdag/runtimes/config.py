@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from streamdag.protocol.datatypes import DATATYPES
 
 __all__ = [
     "BatchConfig",
+    "InputDecl",
     "ModelSpec",
     "OipModelSpec",
     "OnnxModelSpec",
@@ -38,14 +41,59 @@ class _BaseModelSpec(BaseModel):
     )
 
 
+class InputDecl(BaseModel):
+    """One input tensor a model takes, as OIP model metadata shows it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    datatype: str = Field(description="An OIP datatype: FP32, INT64, BYTES, ...")
+    shape: list[int] = Field(
+        default_factory=list,
+        description="Dimensions, the batch first; -1 for any size. Empty: any rank.",
+    )
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str) -> str:
+        if value not in DATATYPES:
+            raise ValueError(f"unknown datatype {value!r}; expected one of {', '.join(DATATYPES)}")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _dimensions(cls, value: list[int]) -> list[int]:
+        bad = [d for d in value if d < -1 or d == 0]
+        if bad:
+            raise ValueError(f"dimension {bad[0]}: each is -1 (any size) or a positive size")
+        return value
+
+
 class PythonModelSpec(_BaseModelSpec):
     """A Python function ``dict[str, ndarray] -> dict[str, ndarray]`` or a Model class."""
 
     runtime: Literal["python"]
     handler: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:attr")
+    inputs: list[InputDecl] | None = Field(
+        default=None,
+        description="The input tensors the handler takes, when declared: requests are checked "
+        "against them (at the front door too) and model metadata shows them.",
+    )
     outputs: list[str] | None = Field(
         default=None, description="Names of the tensors the handler returns, when declared."
     )
+
+    @field_validator("inputs")
+    @classmethod
+    def _unique_inputs(cls, value: list[InputDecl] | None) -> list[InputDecl] | None:
+        if value is not None:
+            names = [decl.name for decl in value]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"input {twice[0]!r} is declared more than once")
+            if not value:
+                raise ValueError("declare at least one input, or leave inputs out")
+        return value
 
 
 class OnnxModelSpec(_BaseModelSpec):

@@ -14,7 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamdag.errors import ConfigError, ModelError, StreamdagError
-from streamdag.runtimes.base import Model, ModelMetadata, check_inputs, check_outputs
+from streamdag.runtimes.base import (
+    Model,
+    ModelMetadata,
+    TensorSpec,
+    check_inputs,
+    check_outputs,
+)
 from streamdag.runtimes.config import PythonModelSpec
 
 __all__ = ["PythonModel"]
@@ -26,10 +32,11 @@ _T = TypeVar("_T")
 class PythonModel(Model):
     """Runs a Python handler.
 
-    A function gets the micro-batch and returns named arrays; its inputs and outputs are
-    not declared, so only the batch length is checked. A ``Model`` subclass is created with
-    no arguments, or with the spec if its ``__init__`` takes one, and its own metadata is
-    checked. ``search_path`` (the pipeline file's folder) goes on ``sys.path`` so that
+    A function gets the micro-batch and returns named arrays; only the batch length is
+    checked, and the inputs the spec declares (``inputs:``) if it does. A ``Model``
+    subclass is created with no arguments, or with the spec if its ``__init__`` takes one,
+    and its own metadata is checked, with the spec's ``inputs`` in place of its own when
+    given. ``search_path`` (the pipeline file's folder) goes on ``sys.path`` so that
     handler modules beside the spec import without being installed.
     """
 
@@ -55,10 +62,14 @@ class PythonModel(Model):
             self._user_code("load()", model.load)
             meta = self._user_code("metadata()", model.metadata)
             self._model = model
-            self._metadata = dataclasses.replace(meta, name=self.name)
+            self._metadata = dataclasses.replace(
+                meta, name=self.name, inputs=self._declared_inputs() or meta.inputs
+            )
         elif callable(target):
             self._function = target
-            self._metadata = ModelMetadata(self.name, "python", inputs=[], outputs=[])
+            self._metadata = ModelMetadata(
+                self.name, "python", inputs=self._declared_inputs(), outputs=[]
+            )
         else:
             raise ConfigError(
                 f"model {self.name}: handler {self.spec.handler!r} is a "
@@ -88,6 +99,13 @@ class PythonModel(Model):
         if self._metadata is None:
             raise ModelError(f"model {self.name} is not loaded; call load() first")
         return self._metadata
+
+    def _declared_inputs(self) -> list[TensorSpec]:
+        """The spec's ``inputs``, which take the place of what a Model class declares."""
+        return [
+            TensorSpec(decl.name, decl.datatype, list(decl.shape))
+            for decl in self.spec.inputs or ()
+        ]
 
     def _import(self) -> object:
         handler = self.spec.handler
