@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("STREAMDAG_JAVA_HOME", "JAVA_HOME"),
         description="Java installation for the local broker (else `java` on PATH).",
     )
+    topic_replication_factor: int = Field(
+        default=-1,
+        description="Replication factor of the topics streamdag creates; -1: the cluster's "
+        "own default.replication.factor.",
+    )
     log_level: str = Field(default="INFO", description="Log level of streamdag's loggers.")
     log_format: str = Field(
         default="text", pattern="^(text|json)$", description="Log lines as text or JSON."
@@ -59,6 +64,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds `streamdag serve` lets requests in flight finish on SIGTERM.",
     )
+
+    @field_validator("topic_replication_factor")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError("-1 (the cluster's default) or a number of replicas, 1 or more")
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -107,3 +108,57 @@ def test_unreachable_broker_is_one_line_error(
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach Kafka at 127.0.0.1:1")
+
+
+def _replicas(bootstrap: str, topic: str) -> list[int]:
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    return [len(p.replicas) for p in metadata.topics[topic].partitions.values()]
+
+
+def test_topics_get_the_cluster_default_replication_unless_told(
+    bootstrap: str, write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
+) -> None:
+    """-1 by default (the cluster's default.replication.factor: 1 on the one-node test
+    broker); a factor the cluster cannot hold is refused naming the topic, and nothing of
+    the pipeline is half-created with too few replicas."""
+    name = unique_name("p")
+    spec = str(_spec(write_spec, name))
+    refused = _topics(spec, "--create", "--replication-factor", "3", "--bootstrap", bootstrap)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: cannot create topic streamdag.{name}.")
+    assert "replication factor" in refused.stderr.lower()
+    assert not [t for t in list_topics(bootstrap) if t.startswith(f"streamdag.{name}.")]
+
+    created = _topics(spec, "--create", "--bootstrap", bootstrap)
+    assert created.returncode == 0, created.stderr
+    assert _replicas(bootstrap, f"streamdag.{name}.inputs") == [1, 1]
+
+
+def test_the_replication_setting_reaches_every_creator(
+    bootstrap: str, write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
+) -> None:
+    """STREAMDAG_TOPIC_REPLICATION_FACTOR is read by `topics --create` and by the workers,
+    which create missing topics when they start."""
+    spec = str(_spec(write_spec, unique_name("p")))
+    env = {**os.environ, "STREAMDAG_TOPIC_REPLICATION_FACTOR": "3"}
+    for command in (["topics", spec, "--create"], ["run", spec]):
+        done = subprocess.run(
+            [sys.executable, "-m", "streamdag.cli.main", *command, "--bootstrap", bootstrap],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        assert done.returncode == 1, command
+        assert "replication factor" in done.stderr.lower(), done.stderr
+
+
+def test_a_replication_factor_of_zero_is_a_usage_error(
+    write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
+) -> None:
+    done = _topics(str(_spec(write_spec, unique_name("p"))), "--create", "--replication-factor", "0")
+    assert done.returncode == 2
+    assert "--replication-factor" in done.stderr

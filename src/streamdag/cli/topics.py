@@ -16,14 +16,32 @@ __all__ = ["topics"]
 @click.command()
 @click.argument("spec_file", metavar="PIPELINE.yaml", type=click.Path(path_type=Path))
 @click.option("--create", is_flag=True, help="Create the missing topics on the cluster.")
+@click.option(
+    "--replication-factor",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Replicas of each topic --create makes [env STREAMDAG_TOPIC_REPLICATION_FACTOR; "
+    "default -1: the cluster's default.replication.factor].",
+)
 @bootstrap_option
-def topics(spec_file: Path, create: bool, bootstrap: str | None) -> None:
+def topics(
+    spec_file: Path, create: bool, replication_factor: int | None, bootstrap: str | None
+) -> None:
     """Print the topics derived from a pipeline spec; with --create, create them."""
+    if replication_factor is not None and (replication_factor == 0 or replication_factor < -1):
+        raise click.BadParameter(
+            "-1 (the cluster's default) or a number of replicas, 1 or more",
+            param_hint="--replication-factor",
+        )
     spec = load_spec(spec_file)
     derived = derive_topics(spec)
     created: set[str] = set()
     if create:
-        created = set(ensure_topics(resolve_bootstrap(bootstrap), derived).created)
+        result = ensure_topics(
+            resolve_bootstrap(bootstrap), derived, replication_factor=replication_factor
+        )
+        created = set(result.created)
     for t in derived:
         kind = "compacted" if t.compacted else ""
         state = ("created" if t.name in created else "exists") if create else ""

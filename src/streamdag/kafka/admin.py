@@ -10,6 +10,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from streamdag.errors import KafkaError, TopicMismatch
 from streamdag.kafka.config import admin_config
+from streamdag.settings import get_settings
 
 __all__ = ["EnsureResult", "TopicSpec", "ensure_topics", "list_topics"]
 
@@ -44,11 +45,22 @@ def list_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
     return {name: len(t.partitions) for name, t in metadata.topics.items()}
 
 
-def ensure_topics(bootstrap: str, topics: list[TopicSpec], timeout: float = 30.0) -> EnsureResult:
+def ensure_topics(
+    bootstrap: str,
+    topics: list[TopicSpec],
+    timeout: float = 30.0,
+    *,
+    replication_factor: int | None = None,
+) -> EnsureResult:
     """Create missing topics; an existing topic must have the expected partition count.
 
-    Idempotent: a topic created concurrently by another process counts as existing.
+    New topics get ``replication_factor`` replicas (default: the setting
+    ``STREAMDAG_TOPIC_REPLICATION_FACTOR``; -1 leaves it to the cluster's
+    ``default.replication.factor``). Idempotent: a topic created concurrently by another
+    process counts as existing.
     """
+    if replication_factor is None:
+        replication_factor = get_settings().topic_replication_factor
     existing_counts = list_topics(bootstrap, min(timeout, 10.0))
     for spec in topics:
         actual = existing_counts.get(spec.name)
@@ -59,7 +71,10 @@ def ensure_topics(bootstrap: str, topics: list[TopicSpec], timeout: float = 30.0
     if missing:
         admin = AdminClient(admin_config(bootstrap))
         futures = admin.create_topics(
-            [NewTopic(t.name, t.partitions, 1, config=t.kafka_config()) for t in missing],
+            [
+                NewTopic(t.name, t.partitions, replication_factor, config=t.kafka_config())
+                for t in missing
+            ],
             request_timeout=timeout,
         )
         for name, future in futures.items():
