@@ -159,6 +159,7 @@ def test_the_replication_setting_reaches_every_creator(
 def test_a_replication_factor_of_zero_is_a_usage_error(
     write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
 ) -> None:
-    done = _topics(str(_spec(write_spec, unique_name("p"))), "--create", "--replication-factor", "0")
+    spec = str(_spec(write_spec, unique_name("p")))
+    done = _topics(spec, "--create", "--replication-factor", "0")
     assert done.returncode == 2
     assert "--replication-factor" in done.stderr
