@@ -1,19 +1,24 @@
 """Real worker processes: SIGKILL mid-stream and restart, two processes sharing a step,
-graceful SIGTERM. Results are counted with a read_committed consumer."""
+graceful SIGTERM, and the broker itself SIGKILLed and restarted under running workers.
+Results are counted with a read_committed consumer."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from kafka_support import Workers, count_by_id, read_results, send_requests
 
-from streamdag.broker import free_port
+from streamdag.broker import BrokerInfo, LocalBroker, free_port
 from streamdag.kafka import ensure_topics
 from streamdag.pipeline import derive_topics, load_spec
+from streamdag.settings import get_settings
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +144,54 @@ def test_two_processes_share_a_step_and_hand_over_on_stop(
         f"streamdag.{spec.name}.inputs[{i}]" for i in range(4)
     }
     assert two.poll() is None
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, BrokerInfo]]:
+    """A broker of this test's own, to kill and restart on the same port and data."""
+    broker = LocalBroker(tmp_path / "kafka", libs_dir=get_settings().kafka_libs)
+    info = broker.start(port=free_port())
+    yield broker, info
+    if broker.status() is not None:
+        broker.stop()
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_workers_ride_out_a_broker_killed_mid_stream(
+    guarantee: str,
+    own_broker: tuple[LocalBroker, BrokerInfo],
+    pipeline_spec: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    """SIGKILL of the broker itself while the workers run, then a restart on the same port
+    and data: the same worker processes carry on, and every request gets its result (once,
+    with exactly_once)."""
+    broker, info = own_broker
+    bootstrap = info.bootstrap
+    path = pipeline_spec(CHAOS.replace("GUARANTEE", guarantee))
+    spec = load_spec(path)
+    ensure_topics(bootstrap, derive_topics(spec))
+    n = 3000
+    requests = [(f"k{i}", {"x": np.array([[i, -i]], dtype=np.int64)}) for i in range(n)]
+    send_requests(bootstrap, spec.name, requests)
+
+    w = Workers(path, bootstrap, tmp_path)
+    try:
+        procs = [w.start("--steps", "double"), w.start("--steps", "plus-one")]
+        _wait_for_results(bootstrap, spec.name, 200)
+        os.kill(info.pid, signal.SIGKILL)
+        time.sleep(3)  # the workers see the broker gone
+        broker.start(port=info.port, timeout=90)
+
+        results = read_results(bootstrap, spec.name, until=n, timeout=180, settle=3.0)
+        assert all(p.poll() is None for p in procs), w.logs()[-3000:]
+    finally:
+        w.stop_all()
+    counts = count_by_id(results)
+    assert set(counts) == {rid for rid, _ in requests}, f"missing {n - len(counts)}"
+    if guarantee == "exactly_once":
+        duplicates = {k: c for k, c in counts.items() if c > 1}
+        assert not duplicates, f"{len(duplicates)} duplicated results"
+    for r in results:
+        i = int(r.request_id[1:])
+        assert r.arrays["w"].tolist() == [[2 * i + 1, -2 * i + 1]]

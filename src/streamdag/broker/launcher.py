@@ -232,6 +232,8 @@ class LocalBroker:
             json.dumps({"port": port, "controller_port": controller_port, "cluster_id": cluster_id})
         )
 
+        if self._proc is not None:
+            self._proc.poll()  # reap a broker of this launcher that died (e.g. SIGKILL)
         out = (self.data_dir / "broker.out").open("ab")
         try:
             self._proc = subprocess.Popen(

@@ -7,9 +7,15 @@
     4. commit_transaction
 Readers use read_committed, so a batch's records appear together with its offsets or not
 at all. Failures by class:
-    retriable      (e.g. a timeout)        -> the same call again, a bounded number of times
+    retriable      (e.g. a timeout)        -> the same call again, until the broker would
+                                              abort the transaction (transaction.timeout.ms);
+                                              still failing then, as fatal
     abortable      (txn_requires_abort)    -> abort, rewind the consumer, the batch is redone
-    fatal          (e.g. producer fenced)  -> new producer (init_transactions), rewind, redo
+    fatal          (e.g. producer fenced)  -> new producer (init_transactions, which fences
+                                              the old one), rewind, redo
+A worker thus rides out a broker restart: init_transactions keeps trying while the
+cluster is unreachable (up to 5 minutes), and the rewind reads the committed offsets, so a
+batch whose commit did land is not redone.
 The transaction opens only after the model ran, so a slow model never holds one open.
 
 ``at_least_once`` (AtLeastOnceDelivery): produce with the idempotent producer, flush, and
@@ -36,8 +42,8 @@ __all__ = ["AtLeastOnceDelivery", "Delivery", "TransactionalDelivery", "rewind"]
 
 log = logging.getLogger("streamdag.engine.delivery")
 
-_RETRIES = 10
 _TIMEOUT_S = 30.0
+_OUTAGE_S = 300.0  # how long a worker waits for an unreachable cluster before it gives up
 
 
 def rewind(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
@@ -76,6 +82,25 @@ def _produce(producer: Producer, records: Sequence[OutRecord]) -> None:
                 producer.poll(0.05)  # local queue full: let deliveries drain, then retry
 
 
+def _retry(call: Callable[[float], object], what: str, *, for_s: float) -> None:
+    """``call(timeout)`` until it succeeds, a non-retriable error, or ``for_s`` seconds;
+    each try gets what is left of them (at most _TIMEOUT_S)."""
+    deadline = time.monotonic() + for_s
+    attempt = 0
+    while True:
+        attempt += 1
+        left = deadline - time.monotonic()
+        try:
+            call(max(min(left, _TIMEOUT_S), 0.1))
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or time.monotonic() >= deadline:
+                raise
+            log.warning("%s: %s; trying again", what, error.str())
+            time.sleep(min(0.05 * 2**attempt, 2.0, max(deadline - time.monotonic(), 0)))
+
+
 class Delivery(ABC):
     """Writes one batch's records and commits its offsets; see the module docstring."""
 
@@ -112,43 +137,45 @@ class TransactionalDelivery(Delivery):
         producer = Producer(self._config)
         # Fences any earlier producer with this transactional id and aborts its open
         # transaction, so a restarted worker never sees a zombie's half-written batch.
-        self._retry(lambda: producer.init_transactions(_TIMEOUT_S))
+        # While the cluster is unreachable this keeps trying, up to _OUTAGE_S.
+        _retry(producer.init_transactions, "init_transactions", for_s=_OUTAGE_S)
         return producer
-
-    @staticmethod
-    def _retry(call: Callable[[], None]) -> None:
-        for attempt in range(1, _RETRIES + 1):
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable() or attempt == _RETRIES:
-                    raise
-                time.sleep(min(0.05 * 2**attempt, 2.0))
 
     def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
         producer = self._producer
+        # The broker aborts a transaction older than transaction.timeout.ms: retrying its
+        # calls past that could only fail, so that is as long as they are retried.
+        for_s = self._transaction_timeout_s
         try:
             producer.begin_transaction()
             _produce(producer, records)
             if offsets:
                 metadata = self.consumer.consumer_group_metadata()
-                self._retry(
-                    lambda: producer.send_offsets_to_transaction(
-                        list(offsets), metadata, _TIMEOUT_S
-                    )
+                _retry(
+                    lambda timeout: producer.send_offsets_to_transaction(
+                        list(offsets), metadata, timeout
+                    ),
+                    "send_offsets_to_transaction",
+                    for_s=for_s,
                 )
-            self._retry(lambda: producer.commit_transaction(_TIMEOUT_S))
+            _retry(producer.commit_transaction, "commit_transaction", for_s=for_s)
             return True
         except KafkaException as exc:
             error = exc.args[0]
             log.warning("transaction failed (%s); the batch will be redone", error.str())
-            if error.fatal():
-                self._recreate()
-            else:
+            if error.txn_requires_abort():
                 self._abort()
+            else:
+                # Fatal (fenced), or still failing when the broker gives the transaction
+                # up: a new producer fences this one, and whatever it left open is aborted
+                # unless it was committed; the rewind below reads which.
+                self._recreate()
             rewind(self.consumer, offsets)
             return False
+
+    @property
+    def _transaction_timeout_s(self) -> float:
+        return float(self._config.get("transaction.timeout.ms", 60_000)) / 1000
 
     def _abort(self) -> None:
         try:
@@ -158,10 +185,11 @@ class TransactionalDelivery(Delivery):
             self._recreate()
 
     def _recreate(self) -> None:
-        try:
+        """A fatal error (fenced, e.g. after the broker lost track of the transaction) ends
+        this producer; a new one with the same transactional id takes over."""
+        with contextlib.suppress(KafkaException):  # a producer in a fatal state raises
             self._producer.flush(0)
-        finally:
-            self._producer = self._new_producer()
+        self._producer = self._new_producer()
 
     def close(self) -> None:
         self._producer.flush(_TIMEOUT_S)
