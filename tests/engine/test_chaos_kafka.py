@@ -11,13 +11,16 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from kafka_support import Workers, count_by_id, read_results, send_requests
+from server_support import running_server
 
 from streamdag.broker import BrokerInfo, LocalBroker, free_port
 from streamdag.kafka import ensure_topics
 from streamdag.pipeline import derive_topics, load_spec
+from streamdag.serving import KafkaGateway
 from streamdag.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -195,3 +198,61 @@ def test_workers_ride_out_a_broker_killed_mid_stream(
     for r in results:
         i = int(r.request_id[1:])
         assert r.arrays["w"].tolist() == [[2 * i + 1, -2 * i + 1]]
+
+
+IDLE = """
+name: "{name}"
+guarantee: exactly_once
+partitions: 2
+models:
+  scale: {runtime: python, handler: "linear_models:scale", outputs: [y]}
+steps:
+  - {name: double, model: scale}
+"""
+
+
+def test_an_idle_pipeline_answers_again_after_the_broker_restarts(
+    own_broker: tuple[LocalBroker, BrokerInfo],
+    pipeline_spec: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    """The broker SIGKILLed and restarted while a worker and a gateway wait for work: the
+    next requests are answered, by the same processes. (A transactional producer whose
+    group coordinator went away can block in send_offsets_to_transaction past its timeout,
+    librdkafka#5456; the worker gives such a producer up for a new one.)"""
+    broker, info = own_broker
+    path = pipeline_spec(IDLE)
+    spec = load_spec(path)
+    ensure_topics(info.bootstrap, derive_topics(spec))
+    w = Workers(path, info.bootstrap, tmp_path)
+    try:
+        worker = w.start()
+        with running_server([spec], gateway=KafkaGateway([spec], info.bootstrap)) as server:
+            url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
+
+            def ask(x: int, timeout_s: float) -> httpx.Response:
+                body = {
+                    "inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [x]}],
+                    "parameters": {"timeout": int(timeout_s * 1_000_000)},
+                }
+                return httpx.post(url, json=body, timeout=timeout_s + 10)
+
+            assert ask(1, 60).json()["outputs"][0]["data"] == [2]
+            os.kill(info.pid, signal.SIGKILL)
+            time.sleep(2)  # the JVM is gone before its port is taken again
+            broker.start(port=info.port, timeout=90)
+
+            deadline = time.monotonic() + 120
+            answers: list[int] = []
+            while time.monotonic() < deadline:
+                answer = ask(7, 10)
+                answers.append(answer.status_code)
+                if answer.status_code == 200:
+                    assert answer.json()["outputs"][0]["data"] == [14]
+                    break
+                time.sleep(1)
+            assert answers[-1] == 200, f"statuses after the restart: {answers}"
+            assert ask(8, 30).json()["outputs"][0]["data"] == [16]
+        assert worker.poll() is None, w.logs()[-3000:]
+    finally:
+        w.stop_all()

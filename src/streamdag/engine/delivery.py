@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -43,6 +44,7 @@ __all__ = ["AtLeastOnceDelivery", "Delivery", "TransactionalDelivery", "rewind"]
 log = logging.getLogger("streamdag.engine.delivery")
 
 _TIMEOUT_S = 30.0
+_HUNG_GRACE_S = 5.0  # past its own deadline, a call this late is taken as hung
 _OUTAGE_S = 300.0  # how long a worker waits for an unreachable cluster before it gives up
 
 
@@ -101,6 +103,34 @@ def _retry(call: Callable[[float], object], what: str, *, for_s: float) -> None:
             time.sleep(min(0.05 * 2**attempt, 2.0, max(deadline - time.monotonic(), 0)))
 
 
+class _Hung(Exception):
+    """A librdkafka call that did not return long after its own timeout."""
+
+
+def _bounded(call: Callable[[], None], seconds: float, what: str) -> None:
+    """``call()`` on a helper thread, waited for at most ``seconds``; ``_Hung`` if it has
+    not returned by then (it is left behind, with what it holds). Its errors are raised.
+
+    librdkafka 2.16 can block in send_offsets_to_transaction far past the call's timeout
+    after the group coordinator went away (confluentinc/librdkafka#5456 and #5511).
+    """
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=target, name=f"kafka-{what}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise _Hung(f"{what} has not returned after {seconds:g} s")
+    if failures:
+        raise failures[0]
+
+
 class Delivery(ABC):
     """Writes one batch's records and commits its offsets; see the module docstring."""
 
@@ -151,15 +181,24 @@ class TransactionalDelivery(Delivery):
             _produce(producer, records)
             if offsets:
                 metadata = self.consumer.consumer_group_metadata()
-                _retry(
-                    lambda timeout: producer.send_offsets_to_transaction(
-                        list(offsets), metadata, timeout
+                _bounded(
+                    lambda: _retry(
+                        lambda timeout: producer.send_offsets_to_transaction(
+                            list(offsets), metadata, timeout
+                        ),
+                        "send_offsets_to_transaction",
+                        for_s=for_s,
                     ),
+                    for_s + _HUNG_GRACE_S,
                     "send_offsets_to_transaction",
-                    for_s=for_s,
                 )
             _retry(producer.commit_transaction, "commit_transaction", for_s=for_s)
             return True
+        except _Hung as exc:
+            log.error("%s; giving this producer up for a new one", exc)
+            self._producer = self._new_producer()  # fences the hung one; never touched again
+            rewind(self.consumer, offsets)
+            return False
         except KafkaException as exc:
             error = exc.args[0]
             log.warning("transaction failed (%s); the batch will be redone", error.str())
