@@ -254,5 +254,7 @@ def test_an_idle_pipeline_answers_again_after_the_broker_restarts(
             assert answers[-1] == 200, f"statuses after the restart: {answers}"
             assert ask(8, 30).json()["outputs"][0]["data"] == [16]
         assert worker.poll() is None, w.logs()[-3000:]
+        # The outage shows in the worker's log, in librdkafka's own words.
+        assert "streamdag.kafka.librdkafka: FAIL" in w.logs()
     finally:
         w.stop_all()

@@ -24,16 +24,25 @@ from streamdag.settings import get_settings
 __all__ = ["cli", "main", "run"]
 
 
+# Long-running commands, whose logs are how operators learn what Kafka is doing.
+_SERVICES = frozenset({"run", "serve"})
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamdag")
 @click.option("--verbose", "-v", is_flag=True, help="Log Kafka client details too.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Machine-learning inference pipelines as DAGs of Kafka consumer groups."""
     settings = get_settings()
     level = "DEBUG" if verbose else settings.log_level
-    configure_logging(
-        level, kafka_client_level="INFO" if verbose else "CRITICAL", fmt=settings.log_format
-    )
+    if verbose:
+        kafka_level = "INFO"
+    elif ctx.invoked_subcommand in _SERVICES:
+        kafka_level = "WARNING"  # a lost broker or coordinator shows in a service's log
+    else:
+        kafka_level = "CRITICAL"  # one-shot commands report failures themselves, in a line
+    configure_logging(level, kafka_client_level=kafka_level, fmt=settings.log_format)
 
 
 cli.add_command(broker)
