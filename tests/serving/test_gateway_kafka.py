@@ -132,7 +132,22 @@ def test_timeout_names_the_request(bootstrap: str, pipeline: Callable[..., Pipel
         response = httpx.post(url, json=body("late-7", [1.0], timeout=300_000), timeout=30)
     assert response.status_code == 504
     assert "late-7" in response.json()["error"]
+    assert "microseconds" not in response.json()["error"]
     assert response.headers["x-request-id"] == "late-7"
+
+
+def test_a_timeout_given_as_seconds_is_answered_with_its_unit(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    """``timeout: 30`` meant as seconds is 30 µs in OIP/Triton terms: the 504 says so."""
+    spec = pipeline()
+    with gateway_server(spec, bootstrap) as server:
+        url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
+        response = httpx.post(url, json=body("soon-1", [1.0], timeout=30), timeout=30)
+    assert response.status_code == 504
+    assert response.json()["error"].endswith(
+        "(parameters.timeout is in microseconds, as in Triton: 30 means 30 µs)"
+    )
 
 
 def test_error_reply_names_the_failing_step(

@@ -194,10 +194,16 @@ class DataPlane:
         gateway = self._gateway_for(pipeline)
         self._check_pipeline_inputs(pipeline, request)  # bad input must never reach Kafka
         deadline = _deadline(request, timeout)
-        return await _guard(
-            pipeline,
-            gateway.infer(pipeline, request, timeout=deadline, headers=dict(headers or {})),
-        )
+        try:
+            return await _guard(
+                pipeline,
+                gateway.infer(pipeline, request, timeout=deadline, headers=dict(headers or {})),
+            )
+        except DeadlineExceeded as exc:
+            hint = _timeout_unit_hint(request)
+            if not hint:
+                raise
+            raise DeadlineExceeded(f"{exc}{hint}") from None
 
     async def submit(
         self, pipeline: str, request: ModelInferRequest, *, headers: Mapping[str, str] | None = None
@@ -309,6 +315,19 @@ def _check_outputs(model: str, wanted: list[str], available: list[str]) -> None:
         if name not in available:
             known = ", ".join(repr(a) for a in available)
             raise InvalidInput(f"model {model}: unknown output {name!r}; it returns {known}")
+
+
+def _timeout_unit_hint(request: ModelInferRequest) -> str:
+    """A reminder of the unit when a ``timeout`` parameter under 1 ms ran out: most likely
+    meant in seconds or milliseconds."""
+    if "timeout" not in request.parameters:
+        return ""
+    value = parameter_value(request.parameters["timeout"], name="parameters.timeout")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 1000:
+        return (
+            f" (parameters.timeout is in microseconds, as in Triton: {value:g} means {value:g} µs)"
+        )
+    return ""
 
 
 def _deadline(request: ModelInferRequest, transport: float | None) -> float | None:
