@@ -133,6 +133,16 @@ def test_two_processes_share_a_step_and_hand_over_on_stop(
                 if line.startswith(series):
                     consumed += float(line.split()[-1])
     assert consumed >= 300
+    # Each worker's loop shows it is turning, for liveness alerts.
+    beat = f'streamdag_worker_last_loop_timestamp_seconds{{pipeline="{spec.name}",step="double"}}'
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            stamps = [
+                float(line.split()[-1])
+                for line in page.read().decode().splitlines()
+                if line.startswith(beat)
+            ]
+        assert len(stamps) == 1 and time.time() - stamps[0] < 10
 
     assert w.terminate(one) == 0  # SIGTERM: finish the batch, commit, leave the group
     results = read_results(bootstrap, spec.name, until=n, timeout=120, settle=2.0)

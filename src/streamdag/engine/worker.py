@@ -55,6 +55,7 @@ _AHEAD = 2
 _AHEAD_BYTES = 64 * 1024 * 1024
 # Between consumer-lag measurements (one watermark request per assigned partition).
 _LAG_EVERY_S = 5.0
+_BEAT_EVERY_S = 1.0
 
 
 class _Batch:
@@ -102,6 +103,7 @@ class StepWorker:
         self._paused: list[TopicPartition] = []
         self.logic = StepLogic(plan, self._predict)
         self._lag_due = 0.0
+        self._beat_due = 0.0
         self._ctx = record_context(plan.pipeline, plan.step)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -251,6 +253,9 @@ class StepWorker:
 
     def _measure_lag(self) -> None:
         now = time.monotonic()
+        if now >= self._beat_due:
+            self._beat_due = now + _BEAT_EVERY_S
+            metrics.WORKER_LAST_LOOP.labels(*self._labels).set_to_current_time()
         if now < self._lag_due:
             return
         self._lag_due = now + _LAG_EVERY_S

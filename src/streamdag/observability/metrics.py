@@ -22,6 +22,7 @@ __all__ = [
     "RECORDS_IN",
     "RECORDS_OUT",
     "RETRIES",
+    "WORKER_LAST_LOOP",
     "observe_many",
     "serve_metrics",
 ]
@@ -65,6 +66,12 @@ CONSUMER_LAG = Gauge(
 )
 JOIN_PENDING = Gauge(
     "streamdag_join_pending", "Requests a join step holds, waiting for more pieces.", _LABELS
+)
+WORKER_LAST_LOOP = Gauge(
+    "streamdag_worker_last_loop_timestamp_seconds",
+    "Unix time of a step worker's latest turn of its loop (updated every second or so); "
+    "a worker stuck in a call stops moving it.",
+    _LABELS,
 )
 GATEWAY_IN_FLIGHT = Gauge(
     "streamdag_gateway_in_flight",
