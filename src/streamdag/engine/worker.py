@@ -251,7 +251,8 @@ class StepWorker:
             sorted(partitions),
         )
 
-    def _measure_lag(self) -> None:
+    def _measure(self) -> None:
+        """The loop's heartbeat metric every second, consumer lag every _LAG_EVERY_S."""
         now = time.monotonic()
         if now >= self._beat_due:
             self._beat_due = now + _BEAT_EVERY_S
@@ -275,7 +276,7 @@ class StepWorker:
             metrics.JOIN_PENDING.labels(*self._labels).set(len(self.logic.join.entries))
 
     def _run_once(self) -> None:
-        self._measure_lag()
+        self._measure()
         messages = self._fetch()
         # Join state belongs to the model thread while a batch is pending.
         if messages or (not self._pending and self.logic.due(time.time() * 1000)):
