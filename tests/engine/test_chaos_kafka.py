@@ -212,7 +212,7 @@ def test_workers_ride_out_a_broker_killed_mid_stream(
 
 IDLE = """
 name: "{name}"
-guarantee: exactly_once
+guarantee: GUARANTEE
 partitions: 2
 models:
   scale: {runtime: python, handler: "linear_models:scale", outputs: [y]}
@@ -221,7 +221,9 @@ steps:
 """
 
 
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_an_idle_pipeline_answers_again_after_the_broker_restarts(
+    guarantee: str,
     own_broker: tuple[LocalBroker, BrokerInfo],
     pipeline_spec: Callable[[str], Path],
     tmp_path: Path,
@@ -231,7 +233,7 @@ def test_an_idle_pipeline_answers_again_after_the_broker_restarts(
     group coordinator went away can block in send_offsets_to_transaction past its timeout,
     librdkafka#5456; the worker gives such a producer up for a new one.)"""
     broker, info = own_broker
-    path = pipeline_spec(IDLE)
+    path = pipeline_spec(IDLE.replace("GUARANTEE", guarantee))
     spec = load_spec(path)
     ensure_topics(info.bootstrap, derive_topics(spec))
     w = Workers(path, info.bootstrap, tmp_path)
