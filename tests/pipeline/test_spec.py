@@ -99,6 +99,15 @@ BAD_CASES = {
         "steps[1].inputs[0]",
         "no output tensor 'txt'",
     ),
+    "unknown tensor of declared outputs": (
+        (
+            'clean: {runtime: python, handler: "handlers:identity", outputs: [text]}',
+            'clean: {runtime: python, handler: "handlers:identity", '
+            "outputs: [{name: txt, datatype: BYTES}]}",
+        ),
+        "steps[1].inputs[0]",
+        "no output tensor 'text'",
+    ),
     "malformed reference": (
         (
             "inputs: [clean.outputs.text]\n  - name: coder",

@@ -331,3 +331,39 @@ def test_bad_input_declarations_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(pydantic.ValidationError, match=message):
         PythonModelSpec(runtime="python", handler="m:run", inputs=inputs)
+
+
+def test_outputs_declared_with_datatypes_are_shown_and_checked(functions: str) -> None:
+    spec = PythonModelSpec(
+        runtime="python",
+        handler=f"{functions}:double",
+        outputs=[
+            {"name": "y", "datatype": "FP32", "shape": [-1, 2]},
+            {"name": "n", "datatype": "INT64"},
+        ],
+    )
+    assert spec.output_names == ["y", "n"]
+    model = PythonModel("m", spec)
+    model.load()
+    assert model.metadata().outputs == [
+        TensorSpec("y", "FP32", [-1, 2]),
+        TensorSpec("n", "INT64", []),
+    ]
+    outputs = model.predict({"x": np.ones((3, 2), np.float32)})
+    assert outputs["y"].dtype == np.float32
+    with pytest.raises(ModelError, match="model m: output 'y': expected datatype FP32, got FP64"):
+        model.predict({"x": np.ones((3, 2), np.float64)})
+
+
+def test_outputs_named_only_are_not_checked_and_cannot_be_mixed(functions: str) -> None:
+    named = PythonModelSpec(runtime="python", handler=f"{functions}:double", outputs=["y", "n"])
+    assert named.output_names == ["y", "n"]
+    model = PythonModel("m", named)
+    model.load()
+    assert model.metadata().outputs == []
+    with pytest.raises(pydantic.ValidationError, match="not a mix"):
+        PythonModelSpec(
+            runtime="python",
+            handler="m:run",
+            outputs=["y", {"name": "n", "datatype": "INT64"}],
+        )

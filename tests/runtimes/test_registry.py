@@ -24,7 +24,6 @@ def test_public_api_is_locked() -> None:
     assert sorted(streamdag.runtimes.__all__) == [
         "BatchConfig",
         "DATATYPES",
-        "InputDecl",
         "Model",
         "ModelMetadata",
         "ModelSpec",
@@ -36,6 +35,7 @@ def test_public_api_is_locked() -> None:
         "PythonModelSpec",
         "SklearnModel",
         "SklearnModelSpec",
+        "TensorDecl",
         "TensorSpec",
         "check_inputs",
         "check_outputs",

@@ -52,8 +52,8 @@ def declared_outputs(model: ModelSpec) -> set[str] | None:
     """Tensor names a model is known to produce, or None when only running it would tell."""
     if isinstance(model, SklearnModelSpec):
         return set(model.outputs)
-    if isinstance(model, PythonModelSpec) and model.outputs is not None:
-        return set(model.outputs)
+    if isinstance(model, PythonModelSpec) and model.output_names is not None:
+        return set(model.output_names)
     return None
 
 

@@ -13,12 +13,12 @@ from streamdag.runtimes.base import (
 )
 from streamdag.runtimes.config import (
     BatchConfig,
-    InputDecl,
     ModelSpec,
     OipModelSpec,
     OnnxModelSpec,
     PythonModelSpec,
     SklearnModelSpec,
+    TensorDecl,
 )
 from streamdag.runtimes.oip import OipModel
 from streamdag.runtimes.onnx import OnnxModel
@@ -29,7 +29,6 @@ from streamdag.runtimes.sklearn import SklearnModel
 __all__ = [
     "DATATYPES",
     "BatchConfig",
-    "InputDecl",
     "Model",
     "ModelMetadata",
     "ModelSpec",
@@ -41,6 +40,7 @@ __all__ = [
     "PythonModelSpec",
     "SklearnModel",
     "SklearnModelSpec",
+    "TensorDecl",
     "TensorSpec",
     "check_inputs",
     "check_outputs",

@@ -14,12 +14,12 @@ from streamdag.protocol.datatypes import DATATYPES
 
 __all__ = [
     "BatchConfig",
-    "InputDecl",
     "ModelSpec",
     "OipModelSpec",
     "OnnxModelSpec",
     "PythonModelSpec",
     "SklearnModelSpec",
+    "TensorDecl",
 ]
 
 
@@ -41,8 +41,8 @@ class _BaseModelSpec(BaseModel):
     )
 
 
-class InputDecl(BaseModel):
-    """One input tensor a model takes, as OIP model metadata shows it."""
+class TensorDecl(BaseModel):
+    """One tensor a model takes or gives, as OIP model metadata shows it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -74,18 +74,37 @@ class PythonModelSpec(_BaseModelSpec):
 
     runtime: Literal["python"]
     handler: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:attr")
-    inputs: list[InputDecl] | None = Field(
+    inputs: list[TensorDecl] | None = Field(
         default=None,
         description="The input tensors the handler takes, when declared: requests are checked "
         "against them (at the front door too) and model metadata shows them.",
     )
-    outputs: list[str] | None = Field(
-        default=None, description="Names of the tensors the handler returns, when declared."
+    outputs: list[str] | list[TensorDecl] | None = Field(
+        default=None,
+        description="The tensors the handler returns, when declared: names, or name, datatype "
+        "and shape each, which model metadata then shows and every result is checked against.",
     )
+
+    @property
+    def output_names(self) -> list[str] | None:
+        if self.outputs is None:
+            return None
+        return [o if isinstance(o, str) else o.name for o in self.outputs]
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs_alike(cls, value: object) -> object:
+        if isinstance(value, list) and value:
+            named = [isinstance(o, str) for o in value]
+            if any(named) and not all(named):
+                raise ValueError(
+                    "declare every output with name and datatype, or name them all, not a mix"
+                )
+        return value
 
     @field_validator("inputs")
     @classmethod
-    def _unique_inputs(cls, value: list[InputDecl] | None) -> list[InputDecl] | None:
+    def _unique_inputs(cls, value: list[TensorDecl] | None) -> list[TensorDecl] | None:
         if value is not None:
             names = [decl.name for decl in value]
             twice = sorted({n for n in names if names.count(n) > 1})

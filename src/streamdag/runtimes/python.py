@@ -6,7 +6,7 @@ import dataclasses
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from streamdag.runtimes.base import (
     check_inputs,
     check_outputs,
 )
-from streamdag.runtimes.config import PythonModelSpec
+from streamdag.runtimes.config import PythonModelSpec, TensorDecl
 
 __all__ = ["PythonModel"]
 
@@ -63,12 +63,18 @@ class PythonModel(Model):
             meta = self._user_code("metadata()", model.metadata)
             self._model = model
             self._metadata = dataclasses.replace(
-                meta, name=self.name, inputs=self._declared_inputs() or meta.inputs
+                meta,
+                name=self.name,
+                inputs=_specs(self.spec.inputs) or meta.inputs,
+                outputs=_specs(self.spec.outputs) or meta.outputs,
             )
         elif callable(target):
             self._function = target
             self._metadata = ModelMetadata(
-                self.name, "python", inputs=self._declared_inputs(), outputs=[]
+                self.name,
+                "python",
+                inputs=_specs(self.spec.inputs),
+                outputs=_specs(self.spec.outputs),
             )
         else:
             raise ConfigError(
@@ -99,13 +105,6 @@ class PythonModel(Model):
         if self._metadata is None:
             raise ModelError(f"model {self.name} is not loaded; call load() first")
         return self._metadata
-
-    def _declared_inputs(self) -> list[TensorSpec]:
-        """The spec's ``inputs``, which take the place of what a Model class declares."""
-        return [
-            TensorSpec(decl.name, decl.datatype, list(decl.shape))
-            for decl in self.spec.inputs or ()
-        ]
 
     def _import(self) -> object:
         handler = self.spec.handler
@@ -191,3 +190,13 @@ class PythonModel(Model):
                 )
             outputs[key] = value
         return outputs
+
+
+def _specs(declared: Sequence[str | TensorDecl] | None) -> list[TensorSpec]:
+    """What the spec declares with datatypes, which takes the place of what a Model class
+    declares; names alone (``outputs: [y]``) declare nothing to check."""
+    return [
+        TensorSpec(d.name, d.datatype, list(d.shape))
+        for d in declared or ()
+        if not isinstance(d, str)
+    ]
