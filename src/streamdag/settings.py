@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "check_replication_factor", "get_settings"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,9 +68,14 @@ class Settings(BaseSettings):
     @field_validator("topic_replication_factor")
     @classmethod
     def _replicas(cls, value: int) -> int:
-        if value == 0 or value < -1:
-            raise ValueError("-1 (the cluster's default) or a number of replicas, 1 or more")
-        return value
+        return check_replication_factor(value)
+
+
+def check_replication_factor(value: int) -> int:
+    """``value`` if it is -1 (the cluster's default) or 1 or more; else ``ValueError``."""
+    if value == 0 or value < -1:
+        raise ValueError("-1 (the cluster's default) or a number of replicas, 1 or more")
+    return value
 
 
 @lru_cache(maxsize=1)

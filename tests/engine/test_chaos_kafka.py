@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from kafka_support import Workers, count_by_id, read_results, send_requests
+from kafka_support import Result, Workers, count_by_id, read_results, send_requests
 from server_support import running_server
 
 from streamdag.broker import BrokerInfo, LocalBroker, free_port
 from streamdag.kafka import ensure_topics
-from streamdag.pipeline import derive_topics, load_spec
+from streamdag.pipeline import PipelineSpec, derive_topics, load_spec
 from streamdag.serving import KafkaGateway
 from streamdag.settings import get_settings
 
@@ -61,6 +61,33 @@ def _wait_for_results(bootstrap: str, pipeline: str, at_least: int) -> None:
     assert len(results) >= at_least, "the pipeline produced nothing before the kill"
 
 
+def _chaos_backlog(
+    bootstrap: str, pipeline_spec: Callable[[str], Path], guarantee: str
+) -> tuple[Path, PipelineSpec, list[tuple[str, dict[str, np.ndarray]]]]:
+    """The CHAOS pipeline's topics and 3,000 requests waiting on its inputs topic."""
+    path = pipeline_spec(CHAOS.replace("GUARANTEE", guarantee))
+    spec = load_spec(path)
+    ensure_topics(bootstrap, derive_topics(spec))
+    requests = [(f"k{i}", {"x": np.array([[i, -i]], dtype=np.int64)}) for i in range(3000)]
+    send_requests(bootstrap, spec.name, requests)
+    return path, spec, requests
+
+
+def _assert_every_result(
+    results: list[Result], requests: list[tuple[str, dict[str, np.ndarray]]], guarantee: str
+) -> None:
+    """Every request answered with the right value; with exactly_once, once."""
+    counts = count_by_id(results)
+    missing = len(requests) - len(counts)
+    assert set(counts) == {rid for rid, _ in requests}, f"missing {missing}"
+    if guarantee == "exactly_once":
+        duplicates = {k: c for k, c in counts.items() if c > 1}
+        assert not duplicates, f"{len(duplicates)} duplicated results"
+    for r in results:
+        i = int(r.request_id[1:])
+        assert r.arrays["w"].tolist() == [[2 * i + 1, -2 * i + 1]]
+
+
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_sigkill_mid_stream_then_restart(
     guarantee: str,
@@ -68,12 +95,7 @@ def test_sigkill_mid_stream_then_restart(
     pipeline_spec: Callable[[str], Path],
     workers: Callable[[Path], Workers],
 ) -> None:
-    path = pipeline_spec(CHAOS.replace("GUARANTEE", guarantee))
-    spec = load_spec(path)
-    ensure_topics(bootstrap, derive_topics(spec))
-    n = 3000
-    requests = [(f"k{i}", {"x": np.array([[i, -i]], dtype=np.int64)}) for i in range(n)]
-    send_requests(bootstrap, spec.name, requests)
+    path, spec, requests = _chaos_backlog(bootstrap, pipeline_spec, guarantee)
 
     w = workers(path)
     first = [w.start("--steps", "double"), w.start("--steps", "plus-one")]
@@ -83,15 +105,8 @@ def test_sigkill_mid_stream_then_restart(
     w.start("--steps", "double")
     w.start("--steps", "plus-one")
 
-    results = read_results(bootstrap, spec.name, until=n, timeout=120, settle=3.0)
-    counts = count_by_id(results)
-    assert set(counts) == {rid for rid, _ in requests}, f"missing {n - len(counts)}"
-    if guarantee == "exactly_once":
-        duplicates = {k: c for k, c in counts.items() if c > 1}
-        assert not duplicates, f"{len(duplicates)} duplicated results"
-    for r in results:
-        i = int(r.request_id[1:])
-        assert r.arrays["w"].tolist() == [[2 * i + 1, -2 * i + 1]]
+    results = read_results(bootstrap, spec.name, until=len(requests), timeout=120, settle=3.0)
+    _assert_every_result(results, requests, guarantee)
 
 
 SHARED = """
@@ -145,7 +160,7 @@ def test_two_processes_share_a_step_and_hand_over_on_stop(
         assert len(stamps) == 1 and time.time() - stamps[0] < 10
 
     assert w.terminate(one) == 0  # SIGTERM: finish the batch, commit, leave the group
-    results = read_results(bootstrap, spec.name, until=n, timeout=120, settle=2.0)
+    results = read_results(bootstrap, spec.name, until=len(requests), timeout=120, settle=2.0)
     assert count_by_id(results) == {rid: 1 for rid, _ in requests}
     assert all(r.arrays["y"].tolist() == [2 * int(r.request_id[1:])] for r in results)
 
@@ -181,12 +196,7 @@ def test_workers_ride_out_a_broker_killed_mid_stream(
     with exactly_once)."""
     broker, info = own_broker
     bootstrap = info.bootstrap
-    path = pipeline_spec(CHAOS.replace("GUARANTEE", guarantee))
-    spec = load_spec(path)
-    ensure_topics(bootstrap, derive_topics(spec))
-    n = 3000
-    requests = [(f"k{i}", {"x": np.array([[i, -i]], dtype=np.int64)}) for i in range(n)]
-    send_requests(bootstrap, spec.name, requests)
+    path, spec, requests = _chaos_backlog(bootstrap, pipeline_spec, guarantee)
 
     w = Workers(path, bootstrap, tmp_path)
     try:
@@ -196,18 +206,11 @@ def test_workers_ride_out_a_broker_killed_mid_stream(
         time.sleep(3)  # the workers see the broker gone
         broker.start(port=info.port, timeout=90)
 
-        results = read_results(bootstrap, spec.name, until=n, timeout=180, settle=3.0)
+        results = read_results(bootstrap, spec.name, until=len(requests), timeout=180, settle=3.0)
         assert all(p.poll() is None for p in procs), w.logs()[-3000:]
     finally:
         w.stop_all()
-    counts = count_by_id(results)
-    assert set(counts) == {rid for rid, _ in requests}, f"missing {n - len(counts)}"
-    if guarantee == "exactly_once":
-        duplicates = {k: c for k, c in counts.items() if c > 1}
-        assert not duplicates, f"{len(duplicates)} duplicated results"
-    for r in results:
-        i = int(r.request_id[1:])
-        assert r.arrays["w"].tolist() == [[2 * i + 1, -2 * i + 1]]
+    _assert_every_result(results, requests, guarantee)
 
 
 IDLE = """

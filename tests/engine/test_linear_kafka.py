@@ -140,16 +140,7 @@ def test_undecodable_record_is_answered_without_retries(
     assert errors[0][1] == b"\xff\x00garbage"
 
 
-DECLARED = """
-name: "{name}"
-partitions: 2
-retry: {max_attempts: 3, backoff_ms: 10}
-models:
-  m: {runtime: python, handler: "linear_models:poisoned", outputs: [y],
-      inputs: [{name: x, datatype: INT32}], batch: {max_size: 64, max_wait_ms: 50}}
-steps:
-  - {name: score, model: m}
-"""
+DECLARED = POISON.replace("outputs: [y],", "outputs: [y], inputs: [{name: x, datatype: INT32}],")
 
 
 def test_records_unlike_the_declared_inputs_are_answered_without_retries(

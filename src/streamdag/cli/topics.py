@@ -9,6 +9,7 @@ import click
 from streamdag.cli.options import bootstrap_option, resolve_bootstrap
 from streamdag.kafka import ensure_topics
 from streamdag.pipeline import derive_topics, load_spec
+from streamdag.settings import check_replication_factor
 
 __all__ = ["topics"]
 
@@ -29,11 +30,11 @@ def topics(
     spec_file: Path, create: bool, replication_factor: int | None, bootstrap: str | None
 ) -> None:
     """Print the topics derived from a pipeline spec; with --create, create them."""
-    if replication_factor is not None and (replication_factor == 0 or replication_factor < -1):
-        raise click.BadParameter(
-            "-1 (the cluster's default) or a number of replicas, 1 or more",
-            param_hint="--replication-factor",
-        )
+    if replication_factor is not None:
+        try:
+            check_replication_factor(replication_factor)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--replication-factor") from None
     spec = load_spec(spec_file)
     derived = derive_topics(spec)
     created: set[str] = set()

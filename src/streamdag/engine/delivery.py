@@ -161,6 +161,7 @@ class TransactionalDelivery(Delivery):
             client_id=transactional_id,
             **{"transaction.timeout.ms": 10_000, **config},
         )
+        self._transaction_timeout_s = float(self._config["transaction.timeout.ms"]) / 1000
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
@@ -211,10 +212,6 @@ class TransactionalDelivery(Delivery):
                 self._recreate()
             rewind(self.consumer, offsets)
             return False
-
-    @property
-    def _transaction_timeout_s(self) -> float:
-        return float(self._config.get("transaction.timeout.ms", 60_000)) / 1000
 
     def _abort(self) -> None:
         try:
