@@ -12,7 +12,7 @@ import pytest
 
 from streamdag.engine.envelope import Envelope, decode_record, error_reply, result_records
 from streamdag.errors import DecodeError, InvalidInput
-from streamdag.kafka.headers import ErrorInfo
+from streamdag.kafka.headers import CALL, ErrorInfo
 from streamdag.protocol import (
     decode_response,
     encode_request,
@@ -407,3 +407,19 @@ def test_result_records_for_two_topics_differ_only_in_model_name() -> None:
         response = response_from_bytes(record.value)
         assert (response.model_name, response.id, response.model_version) == (name, "req-3", "1")
         np.testing.assert_array_equal(decode_response(response)["y"], outputs["y"])
+
+
+def test_a_request_from_a_client_is_given_a_call_named_by_its_place() -> None:
+    """A record written straight to the inputs topic names no call: every step that reads
+    it stamps the same one, from its partition and offset."""
+    env = decode_record(FakeMessage(request_bytes(), key_=b"r1"), is_request=True)
+    assert values(env.headers, CALL) == ["4-1234"]
+    assert values(env.carried_headers, CALL) == ["4-1234"]
+
+
+def test_a_gateway_call_keeps_its_token() -> None:
+    msg = FakeMessage(request_bytes(), key_=b"r1", headers_=[(CALL, b"abc123")])
+    env = decode_record(msg, is_request=True)
+    assert values(env.headers, CALL) == ["abc123"]
+    step_out = FakeMessage(b"", key_=b"r1", topic_=CLEAN_OUT, headers_=[])
+    assert values(decode_record(step_out, is_request=False).headers, CALL) == []

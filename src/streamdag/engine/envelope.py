@@ -98,12 +98,13 @@ def decode_records(
     responses: list[tuple[Envelope, ModelInferResponse]] = []
     now_ms = 0
     request_ts_header, content_type_header, error_header = h.REQUEST_TS, h.CONTENT_TYPE, h.ERROR
+    call_header = h.CALL
     for msg in messages:
         raw_headers = msg.headers()
         headers: h.Headers = (
             [(k, v) for k, v in raw_headers if v is not None] if raw_headers else []
         )
-        request_ts = content_type = error = None
+        request_ts = content_type = error = call = None
         for k, v in headers:
             if k == request_ts_header:
                 request_ts = v
@@ -111,8 +112,15 @@ def decode_records(
                 content_type = v
             elif k == error_header:
                 error = v
+            elif k == call_header:
+                call = v
         key: bytes | None = msg.key()
         topic: str = msg.topic()
+        requested = is_request(topic)
+        if requested and call is None:
+            # Written by a client, not a gateway: the record's place names this call, the
+            # same for every step that reads it and after any redelivery.
+            headers.append((call_header, f"{msg.partition()}-{msg.offset()}".encode()))
         env = Envelope(
             topic,
             msg.partition(),
@@ -128,7 +136,7 @@ def decode_records(
             ts = now_ms
         env.request_ts_ms = ts
         try:
-            if is_request(topic):
+            if requested:
                 if content_type is not None and content_type.startswith(b"application/json"):
                     request = request_from_json(env.value, model_name=model_name)
                 else:

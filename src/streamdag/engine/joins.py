@@ -1,10 +1,11 @@
 """Join state of a fan-in step: the pieces of each request, until the join completes.
 
-A join step reads several co-partitioned topics. Each request id collects one *piece* per
-source: a result, a skip (the source's trigger did not fire) or an error marker. The state
-of partition ``i`` lives in memory and in partition ``i`` of the compacted
-``<step>.join-state`` topic, written in the same transaction as the consumed offsets, so a
-restarted worker restores exactly what had been committed.
+A join step reads several co-partitioned topics. Each call of a request (its request id
+and ``streamdag-call``, so that a request id sent again is a new request) collects one
+*piece* per source: a result, a skip (the source's trigger did not fire) or an error
+marker. The state of partition ``i`` lives in memory and in partition ``i`` of the
+compacted ``<step>.join-state`` topic, written in the same transaction as the consumed
+offsets, so a restarted worker restores exactly what had been committed.
 
 When a join completes (by mode):
     inner  every source has a piece: run with all results; any error -> error; any skip -> skip
@@ -32,7 +33,7 @@ from streamdag.errors import KafkaError as StreamdagKafkaError
 from streamdag.kafka import consumer_config
 from streamdag.kafka import headers as h
 
-__all__ = ["Completion", "JoinState", "Piece", "piece_kind", "restore_partitions"]
+__all__ = ["Completion", "JoinState", "Piece", "join_key", "piece_kind", "restore_partitions"]
 
 Kind = Literal["result", "skip", "error"]
 Outcome = Literal["run", "skip", "error", "expired"]
@@ -74,6 +75,7 @@ def piece_kind(env: Envelope) -> Kind:
 
 @dataclass
 class _Entry:
+    request_id: str
     partition: int
     first_ms: float
     pieces: dict[str, Piece] = field(default_factory=dict)
@@ -83,6 +85,7 @@ class _Entry:
     def encode(self) -> bytes:
         return json.dumps(
             {
+                "request_id": self.request_id,
                 "first_ms": self.first_ms,
                 "done": self.done,
                 "seen": sorted(self.seen),
@@ -91,10 +94,11 @@ class _Entry:
         ).encode()
 
     @classmethod
-    def decode(cls, partition: int, value: bytes) -> _Entry:
+    def decode(cls, key: str, partition: int, value: bytes) -> _Entry:
         data = json.loads(value)
         pieces = {s: Piece.from_json(p) for s, p in data["pieces"].items()}
         return cls(
+            request_id=str(data.get("request_id", key)),
             partition=partition,
             first_ms=float(data["first_ms"]),
             done=bool(data.get("done")),
@@ -107,8 +111,10 @@ class _Entry:
 class Completion:
     """A join that is ready: ``run`` the model on ``pieces`` (results only), forward a
     ``skip`` or an ``error`` (then ``error_piece`` is the upstream error marker), or report
-    that an ``inner`` join ``expired`` with some pieces missing."""
+    that an ``inner`` join ``expired`` with some pieces missing. ``key`` names the call in
+    the join state."""
 
+    key: str
     request_id: str
     partition: int
     outcome: Outcome
@@ -144,7 +150,7 @@ class JoinState:
         if value is None:
             self.entries.pop(key, None)
         else:
-            entry = _Entry.decode(partition, value)
+            entry = _Entry.decode(key, partition, value)
             entry.first_ms = max(entry.first_ms, now_ms if now_ms is not None else 0.0)
             self.entries[key] = entry
 
@@ -161,21 +167,22 @@ class JoinState:
 
     # -- pieces in, completions out ----------------------------------------------------
     def add(self, source: str, env: Envelope, now_ms: float) -> Completion | None:
-        entry = self.entries.get(env.request_id)
+        key = join_key(env)
+        entry = self.entries.get(key)
         if entry is None:
-            entry = _Entry(partition=env.partition, first_ms=now_ms)
-            self.entries[env.request_id] = entry
+            entry = _Entry(env.request_id, partition=env.partition, first_ms=now_ms)
+            self.entries[key] = entry
         if source in entry.seen:
             return None  # a duplicate piece (at-least-once upstream)
         entry.seen.add(source)
-        self._dirty.add(env.request_id)
+        self._dirty.add(key)
         if entry.done:
             if len(entry.seen) == len(self.sources):
-                self._forget(env.request_id, entry)  # every late piece came: let go
+                self._forget(key, entry)  # every late piece came: let go
             return None
         kind = piece_kind(env)
         entry.pieces[source] = Piece(kind, env.value, h.passthrough(env.headers) + _own(env))
-        return self._check(env.request_id, entry, expired=False)
+        return self._check(key, entry, expired=False)
 
     def expire(self, now_ms: float) -> list[Completion]:
         """Requests whose window passed: ``outer`` runs with what arrived, ``inner`` reports
@@ -217,7 +224,12 @@ class JoinState:
         if outcome is None:
             return None
         completion = Completion(
-            key, entry.partition, outcome, dict(results), errors[0] if errors else None
+            key,
+            entry.request_id,
+            entry.partition,
+            outcome,
+            dict(results),
+            errors[0] if errors else None,
         )
         if complete:
             self._forget(key, entry)
@@ -229,7 +241,7 @@ class JoinState:
 
     def missing(self, completion: Completion) -> list[str]:
         """Sources that had not sent a piece when ``completion`` was made."""
-        entry = self.entries.get(completion.request_id)
+        entry = self.entries.get(completion.key)
         seen = entry.seen if entry is not None else set(completion.pieces)
         return [s for s in self.sources if s not in seen]
 
@@ -258,6 +270,13 @@ class JoinState:
         self._dirty.clear()
         self._gone.clear()
         return records
+
+
+def join_key(env: Envelope) -> str:
+    """The join state's key for a piece: its request id and call (``streamdag-call``);
+    the request id alone for a record that names no call."""
+    call = h.get_header(env.headers, h.CALL)
+    return env.request_id if call is None else json.dumps([env.request_id, call])
 
 
 def _own(env: Envelope) -> h.Headers:

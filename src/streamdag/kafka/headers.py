@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ATTEMPT",
+    "CALL",
     "CARRIED",
     "CONTENT_TYPE",
     "ERROR",
@@ -45,9 +46,14 @@ CONTENT_TYPE = "content-type"
 REQUEST_TS = "streamdag-request-ts"
 # Where a gateway instance waits for the reply (request-reply over Kafka).
 REPLY_TO = "streamdag-reply-to"
+# One call of a request: the gateway's own token, or ``<partition>-<offset>`` of the
+# request on the inputs topic, stamped by the first step. A request id may be sent again;
+# replies and join pieces are matched by call, so an earlier call's late answer never
+# reaches a later one.
+CALL = "streamdag-call"
 
 # Carried forward by every step, besides user ``x-*`` headers.
-CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO})
+CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO, CALL})
 
 Headers = list[tuple[str, bytes]]
 

@@ -44,7 +44,7 @@ Role = Literal["inputs", "step", "errors", "outputs"]
 Scalar = bool | int | float | str
 
 HEAD_VALUES = 5
-_SHOWN = frozenset({h.TRACEPARENT, h.TRACESTATE, h.CONTENT_TYPE})
+_SHOWN = frozenset({h.TRACEPARENT, h.TRACESTATE, h.CONTENT_TYPE, h.CALL})
 SOURCE_TOPIC = "streamdag-source-topic"
 SOURCE_PARTITION = "streamdag-source-partition"
 SOURCE_OFFSET = "streamdag-source-offset"

@@ -6,6 +6,11 @@ topic (key and ``x-request-id`` = the request id) with header ``streamdag-reply-
 one of the instance's partitions; the step that writes the final reply puts it on that
 partition. So every instance reads only its own replies, and several run side by side.
 
+Replies are matched to calls, not to request ids: every call gets a token of its own in
+header ``streamdag-call``, which the steps carry to the reply. A caller that times out and
+sends the same request id again makes a new request; the late reply of the first call is
+never taken for the second.
+
 Asynchronous jobs carry no reply partition: their results land where the request id's
 key hash puts them, and ``job`` reads that one partition of the outputs topic, from the
 job's submission (or ``job_retention`` ago, after a restart) — a job outlives the gateway
@@ -19,6 +24,7 @@ import itertools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +34,6 @@ from opentelemetry.trace import StatusCode
 
 from streamdag.errors import (
     DeadlineExceeded,
-    InvalidInput,
     NotFound,
     PipelineNotFound,
     StreamdagError,
@@ -54,8 +59,9 @@ class _Pipeline:
     spec: PipelineSpec
     partitions: list[int] = field(default_factory=list)  # outputs partitions we own
     turn: itertools.count[int] = field(default_factory=itertools.count)
-    waiting: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
-    submitted: dict[str, float] = field(default_factory=dict)  # job id -> submit time
+    waiting: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)  # by call
+    # job id -> (submit time, call token) of its latest submission
+    submitted: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 class KafkaGateway:
@@ -155,9 +161,11 @@ class KafkaGateway:
                 msg = self._consumer.poll(0.1)
                 if msg is None or msg.error() is not None:
                     continue
-                rid = (msg.key() or b"").decode("utf-8", errors="replace")
+                call = h.get_header(msg.headers(), h.CALL)
+                if call is None:
+                    continue
                 pipe = self._pipelines[self._by_topic[msg.topic() or ""]]
-                future = pipe.waiting.get(rid)
+                future = pipe.waiting.get(call)
                 if future is not None:
                     self._loop.call_soon_threadsafe(_resolve, future, msg.value(), msg.headers())
         finally:
@@ -176,6 +184,7 @@ class KafkaGateway:
         request: ModelInferRequest,
         headers: dict[str, str],
         reply_to: int | None,
+        call: str,
     ) -> None:
         assert self._producer is not None
         out: list[tuple[str, str | bytes | None]] = [
@@ -184,6 +193,7 @@ class KafkaGateway:
         out += [
             (h.REQUEST_ID, request.id.encode()),
             (h.REQUEST_TS, str(int(time.time() * 1000)).encode()),
+            (h.CALL, call.encode()),
         ]
         if reply_to is not None:
             out.append((h.REPLY_TO, str(reply_to).encode()))
@@ -208,14 +218,13 @@ class KafkaGateway:
     ) -> Reply:
         pipe = self._pipe(pipeline)
         rid = request.id
-        if rid in pipe.waiting:
-            raise InvalidInput(f"request id {rid} is already in flight on this gateway")
         if not pipe.partitions:
             raise Unavailable(f"pipeline {pipeline}: the gateway owns no reply partition yet")
         reply_to = pipe.partitions[next(pipe.turn) % len(pipe.partitions)]
         assert self._loop is not None
         future: asyncio.Future[Reply] = self._loop.create_future()
-        pipe.waiting[rid] = future
+        call = uuid.uuid4().hex
+        pipe.waiting[call] = future
         deadline = timeout if timeout is not None else pipe.spec.timeout_ms / 1000
         span, headers = _traced(pipeline, rid, headers)
         in_flight = metrics.GATEWAY_IN_FLIGHT.labels(pipeline)
@@ -223,7 +232,7 @@ class KafkaGateway:
         try:
             # produce only queues the record (librdkafka sends it from its own thread), so
             # it runs right here: a hop through a thread pool would delay every request.
-            self._produce(pipe, request, headers, reply_to)
+            self._produce(pipe, request, headers, reply_to, call)
             return await asyncio.wait_for(future, deadline)
         except TimeoutError:
             error = DeadlineExceeded(
@@ -238,7 +247,7 @@ class KafkaGateway:
             raise
         finally:
             in_flight.dec()
-            pipe.waiting.pop(rid, None)
+            pipe.waiting.pop(call, None)
             if span is not None:
                 span.end()
 
@@ -246,9 +255,10 @@ class KafkaGateway:
         self, pipeline: str, request: ModelInferRequest, *, headers: dict[str, str]
     ) -> str:
         pipe = self._pipe(pipeline)
-        pipe.submitted[request.id] = time.time()
+        call = uuid.uuid4().hex
+        pipe.submitted[request.id] = (time.time(), call)
         span, headers = _traced(pipeline, request.id, headers)
-        self._produce(pipe, request, headers, None)
+        self._produce(pipe, request, headers, None, call)
         if span is not None:
             span.end()
         await asyncio.to_thread(self._flush)
@@ -261,8 +271,8 @@ class KafkaGateway:
 
     async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
         pipe = self._pipe(pipeline)
-        since = pipe.submitted.get(request_id, time.time() - self.job_retention_s)
-        found = await asyncio.to_thread(self._find_reply, pipe, request_id, since)
+        since, call = pipe.submitted.get(request_id, (time.time() - self.job_retention_s, None))
+        found = await asyncio.to_thread(self._find_reply, pipe, request_id, since, call)
         if found is None:
             if request_id in pipe.submitted or await asyncio.to_thread(
                 self._was_submitted, pipe, request_id, since
@@ -272,8 +282,11 @@ class KafkaGateway:
         response, _ = _decode(*found)
         return response
 
-    def _scan(self, topic: str, key: bytes, partitions: int, since: float) -> Any:
-        """The last record with ``key`` in its partition of ``topic`` since ``since``."""
+    def _scan(
+        self, topic: str, key: bytes, partitions: int, since: float, call: str | None = None
+    ) -> Any:
+        """The last record with ``key`` (and of ``call``, if given) in its partition of
+        ``topic`` since ``since``."""
         partition = partition_for(key, partitions)
         extra: dict[str, Any] = {"enable.partition.eof": True}
         consumer = Consumer(consumer_config(self.bootstrap, "streamdag-gateway-jobs", **extra))
@@ -292,15 +305,17 @@ class KafkaGateway:
                     continue
                 if msg.error() is not None:
                     break  # end of the partition
-                if msg.key() == key:
+                if msg.key() == key and (
+                    call is None or h.get_header(msg.headers(), h.CALL) == call
+                ):
                     found = (msg.value(), msg.headers())
             return found
         finally:
             consumer.close()
 
-    def _find_reply(self, pipe: _Pipeline, request_id: str, since: float) -> Any:
+    def _find_reply(self, pipe: _Pipeline, request_id: str, since: float, call: str | None) -> Any:
         return self._scan(
-            outputs_topic(pipe.spec.name), request_id.encode(), pipe.spec.partitions, since
+            outputs_topic(pipe.spec.name), request_id.encode(), pipe.spec.partitions, since, call
         )
 
     def _was_submitted(self, pipe: _Pipeline, request_id: str, since: float) -> bool:
