@@ -21,7 +21,8 @@ error-topic records); nothing else inspects error classes to pick a status.
     ├── NotFound                        not_found
     │   ├── ModelNotFound
     │   └── PipelineNotFound
-    ├── PayloadTooLarge                 resource_exhausted
+    ├── ResourceExhausted               resource_exhausted (a record too large for Kafka)
+    │   └── PayloadTooLarge                 (a request body over the server's limit)
     ├── ModelError                      model_error      (the model raised)
     ├── DeadlineExceeded                deadline_exceeded
     └── Unavailable                     unavailable
@@ -51,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "PipelineNotFound",
     "PortInUse",
+    "ResourceExhausted",
     "SpecError",
     "StreamdagError",
     "TopicMismatch",
@@ -184,9 +186,11 @@ class PipelineNotFound(NotFound):
         super().__init__(f"pipeline {name} not found")
 
 
-class PayloadTooLarge(StreamdagError):
+class ResourceExhausted(StreamdagError):
     code = "resource_exhausted"
 
+
+class PayloadTooLarge(ResourceExhausted):
     def __init__(self, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
@@ -215,7 +219,15 @@ class Unavailable(StreamdagError):
 # domain arguments and are raised where those are known.
 _BY_CODE: dict[str, type[StreamdagError]] = {
     cls.code: cls
-    for cls in (InvalidInput, NotFound, DeadlineExceeded, Unavailable, ConfigError, KafkaError)
+    for cls in (
+        InvalidInput,
+        NotFound,
+        DeadlineExceeded,
+        Unavailable,
+        ConfigError,
+        KafkaError,
+        ResourceExhausted,
+    )
 }
 
 

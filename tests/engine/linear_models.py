@@ -39,3 +39,19 @@ def hangs_on_seven(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if np.any(inputs["x"] == 7):
         time.sleep(1.0)
     return {"y": inputs["x"] * 2}
+
+
+def grows_on_seven(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """1.2 MB of result for a request holding a 7: more than a Kafka record may hold."""
+    x = inputs["x"]
+    if np.any(x == 7):
+        return {"y": np.zeros((x.shape[0], 300_000), dtype=np.float32)}
+    return {"y": x * 2}
+
+
+def half_mega_on_five(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """600 KB of result for a request holding a 5: fits a record, but two do not."""
+    x = inputs["x"]
+    if np.any(x == 5):
+        return {"y": np.ones((x.shape[0], 150_000), dtype=np.float32)}
+    return {"y": x * 2}

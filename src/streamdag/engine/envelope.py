@@ -36,6 +36,7 @@ __all__ = [
     "decode_records",
     "error_reply",
     "marker_record",
+    "record_size",
     "result_records",
 ]
 
@@ -52,6 +53,19 @@ class OutRecord:
     value: bytes | None
     headers: h.Headers
     partition: int | None = None
+
+
+# What a record costs on the wire besides its key, value and headers, with room to spare:
+# a record is refused before it is produced, never by the producer or the broker.
+_RECORD_OVERHEAD = 512
+
+
+def record_size(record: OutRecord) -> int:
+    """The bytes ``record`` counts against ``message.max.bytes``: key, value, headers."""
+    size = _RECORD_OVERHEAD + len(record.key) + len(record.value or b"")
+    for k, v in record.headers:
+        size += len(k) + len(v)
+    return size
 
 
 @dataclass(slots=True)

@@ -13,6 +13,8 @@ When a join completes (by mode):
     any    the first result runs; later pieces of that request are ignored until the window
            passes (a "done" mark remembers it)
 An error piece completes any join at once as an error, without waiting for the window.
+A request whose pieces would make a changelog record over ``max_bytes`` is ``oversized``:
+it fails at once, as a record that cannot be written must never stop the partition.
 A completed or expired request gets a tombstone in the changelog.
 """
 
@@ -36,7 +38,7 @@ from streamdag.kafka import headers as h
 __all__ = ["Completion", "JoinState", "Piece", "join_key", "piece_kind", "restore_partitions"]
 
 Kind = Literal["result", "skip", "error"]
-Outcome = Literal["run", "skip", "error", "expired"]
+Outcome = Literal["run", "skip", "error", "expired", "oversized"]
 
 
 @dataclass
@@ -120,13 +122,21 @@ class Completion:
     outcome: Outcome
     pieces: dict[str, Piece]
     error_piece: Piece | None = None
+    detail: str = ""  # why an ``oversized`` join failed
 
 
 class JoinState:
     def __init__(
-        self, sources: Iterable[str], mode: str, window_ms: float, changelog_topic: str
+        self,
+        sources: Iterable[str],
+        mode: str,
+        window_ms: float,
+        changelog_topic: str,
+        *,
+        max_bytes: int | None = None,
     ) -> None:
         self.sources = tuple(sources)
+        self.max_bytes = max_bytes
         self.mode = mode
         self.window_ms = window_ms
         # How long an answered request remembers it was answered, so that pieces arriving
@@ -182,7 +192,22 @@ class JoinState:
             return None
         kind = piece_kind(env)
         entry.pieces[source] = Piece(kind, env.value, h.passthrough(env.headers) + _own(env))
-        return self._check(key, entry, expired=False)
+        completion = self._check(key, entry, expired=False)
+        if completion is None and self.max_bytes is not None:
+            size = _encoded_size(entry)
+            if size > self.max_bytes:
+                detail = (
+                    f"the pieces of request {entry.request_id} that arrived so far take "
+                    f"{size:,} bytes of join state, over the {self.max_bytes:,}-byte limit "
+                    "of a Kafka record (message.max.bytes)"
+                )
+                first = next(iter(entry.pieces.values()))
+                completion = Completion(
+                    key, entry.request_id, entry.partition, "oversized", {}, first, detail
+                )
+                entry.done = True
+                entry.pieces = {}
+        return completion
 
     def expire(self, now_ms: float) -> list[Completion]:
         """Requests whose window passed: ``outer`` runs with what arrived, ``inner`` reports
@@ -270,6 +295,14 @@ class JoinState:
         self._dirty.clear()
         self._gone.clear()
         return records
+
+
+def _encoded_size(entry: _Entry) -> int:
+    """About the bytes of ``entry``'s changelog record (values and headers in base64)."""
+    size = 512 + len(entry.request_id)
+    for piece in entry.pieces.values():
+        size += 128 + 4 * (len(piece.value) + sum(len(k) + len(v) for k, v in piece.headers)) // 3
+    return size
 
 
 def join_key(env: Envelope) -> str:

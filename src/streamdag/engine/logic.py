@@ -9,6 +9,8 @@ forwards a marker, or reports a failure:
     upstream skip marker, or trigger unmet -> skip marker on the step's outputs; a sole
                                               output step also answers the caller
     result (or completed join)             -> model micro-batch -> results or failures
+    a result over ``max_record_bytes``     -> failure (resource_exhausted), no retry: the
+                                              producer could never write it
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from streamdag.engine.envelope import (
     OutRecord,
     error_reply,
     marker_record,
+    record_size,
     result_records,
 )
 from streamdag.engine.joins import Completion, JoinState, piece_kind
 from streamdag.engine.plan import StepPlan
-from streamdag.errors import DeadlineExceeded, InvalidInput
+from streamdag.errors import DeadlineExceeded, InvalidInput, ResourceExhausted
 from streamdag.kafka import headers as h
 from streamdag.observability import metrics, tracing
 from streamdag.protocol import decode_response, response_from_bytes
@@ -63,7 +66,11 @@ class StepLogic:
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
             self.join = JoinState(
-                plan.source_topics.values(), plan.join, plan.join_window_ms, plan.changelog_topic
+                plan.source_topics.values(),
+                plan.join,
+                plan.join_window_ms,
+                plan.changelog_topic,
+                max_bytes=plan.max_record_bytes,
             )
 
     def due(self, now_ms: float) -> bool:
@@ -207,6 +214,8 @@ class StepLogic:
         env.request_ts_ms = int(ts) if ts and ts.isdigit() else int(time.time() * 1000)
         if done.outcome == "error":
             return [self._marker(env, "error")]
+        if done.outcome == "oversized":
+            return self._failure(env, Failure(ResourceExhausted.code, done.detail, 0))
         if done.outcome == "expired":
             assert self.join is not None
             missing = ", ".join(self.join.missing(done))
@@ -256,7 +265,7 @@ class StepLogic:
         if self._final is not None:
             self._e2e_seconds.append(max(0.0, (now_ms - env.request_ts_ms) / 1000))
         partition = plan.reply_partition(env.headers)
-        return result_records(
+        records = result_records(
             env,
             self._targets,
             outcome.outputs,
@@ -268,6 +277,14 @@ class StepLogic:
             partitions=None if partition is None else {plan.replies_topic: partition},
             model_names=self._target_names,
         )
+        size = max(map(record_size, records))
+        if size > plan.max_record_bytes:
+            message = (
+                f"the result is {size:,} bytes, over the {plan.max_record_bytes:,}-byte limit "
+                "of a Kafka record (message.max.bytes)"
+            )
+            return self._failure(env, Failure(ResourceExhausted.code, message, outcome.attempts))
+        return records
 
     def _to_caller(self, env: Envelope, records: list[OutRecord]) -> list[OutRecord]:
         """Put the records for the pipeline's outputs topic on the partition the waiting
@@ -328,10 +345,14 @@ class StepLogic:
                 original=original,
             )
 
-        out = [
-            reply(plan.errors_topic, plan.model or plan.pipeline, original=True),
-            reply(plan.replies_topic, plan.pipeline),
-        ]
+        failed = reply(plan.errors_topic, plan.model or plan.pipeline, original=True)
+        size = record_size(failed)
+        if size > plan.max_record_bytes:
+            # The record as it arrived, with the error's headers, no longer fits: keep the
+            # headers (the inputs topic still holds the request for a replay).
+            failed.headers.append((h.VALUE_DROPPED, str(len(failed.value or b"")).encode()))
+            failed.value = b""
+        out = [failed, reply(plan.replies_topic, plan.pipeline)]
         if not plan.assembler:
             out.append(reply(plan.outputs_topic, plan.model))
         return self._to_caller(env, out)

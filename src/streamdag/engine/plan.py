@@ -9,6 +9,7 @@ import numpy as np
 
 from streamdag.engine.batching import RetryPolicy
 from streamdag.errors import InvalidInput
+from streamdag.kafka import MESSAGE_MAX_BYTES
 from streamdag.pipeline import PipelineSpec, build_graph
 from streamdag.pipeline.spec import PIPELINE_SOURCE, InputRef
 from streamdag.pipeline.topics import (
@@ -51,6 +52,7 @@ class StepPlan:
     join_window_ms: float = 10_000.0
     changelog_topic: str | None = None
     assembler: bool = False  # the pipeline-output join: no model, writes the final reply
+    max_record_bytes: int = MESSAGE_MAX_BYTES  # the largest record the step may write
     _selections: dict[str, list[tuple[str | None, dict[str, str]]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "KAFKA_CLIENT_LOGGER",
+    "MESSAGE_MAX_BYTES",
     "admin_config",
     "client_config",
     "consumer_config",
@@ -18,6 +19,10 @@ __all__ = [
 ]
 
 ClientConfig = dict[str, Any]
+
+# The largest record a streamdag producer writes: librdkafka's default message.max.bytes,
+# under the brokers' default max.message.bytes (1 MiB + 12). Key, value and headers count.
+MESSAGE_MAX_BYTES = 1_000_000
 
 # librdkafka's own log lines go through Python logging instead of straight to stderr.
 KAFKA_CLIENT_LOGGER = logging.getLogger("streamdag.kafka.librdkafka")

@@ -25,6 +25,7 @@ __all__ = [
     "SKIPPED",
     "STEP",
     "TRACEPARENT",
+    "VALUE_DROPPED",
     "ErrorInfo",
     "Headers",
     "get_header",
@@ -51,6 +52,9 @@ REPLY_TO = "streamdag-reply-to"
 # replies and join pieces are matched by call, so an earlier call's late answer never
 # reaches a later one.
 CALL = "streamdag-call"
+
+# On an errors-topic record whose value did not fit in a record any more: its size.
+VALUE_DROPPED = "streamdag-value-dropped"
 
 # Carried forward by every step, besides user ``x-*`` headers.
 CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO, CALL})
