@@ -22,6 +22,8 @@ error-topic records); nothing else inspects error classes to pick a status.
     │   ├── ModelNotFound
     │   └── PipelineNotFound
     ├── PayloadTooLarge                 resource_exhausted
+    ├── PermissionDenied                permission_denied
+    │   └── RepositoryChangesRefused    (a server started without --allow-repository-changes)
     ├── ModelError                      model_error      (the model raised)
     ├── DeadlineExceeded                deadline_exceeded
     └── Unavailable                     unavailable
@@ -49,8 +51,10 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
     "PipelineNotFound",
     "PortInUse",
+    "RepositoryChangesRefused",
     "SpecError",
     "StreamdagError",
     "TopicMismatch",
@@ -191,6 +195,23 @@ class PayloadTooLarge(StreamdagError):
         self.size = size
         self.limit = limit
         super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class PermissionDenied(StreamdagError):
+    """The server was not allowed to do what was asked."""
+
+    code = "permission_denied"
+
+
+class RepositoryChangesRefused(PermissionDenied):
+    def __init__(self, action: str, model: str) -> None:
+        self.action = action
+        self.model = model
+        super().__init__(
+            f"cannot {action} model {model}: this server does not allow repository changes; "
+            "start it with `streamdag serve --allow-repository-changes` "
+            "(or STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES=true)"
+        )
 
 
 class ModelError(StreamdagError):

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds `streamdag serve` lets requests in flight finish on SIGTERM.",
     )
+    serve_allow_repository_changes: bool = Field(
+        default=False,
+        description="Let `streamdag serve` load and unload models through the repository "
+        "extension (POST /v2/repository/models/<m>/load|unload); refused with 403 otherwise.",
+    )
     redact_headers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Header name patterns (comma-separated globs, any case) whose values "
