@@ -23,6 +23,8 @@ error-topic records); nothing else inspects error classes to pick a status.
     │   └── PipelineNotFound
     ├── ResourceExhausted               resource_exhausted (a record too large for Kafka)
     │   └── PayloadTooLarge                 (a request body over the server's limit)
+    ├── PermissionDenied                permission_denied
+    │   └── RepositoryChangesRefused    (a server started without --allow-repository-changes)
     ├── ModelError                      model_error      (the model raised)
     ├── DeadlineExceeded                deadline_exceeded
     └── Unavailable                     unavailable
@@ -50,8 +52,10 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
     "PipelineNotFound",
     "PortInUse",
+    "RepositoryChangesRefused",
     "ResourceExhausted",
     "SpecError",
     "StreamdagError",
@@ -195,6 +199,23 @@ class PayloadTooLarge(ResourceExhausted):
         self.size = size
         self.limit = limit
         super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class PermissionDenied(StreamdagError):
+    """The server was not allowed to do what was asked."""
+
+    code = "permission_denied"
+
+
+class RepositoryChangesRefused(PermissionDenied):
+    def __init__(self, action: str, model: str) -> None:
+        self.action = action
+        self.model = model
+        super().__init__(
+            f"cannot {action} model {model}: this server does not allow repository changes; "
+            "start it with `streamdag serve --allow-repository-changes` "
+            "(or STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES=true)"
+        )
 
 
 class ModelError(StreamdagError):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "check_replication_factor", "get_settings"]
 
@@ -64,6 +65,24 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds `streamdag serve` lets requests in flight finish on SIGTERM.",
     )
+    serve_allow_repository_changes: bool = Field(
+        default=False,
+        description="Let `streamdag serve` load and unload models through the repository "
+        "extension (POST /v2/repository/models/<m>/load|unload); refused with 403 otherwise.",
+    )
+    redact_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Header name patterns (comma-separated globs, any case) whose values "
+        "`inspect`, `errors` and the web view show as [redacted], besides "
+        "streamdag.observability.redact.DEFAULT_PATTERNS.",
+    )
+
+    @field_validator("redact_headers", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("topic_replication_factor")
     @classmethod

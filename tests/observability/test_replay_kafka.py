@@ -48,7 +48,12 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
     # "gateway" waiting on another outputs partition than its key's; j9 from a client left
     # at librdkafka's default partitioner, so it is not on its key's partition.
     reply_to = (partition_for(b"j7", PARTITIONS) + 1) % PARTITIONS
-    user = [("x-tenant", b"acme"), ("traceparent", TRACEPARENT.encode())]
+    # A credential of the caller's: hidden by every view, re-sent as it was by a replay.
+    user = [
+        ("x-tenant", b"acme"),
+        ("x-api-key", b"s3cret"),
+        ("traceparent", TRACEPARENT.encode()),
+    ]
     requests = [(f"j{i}", request_value(f"j{i}", i), list(user)) for i in range(9) if i != 7]
     requests.append(
         (
@@ -93,6 +98,7 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
             assert answer.arrays["parts"].tolist() == [2]
             assert answer.headers["x-request-id"] == rid.encode()
             assert answer.headers["x-tenant"] == b"acme"
+            assert answer.headers["x-api-key"] == b"s3cret"
 
         # Sent again since they failed: a second replay skips them.
         again = replay_failures(spec, bootstrap, failures)
@@ -109,9 +115,11 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
     assert dict(replayed.raw_headers) == {
         "x-request-id": b"j7",
         "x-tenant": b"acme",
+        "x-api-key": b"s3cret",
         "traceparent": TRACEPARENT.encode(),
         "content-type": b"application/json",
     }
+    assert replayed.headers["x-api-key"] == "[redacted]"
     assert [t.head for t in replayed.tensors] == [(7,)]
     # The answer to the replay went to the key's partition; the first one to the gateway's.
     outputs = [hop.record for hop in trace.hops if hop.record.role == "outputs"]

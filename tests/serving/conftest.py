@@ -118,7 +118,8 @@ def spec_and_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineS
 def served(spec_and_models: tuple[PipelineSpec, ModuleType]) -> Iterator[Served]:
     spec, models = spec_and_models
     gateway = FakeGateway()
-    with running_server([spec], gateway) as server:
+    # The repository tests load and unload models.
+    with running_server([spec], gateway, allow_repository_changes=True) as server:
         yield Served(server, gateway, models)
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from server_support import running_server
 from tritonclient.utils import InferenceServerException
+
+from streamdag.pipeline import PipelineSpec
+from streamdag.settings import get_settings
 
 from .conftest import Served
 
@@ -336,3 +341,34 @@ def test_repository_index_unload_and_load(
     assert triton.is_model_ready("upper")
     with pytest.raises(InferenceServerException, match="model nope not found"):
         triton.load_model("nope")
+
+
+def test_repository_changes_are_refused_without_the_flag(
+    spec_and_models: tuple[PipelineSpec, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, _ = spec_and_models
+    with (
+        running_server([spec]) as server,
+        httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=30) as http,
+    ):
+        for action in ("unload", "load"):
+            response = http.post(f"/v2/repository/models/upper/{action}")
+            assert response.status_code == 403, action
+            error = response.json()["error"]
+            assert error.startswith(f"cannot {action} model upper: ")
+            assert "--allow-repository-changes" in error
+        assert http.get("/v2/models/upper/ready").status_code == 200
+        # The index only reads: it stays open.
+        index = http.post("/v2/repository/index", json={"ready": True})
+        assert "upper" in [entry["name"] for entry in index.json()]
+
+    monkeypatch.setenv("STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES", "true")
+    get_settings.cache_clear()
+    try:
+        with running_server([spec]) as server:
+            url = f"http://127.0.0.1:{server.http_port}/v2"
+            assert httpx.post(f"{url}/repository/models/upper/unload").status_code == 200
+            assert httpx.get(f"{url}/models/upper/ready").status_code == 400
+            assert httpx.post(f"{url}/repository/models/upper/load").status_code == 200
+    finally:
+        get_settings.cache_clear()

@@ -37,6 +37,7 @@ def test_each_front_door_maps_error_codes_in_one_table() -> None:
         "invalid_argument": 400,
         "not_found": 404,
         "resource_exhausted": 413,
+        "permission_denied": 403,
         "deadline_exceeded": 504,
         "unavailable": 503,
         "model_error": 500,

@@ -61,7 +61,10 @@ def errors(
     bootstrap: str | None,
 ) -> None:
     """List the failed records of a pipeline (time, step, code, message, attempts, request
-    id, the record that failed); with --replay, send those requests again."""
+    id, the record that failed); with --replay, send those requests again.
+
+    --json shows each record's headers, values that may be credentials as [redacted]
+    (see `streamdag inspect --help`); --replay sends the headers as the callers did."""
     if force and not replay:
         raise click.UsageError("--force goes with --replay")
     spec = load_spec(spec_file)

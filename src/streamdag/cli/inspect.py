@@ -56,7 +56,11 @@ def inspect_command(
     bootstrap: str | None,
 ) -> None:
     """Follow one request through every topic of a pipeline, in order of time, or show
-    the last records of one of its topics."""
+    the last records of one of its topics.
+
+    Header values that may be credentials (authorization, cookies, API keys, tokens,
+    secrets, passwords) are shown as [redacted]; STREAMDAG_REDACT_HEADERS adds name
+    patterns (comma-separated globs, e.g. 'x-tenant,*session*')."""
     if request_id is not None and (last is not None or step or topic):
         raise click.UsageError("--last, --step and --topic go without --request-id")
     if step and topic:

@@ -34,12 +34,21 @@ _port = click.IntRange(0, 65535)
     metavar="ADDR",
     help="Address to bind both ports to [env STREAMDAG_SERVE_HOST; default 127.0.0.1]",
 )
+@click.option(
+    "--allow-repository-changes",
+    is_flag=True,
+    help="Let callers load and unload models through the REST repository extension "
+    "(POST /v2/repository/models/<m>/load, .../unload), which anyone who reaches the "
+    "HTTP port could use; without it they get 403 "
+    "[env STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES; default off].",
+)
 @bootstrap_option
 def serve(
     spec_files: tuple[Path, ...],
     http_port: int,
     grpc_port: int,
     host: str | None,
+    allow_repository_changes: bool,
     bootstrap: str | None,
 ) -> None:
     """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C."""
@@ -56,6 +65,8 @@ def serve(
                 http_port=http_port,
                 grpc_port=grpc_port,
                 bootstrap=servers,
+                # Without the flag, the setting decides.
+                allow_repository_changes=allow_repository_changes or None,
             )
         )
     finally:

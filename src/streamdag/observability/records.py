@@ -5,8 +5,10 @@ requests (protobuf, or OIP JSON with ``content-type: application/json``); every 
 topic holds responses or markers (``streamdag-error``: an error reply or error marker,
 ``streamdag-skipped``: the step did not run); the errors topic holds the failed record as
 it arrived, with the error and its source in headers. Tensors are summarised (name,
-datatype, shape, first values), never copied whole. Decoding never raises: a record that
-cannot be decoded is shown with ``problem`` set.
+datatype, shape, first values), never copied whole. The headers shown have their
+credentials redacted (``redact.py``); ``raw_headers`` keeps them as they are in Kafka, for
+replays, and is never shown. Decoding never raises: a record that cannot be decoded is
+shown with ``problem`` set.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from streamdag.kafka import headers as h
+from streamdag.observability.redact import redact_headers
 from streamdag.observability.scan import Record, format_time
 from streamdag.protocol import (
     Array,
@@ -95,6 +98,7 @@ class RecordView:
     skipped: bool = False
     source: Source | None = None
     problem: str | None = None  # why the value could not be decoded
+    # As in Kafka, credentials included: for replays, never shown.
     raw_headers: list[tuple[str, bytes]] = field(default_factory=list, repr=False)
     value: bytes = field(default=b"", repr=False)
 
@@ -133,13 +137,13 @@ class RecordView:
 def shown_headers(headers: list[tuple[str, bytes]]) -> dict[str, str]:
     """The headers worth showing: the user's ``x-*`` (``x-request-id`` first), trace
     context and ``content-type`` (how the value was read), then streamdag's own; the last
-    value of each."""
+    value of each, credentials redacted (``redact.py``)."""
     shown = {
         k: v.decode("utf-8", errors="replace")
         for k, v in headers
         if k.startswith(("streamdag-", "x-")) or k in _SHOWN
     }
-    return dict(sorted(shown.items(), key=lambda kv: _header_rank(kv[0])))
+    return redact_headers(dict(sorted(shown.items(), key=lambda kv: _header_rank(kv[0]))))
 
 
 def _header_rank(name: str) -> int:

@@ -20,7 +20,12 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from streamdag.errors import InvalidInput, PayloadTooLarge, StreamdagError
+from streamdag.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    RepositoryChangesRefused,
+    StreamdagError,
+)
 from streamdag.protocol import ModelInferRequest, error_body, response_to_json
 from streamdag.serving.dataplane import DataPlane, ModelDescription
 from streamdag.serving.rest_body import (
@@ -39,6 +44,7 @@ HTTP_STATUS: Final[dict[str, int]] = {
     "invalid_argument": 400,
     "not_found": 404,
     "resource_exhausted": 413,
+    "permission_denied": 403,
     "deadline_exceeded": 504,
     "unavailable": 503,
     "model_error": 500,
@@ -57,11 +63,20 @@ def http_status(code: str) -> int:
 
 
 def create_app(
-    dataplane: DataPlane, *, max_body_bytes: int | None = None, bootstrap: str | None = None
+    dataplane: DataPlane,
+    *,
+    max_body_bytes: int | None = None,
+    bootstrap: str | None = None,
+    allow_repository_changes: bool | None = None,
 ) -> FastAPI:
     """The FastAPI application of the REST front door over ``dataplane``; the web view reads
-    the pipelines' topics at ``bootstrap`` (default: ``STREAMDAG_BOOTSTRAP_SERVERS``)."""
-    limit = max_body_bytes or get_settings().serve_max_body_bytes
+    the pipelines' topics at ``bootstrap`` (default: ``STREAMDAG_BOOTSTRAP_SERVERS``).
+    Repository load and unload answer 403 unless ``allow_repository_changes`` (default:
+    ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``); the repository index is always open."""
+    settings = get_settings()
+    limit = max_body_bytes or settings.serve_max_body_bytes
+    if allow_repository_changes is None:
+        allow_repository_changes = settings.serve_allow_repository_changes
     app = FastAPI(title="streamdag", openapi_url=None, docs_url=None, redoc_url=None)
     dp = dataplane
 
@@ -135,6 +150,8 @@ def create_app(
 
     @app.post("/v2/repository/models/{model}/load")
     async def repository_load(request: Request, model: str) -> Response:
+        if not allow_repository_changes:
+            raise RepositoryChangesRefused("load", model)
         # Triton's load parameters (config overrides, files) do not apply to spec models.
         await _read_body(request, limit)
         await dp.load(model)
@@ -142,6 +159,8 @@ def create_app(
 
     @app.post("/v2/repository/models/{model}/unload")
     async def repository_unload(request: Request, model: str) -> Response:
+        if not allow_repository_changes:
+            raise RepositoryChangesRefused("unload", model)
         await _read_body(request, limit)
         await dp.unload(model)
         return Response(status_code=200)

@@ -69,10 +69,12 @@ class Server:
         max_body_bytes: int | None = None,
         shutdown_grace_s: float | None = None,
         bootstrap: str | None = None,
+        allow_repository_changes: bool | None = None,
     ) -> None:
         settings = get_settings()
         self.dataplane = dataplane
         self.bootstrap = bootstrap
+        self.allow_repository_changes = allow_repository_changes
         self.host = host or settings.serve_host
         self.http_port = http_port
         self.grpc_port = grpc_port
@@ -160,7 +162,12 @@ class Server:
             raise _cannot_listen("HTTP", where, "--http-port", exc.strerror or str(exc)) from exc
         self.http_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.dataplane, max_body_bytes=self._limit, bootstrap=self.bootstrap),
+            create_app(
+                self.dataplane,
+                max_body_bytes=self._limit,
+                bootstrap=self.bootstrap,
+                allow_repository_changes=self.allow_repository_changes,
+            ),
             lifespan="off",
             log_config=None,  # keep streamdag's logging set-up
             access_log=False,
@@ -196,9 +203,11 @@ async def serve(
     http_port: int = 8080,
     grpc_port: int = 8081,
     bootstrap: str | None = None,
+    allow_repository_changes: bool | None = None,
 ) -> None:
     """Serve the models of ``specs`` (and the gateway's pipelines) until SIGTERM or SIGINT;
-    the web view reads Kafka at ``bootstrap``."""
+    the web view reads Kafka at ``bootstrap``; REST repository load and unload need
+    ``allow_repository_changes`` (default: ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Signal handlers can only be set from the main thread; elsewhere the caller cancels.
@@ -209,7 +218,12 @@ async def serve(
     try:
         dataplane = DataPlane(specs, gateway=gateway)
         server = Server(
-            dataplane, host=host, http_port=http_port, grpc_port=grpc_port, bootstrap=bootstrap
+            dataplane,
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            bootstrap=bootstrap,
+            allow_repository_changes=allow_repository_changes,
         )
         async with server:
             await stopping.wait()

@@ -4,9 +4,15 @@ per step, a request search and the latest errors.
 The page (``ui_static/``: plain HTML, JavaScript and CSS that load nothing from elsewhere)
 draws the graph from ``/ui/api/pipelines/<p>/graph`` as SVG and polls ``.../stats``. The
 figures come from Kafka (``streamdag.observability.live``), so they cover the workers of
-every process. Kafka is read in a worker thread, never on the event loop, and one snapshot
-per pipeline serves every viewer for ``refresh_s`` seconds: many open pages cost what one
-does. Everything here only reads.
+every process. One snapshot per pipeline serves every viewer for ``refresh_s`` seconds:
+many open pages cost what one does. Everything here only reads.
+
+Kafka is read in the view's own ``SCAN_THREADS`` threads (a ``ScanPool``), never on the
+event loop nor in the loop's default executor, where served models run ``predict``:
+however many searches come at once, an inference never waits for a thread behind them.
+Searches beyond the threads queue; one that finds ``MAX_WAITING`` reads queued ahead of it
+is answered 503 with a ``Retry-After``. Snapshots always queue (there is at most one per
+pipeline at a time).
 
     GET /ui/                                   the page
     GET /ui/api/pipelines                      name, version, guarantee, partitions
@@ -44,6 +50,7 @@ from streamdag.pipeline import (
 from streamdag.pipeline.spec import PIPELINE_SOURCE
 from streamdag.pipeline.topics import OUTPUT_JOIN
 from streamdag.serving.dataplane import DataPlane
+from streamdag.serving.scan_pool import ScanPool
 from streamdag.settings import get_settings
 
 __all__ = ["pipeline_graph", "ui_router"]
@@ -54,6 +61,11 @@ STATIC: Final[dict[str, str]] = {
     "ui.css": "text/css; charset=utf-8",
 }
 _SEARCH_TIMEOUT_S = 15.0
+# Reads are mostly Python work on records: more threads than a small machine's cores would
+# only share the same CPU, and take it from inference.
+SCAN_THREADS: Final = 2
+MAX_WAITING: Final = 8  # then 503: a search would wait four rounds of searches
+RETRY_AFTER_S: Final = 2
 
 
 def ui_router(
@@ -63,7 +75,8 @@ def ui_router(
     ``bootstrap`` (default: ``STREAMDAG_BOOTSTRAP_SERVERS``)."""
     servers = bootstrap or get_settings().bootstrap_servers
     specs = {spec.name: spec for spec in dataplane.specs()}
-    snapshots = _Snapshots(specs, servers, refresh_s)
+    scans = ScanPool(SCAN_THREADS, name="streamdag-ui")
+    snapshots = _Snapshots(specs, servers, refresh_s, scans)
     router = APIRouter(prefix="/ui")
 
     def spec_of(pipeline: str) -> PipelineSpec:
@@ -126,8 +139,17 @@ def ui_router(
             since_ms = parse_since(since) if since else None
         except ConfigError as exc:
             raise InvalidInput(exc.message) from None
+        if scans.waiting >= MAX_WAITING:
+            return JSONResponse(
+                {
+                    "error": f"the web view is busy: {scans.waiting} reads of Kafka wait their "
+                    f"turn; try again in {RETRY_AFTER_S} s"
+                },
+                status_code=503,
+                headers={"retry-after": str(RETRY_AFTER_S)},
+            )
         try:
-            trace = await asyncio.to_thread(
+            trace = await scans.run(
                 trace_request,
                 spec,
                 servers,
@@ -244,8 +266,11 @@ def _static(name: str) -> Response:
 class _Snapshots:
     """One ``LiveStats`` per pipeline, and its last snapshot while it is fresh."""
 
-    def __init__(self, specs: dict[str, PipelineSpec], bootstrap: str, refresh_s: float) -> None:
+    def __init__(
+        self, specs: dict[str, PipelineSpec], bootstrap: str, refresh_s: float, pool: ScanPool
+    ) -> None:
         self.refresh_s = refresh_s
+        self._pool = pool
         self._stats = {name: LiveStats(spec, bootstrap) for name, spec in specs.items()}
         self._taken: dict[str, tuple[float, PipelineFigures]] = {}
         self._waits = {name: asyncio.Lock() for name in specs}
@@ -259,7 +284,7 @@ class _Snapshots:
             if taken is not None and time.monotonic() - taken[0] < self.refresh_s:
                 return taken[1]
             try:
-                figures = await asyncio.to_thread(self._read, pipeline)
+                figures = await self._pool.run(self._read, pipeline)
             except KafkaError as exc:
                 raise Unavailable(f"pipeline {pipeline}: {exc.message}") from exc
             self._taken[pipeline] = (time.monotonic(), figures)
