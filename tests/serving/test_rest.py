@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as httpclient
 from server_support import running_server
 from tritonclient.utils import InferenceServerException
@@ -357,6 +358,11 @@ def test_repository_changes_are_refused_without_the_flag(
             error = response.json()["error"]
             assert error.startswith(f"cannot {action} model upper: ")
             assert "--allow-repository-changes" in error
+        grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        for call in (grpc_client.unload_model, grpc_client.load_model):
+            with pytest.raises(InferenceServerException, match="--allow-repository-changes") as e:
+                call("upper")
+            assert e.value.status() == "StatusCode.PERMISSION_DENIED"
         assert http.get("/v2/models/upper/ready").status_code == 200
         # The index only reads: it stays open.
         index = http.post("/v2/repository/index", json={"ready": True})

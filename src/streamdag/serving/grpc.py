@@ -15,7 +15,7 @@ from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 
-from streamdag.errors import StreamdagError
+from streamdag.errors import RepositoryChangesRefused, StreamdagError
 from streamdag.protocol import (
     ModelInferRequest,
     ModelInferResponse,
@@ -31,6 +31,7 @@ GRPC_STATUS: Final[dict[str, grpc.StatusCode]] = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
 }
@@ -48,10 +49,13 @@ def grpc_status(code: str) -> grpc.StatusCode:
 
 
 class InferenceServicer:
-    """The RPCs of ``inference.GRPCInferenceService``; each converts and delegates."""
+    """The RPCs of ``inference.GRPCInferenceService``; each converts and delegates.
+    Repository load and unload answer PERMISSION_DENIED unless
+    ``allow_repository_changes``."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, *, allow_repository_changes: bool = False) -> None:
         self._dp = dataplane
+        self._allow_changes = allow_repository_changes
 
     async def ServerLive(self, request: Any, context: Any) -> inference_pb2.ServerLiveResponse:
         return inference_pb2.ServerLiveResponse(live=self._dp.live())
@@ -119,14 +123,19 @@ class InferenceServicer:
     async def RepositoryModelLoad(
         self, request: inference_pb2.RepositoryModelLoadRequest, context: Any
     ) -> inference_pb2.RepositoryModelLoadResponse:
-        await _call_async(context, lambda: self._dp.load(request.model_name))
+        await _call_async(context, lambda: self._change("load", request.model_name))
         return inference_pb2.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: inference_pb2.RepositoryModelUnloadRequest, context: Any
     ) -> inference_pb2.RepositoryModelUnloadResponse:
-        await _call_async(context, lambda: self._dp.unload(request.model_name))
+        await _call_async(context, lambda: self._change("unload", request.model_name))
         return inference_pb2.RepositoryModelUnloadResponse()
+
+    async def _change(self, action: str, model: str) -> None:
+        if not self._allow_changes:
+            raise RepositoryChangesRefused(action, model)
+        await (self._dp.load(model) if action == "load" else self._dp.unload(model))
 
 
 def add_servicer(servicer: InferenceServicer, server: Any) -> None:

@@ -74,7 +74,11 @@ class Server:
         settings = get_settings()
         self.dataplane = dataplane
         self.bootstrap = bootstrap
-        self.allow_repository_changes = allow_repository_changes
+        self.allow_repository_changes = (
+            settings.serve_allow_repository_changes
+            if allow_repository_changes is None
+            else allow_repository_changes
+        )
         self.host = host or settings.serve_host
         self.http_port = http_port
         self.grpc_port = grpc_port
@@ -132,7 +136,12 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        add_servicer(InferenceServicer(self.dataplane), server)
+        add_servicer(
+            InferenceServicer(
+                self.dataplane, allow_repository_changes=self.allow_repository_changes
+            ),
+            server,
+        )
         address = (
             f"[{self.host}]:{self.grpc_port}"
             if ":" in self.host
