@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,7 +10,13 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "check_replication_factor", "get_settings"]
+__all__ = [
+    "KAFKA_PREFIX",
+    "Settings",
+    "check_replication_factor",
+    "get_settings",
+    "kafka_environment",
+]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,3 +107,18 @@ def check_replication_factor(value: int) -> int:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+# STREAMDAG_KAFKA_<PROPERTY>: one librdkafka property each (dots as underscores).
+KAFKA_PREFIX = "STREAMDAG_KAFKA_"
+
+
+def kafka_environment() -> dict[str, str]:
+    """The environment's ``STREAMDAG_KAFKA_*`` variables, but those that are settings of
+    their own (``STREAMDAG_KAFKA_LIBS``), by variable name."""
+    own = {f"STREAMDAG_{name}".upper() for name in Settings.model_fields}
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper().startswith(KAFKA_PREFIX) and name.upper() not in own
+    }

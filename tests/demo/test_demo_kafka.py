@@ -11,6 +11,7 @@ from demo_support import Trained
 from kafka_support import count_by_id, read_results
 
 from streamdag.demo import DemoOptions, run_demo
+from streamdag.kafka import KafkaConnection
 from streamdag.pipeline import load_spec
 
 
@@ -25,7 +26,9 @@ def _gone(pid: int) -> bool:
 def test_every_note_gets_exactly_one_answer(trained: Trained, bootstrap: str) -> None:
     out: list[str] = []
     status: list[str] = []
-    options = DemoOptions(docs=20, bootstrap=bootstrap, concurrency=4, example=trained.example.root)
+    options = DemoOptions(
+        docs=20, kafka=KafkaConnection.of(bootstrap), concurrency=4, example=trained.example.root
+    )
     report = run_demo(options, out=out.append, status=status.append)
 
     assert report.ok, report.summary()

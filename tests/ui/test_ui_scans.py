@@ -59,7 +59,7 @@ def test_searches_never_hold_up_inference(
     ensure_topics(bootstrap, derive_topics(spec))
     fill(bootstrap, inputs_topic(spec.name), FILLER)
     with (
-        running_server([spec], bootstrap=bootstrap) as server,
+        running_server([spec], kafka=bootstrap) as server,
         # Clients made beforehand: making thirty of them at once takes this process's CPU.
         httpx.Client(
             base_url=f"http://127.0.0.1:{server.http_port}/ui/api/pipelines/{spec.name}",

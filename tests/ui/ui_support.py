@@ -96,7 +96,5 @@ class LivePipeline:
 @contextmanager
 def ui_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
     """A server with a gateway for ``spec``; its web view reads Kafka at ``bootstrap``."""
-    with running_server(
-        [spec], gateway=KafkaGateway([spec], bootstrap), bootstrap=bootstrap
-    ) as server:
+    with running_server([spec], gateway=KafkaGateway([spec], bootstrap), kafka=bootstrap) as server:
         yield server

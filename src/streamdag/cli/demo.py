@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
-from streamdag.cli.options import bootstrap_option
+from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.demo import DemoOptions, run_demo
 from streamdag.errors import StreamdagError
 from streamdag.settings import get_settings
@@ -35,19 +36,31 @@ __all__ = ["demo"]
     show_default=True,
     help="Requests in flight through each of REST and gRPC.",
 )
-@bootstrap_option
-def demo(docs: int, keep: bool, concurrency: int, bootstrap: str | None) -> None:
-    """Train the example's models if needed, start a local broker (unless --bootstrap or
-    STREAMDAG_BOOTSTRAP_SERVERS names a cluster), the medical-records pipeline's workers
+@kafka_options
+def demo(
+    docs: int,
+    keep: bool,
+    concurrency: int,
+    bootstrap: str | None,
+    kafka_config: Path | None,
+) -> None:
+    """Train the example's models if needed, start a local broker (unless --bootstrap,
+    --kafka-config or STREAMDAG_BOOTSTRAP_SERVERS names a cluster), the medical-records
+    pipeline's workers
     and a REST+gRPC gateway; send DOCS synthetic notes through both front doors; print
     results and a summary; stop everything. Exits 1 if any note failed or went unanswered."""
     # Lifecycle lines of the server and gateway would bury the demo's own output; -v
     # brings them back.
     if not click.get_current_context().find_root().params.get("verbose"):
         logging.getLogger("streamdag").setLevel(logging.WARNING)
-    if bootstrap is None and "bootstrap_servers" in get_settings().model_fields_set:
-        bootstrap = get_settings().bootstrap_servers  # STREAMDAG_BOOTSTRAP_SERVERS is set
-    options = DemoOptions(docs=docs, bootstrap=bootstrap, keep=keep, concurrency=concurrency)
+    named = bootstrap or kafka_config or "bootstrap_servers" in get_settings().model_fields_set
+    options = DemoOptions(
+        docs=docs,
+        kafka=resolve_kafka(bootstrap, kafka_config) if named else None,
+        kafka_config=kafka_config,
+        keep=keep,
+        concurrency=concurrency,
+    )
     report = run_demo(options, out=click.echo)
     if not report.ok:
         raise StreamdagError(

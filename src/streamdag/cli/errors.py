@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import bootstrap_option, resolve_bootstrap
+from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.errors import NotFound
 from streamdag.observability.errors_view import list_failures, replay_failures
 from streamdag.observability.render import format_failures, format_replay
@@ -47,7 +47,7 @@ __all__ = ["errors"]
 )
 @click.option("--force", is_flag=True, help="With --replay: also requests sent again since.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@bootstrap_option
+@kafka_options
 def errors(
     spec_file: Path,
     since: str,
@@ -59,6 +59,7 @@ def errors(
     force: bool,
     as_json: bool,
     bootstrap: str | None,
+    kafka_config: Path | None,
 ) -> None:
     """List the failed records of a pipeline (time, step, code, message, attempts, request
     id, the record that failed); with --replay, send those requests again.
@@ -69,9 +70,9 @@ def errors(
         raise click.UsageError("--force goes with --replay")
     spec = load_spec(spec_file)
     since_ms = parse_since(since)
-    servers = resolve_bootstrap(bootstrap)
+    kafka = resolve_kafka(bootstrap, kafka_config)
     failures = list_failures(
-        spec, servers, since_ms=since_ms, step=step, code=code, request_ids=request_ids, limit=limit
+        spec, kafka, since_ms=since_ms, step=step, code=code, request_ids=request_ids, limit=limit
     )
     absent = sorted(set(request_ids) - {f.request_id for f in failures})
     if replay and absent:
@@ -90,7 +91,7 @@ def errors(
                 f"no failed records in {errors_topic(spec.name)} since {format_time(since_ms)}"
             )
         return
-    result = replay_failures(spec, servers, failures, force=force)
+    result = replay_failures(spec, kafka, failures, force=force)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import bootstrap_option, resolve_bootstrap
+from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.observability.inspect import last_records, trace_request
 from streamdag.observability.render import format_records, format_trace
 from streamdag.observability.scan import parse_since
@@ -44,7 +44,7 @@ DEFAULT_LAST = 10
     help="With --last: that topic of the pipeline [default: outputs].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@bootstrap_option
+@kafka_options
 def inspect_command(
     spec_file: Path,
     request_id: str | None,
@@ -54,6 +54,7 @@ def inspect_command(
     topic: str | None,
     as_json: bool,
     bootstrap: str | None,
+    kafka_config: Path | None,
 ) -> None:
     """Follow one request through every topic of a pipeline, in order of time, or show
     the last records of one of its topics.
@@ -67,14 +68,14 @@ def inspect_command(
         raise click.UsageError("give --step or --topic, not both")
     spec = load_spec(spec_file)
     since_ms = parse_since(since) if since is not None else None
-    servers = resolve_bootstrap(bootstrap)
+    kafka = resolve_kafka(bootstrap, kafka_config)
     if request_id is not None:
-        trace = trace_request(spec, servers, request_id, since_ms=since_ms)
+        trace = trace_request(spec, kafka, request_id, since_ms=since_ms)
         lines = [json.dumps(trace.to_dict(), indent=2)] if as_json else format_trace(trace)
     else:
         records = last_records(
             spec,
-            servers,
+            kafka,
             last or DEFAULT_LAST,
             source=step or topic or "outputs",
             since_ms=since_ms,

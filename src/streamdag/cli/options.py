@@ -3,26 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from streamdag.settings import get_settings
+from streamdag.kafka import KafkaConnection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["bootstrap_option", "resolve_bootstrap"]
+__all__ = ["kafka_options", "resolve_kafka"]
 
 
-def bootstrap_option(func: F) -> F:
+def kafka_options(func: F) -> F:
+    """``--bootstrap`` and ``--kafka-config``: how a command reaches Kafka."""
+    func = click.option(
+        "--kafka-config",
+        "kafka_config",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        metavar="FILE",
+        help="Kafka client properties (Java .properties, as the Kafka tools' "
+        "--command-config): security.protocol, sasl.*, ssl.*, ... "
+        "[env STREAMDAG_KAFKA_<PROPERTY>, dots as underscores]",
+    )(func)
     return click.option(
         "--bootstrap",
         "-b",
         default=None,
         metavar="HOST:PORT",
-        help="Kafka bootstrap servers [env STREAMDAG_BOOTSTRAP_SERVERS; default localhost:9092]",
+        help="Kafka bootstrap servers; wins over --kafka-config's "
+        "[env STREAMDAG_BOOTSTRAP_SERVERS; default localhost:9092]",
     )(func)
 
 
-def resolve_bootstrap(value: str | None) -> str:
-    return value or get_settings().bootstrap_servers
+def resolve_kafka(bootstrap: str | None, kafka_config: Path | None) -> KafkaConnection:
+    return KafkaConnection.from_settings(bootstrap=bootstrap, config_file=kafka_config)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import bootstrap_option, resolve_bootstrap
+from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.engine import PipelineRunner, handle_signals
 from streamdag.observability.metrics import serve_metrics
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
@@ -18,7 +18,7 @@ __all__ = ["run"]
 @click.command()
 @click.argument("spec_file", metavar="PIPELINE.yaml", type=click.Path(path_type=Path))
 @click.option("--steps", default=None, metavar="A,B", help="Run only these steps.")
-@bootstrap_option
+@kafka_options
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -36,6 +36,7 @@ def run(
     spec_file: Path,
     steps: str | None,
     bootstrap: str | None,
+    kafka_config: Path | None,
     metrics_port: int | None,
     instance_id: str | None,
 ) -> None:
@@ -43,7 +44,7 @@ def run(
     spec = load_spec(spec_file)
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
     runner = PipelineRunner(
-        spec, resolve_bootstrap(bootstrap), steps=chosen, instance_id=instance_id
+        spec, resolve_kafka(bootstrap, kafka_config), steps=chosen, instance_id=instance_id
     )
     if metrics_port is not None:
         serve_metrics(metrics_port)

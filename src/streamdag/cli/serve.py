@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import bootstrap_option, resolve_bootstrap
+from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.pipeline import load_spec
 from streamdag.serving import build_gateway
@@ -42,7 +42,7 @@ _port = click.IntRange(0, 65535)
     "HTTP port could use; without it they get 403 "
     "[env STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES; default off].",
 )
-@bootstrap_option
+@kafka_options
 def serve(
     spec_files: tuple[Path, ...],
     http_port: int,
@@ -50,11 +50,12 @@ def serve(
     host: str | None,
     allow_repository_changes: bool,
     bootstrap: str | None,
+    kafka_config: Path | None,
 ) -> None:
     """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C."""
     specs = [load_spec(path) for path in spec_files]
-    servers = resolve_bootstrap(bootstrap)
-    gateway = build_gateway(specs, servers)
+    kafka = resolve_kafka(bootstrap, kafka_config)
+    gateway = build_gateway(specs, kafka)
     configure_tracing("streamdag-serve")
     try:
         asyncio.run(
@@ -64,7 +65,7 @@ def serve(
                 host=host,
                 http_port=http_port,
                 grpc_port=grpc_port,
-                bootstrap=servers,
+                kafka=kafka,
                 # Without the flag, the setting decides.
                 allow_repository_changes=allow_repository_changes or None,
             )

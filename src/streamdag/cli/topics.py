@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import bootstrap_option, resolve_bootstrap
+from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.kafka import ensure_topics
 from streamdag.pipeline import derive_topics, load_spec
 from streamdag.settings import check_replication_factor
@@ -25,9 +25,13 @@ __all__ = ["topics"]
     help="Replicas of each topic --create makes [env STREAMDAG_TOPIC_REPLICATION_FACTOR; "
     "default -1: the cluster's default.replication.factor].",
 )
-@bootstrap_option
+@kafka_options
 def topics(
-    spec_file: Path, create: bool, replication_factor: int | None, bootstrap: str | None
+    spec_file: Path,
+    create: bool,
+    replication_factor: int | None,
+    bootstrap: str | None,
+    kafka_config: Path | None,
 ) -> None:
     """Print the topics derived from a pipeline spec; with --create, create them."""
     if replication_factor is not None:
@@ -40,7 +44,7 @@ def topics(
     created: set[str] = set()
     if create:
         result = ensure_topics(
-            resolve_bootstrap(bootstrap), derived, replication_factor=replication_factor
+            resolve_kafka(bootstrap, kafka_config), derived, replication_factor=replication_factor
         )
         created = set(result.created)
     for t in derived:

@@ -21,17 +21,18 @@ from types import TracebackType
 from streamdag.broker import LocalBroker, free_port
 from streamdag.demo.console import Say
 from streamdag.errors import StreamdagError
+from streamdag.kafka import KafkaConnection
 from streamdag.settings import get_settings
 
 __all__ = ["Worker", "WorkerDied", "Workers", "kafka"]
 
 
 @contextlib.contextmanager
-def kafka(bootstrap: str | None, data_dir: Path, say: Say) -> Iterator[str]:
-    """``bootstrap`` if given, else a local broker on a free port, stopped on exit."""
-    if bootstrap:
-        say(f"using the Kafka cluster at {bootstrap}")
-        yield bootstrap
+def kafka(cluster: KafkaConnection | None, data_dir: Path, say: Say) -> Iterator[KafkaConnection]:
+    """``cluster`` if given, else a local broker on a free port, stopped on exit."""
+    if cluster is not None:
+        say(f"using the Kafka cluster at {cluster}")
+        yield cluster
         return
     settings = get_settings()
     broker = LocalBroker(data_dir, libs_dir=settings.kafka_libs, java_home=settings.java_home)
@@ -46,7 +47,7 @@ def kafka(bootstrap: str | None, data_dir: Path, say: Say) -> Iterator[str]:
         raise
     say(f"broker ready at {info.bootstrap} ({time.perf_counter() - started:.1f} s)")
     try:
-        yield info.bootstrap
+        yield KafkaConnection(bootstrap_servers=info.bootstrap)
     finally:
         say("stopping the broker ...")
         try:
@@ -85,10 +86,17 @@ class Workers:
     """
 
     def __init__(
-        self, spec: Path, bootstrap: str, groups: Sequence[Sequence[str]], log_dir: Path
+        self,
+        spec: Path,
+        cluster: KafkaConnection,
+        groups: Sequence[Sequence[str]],
+        log_dir: Path,
+        *,
+        kafka_config: Path | None = None,
     ) -> None:
         self.spec = spec
-        self.bootstrap = bootstrap
+        self.cluster = cluster
+        self.kafka_config = kafka_config
         self.groups = [list(g) for g in groups if g]
         self.log_dir = log_dir
         self.workers: list[Worker] = []
@@ -101,7 +109,8 @@ class Workers:
             "run",
             str(self.spec),
             "--bootstrap",
-            self.bootstrap,
+            self.cluster.bootstrap_servers,
+            *(["--kafka-config", str(self.kafka_config)] if self.kafka_config else []),
             "--steps",
             ",".join(steps),
         ]

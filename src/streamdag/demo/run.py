@@ -31,6 +31,7 @@ from streamdag.demo.load import Doors, send
 from streamdag.demo.processes import Workers, kafka
 from streamdag.demo.report import DemoReport
 from streamdag.errors import StreamdagError
+from streamdag.kafka import KafkaConnection
 from streamdag.pipeline import PipelineSpec, load_spec
 from streamdag.pipeline.topics import OUTPUT_JOIN
 from streamdag.serving import DataPlane, KafkaGateway, Server
@@ -50,7 +51,8 @@ SAMPLE_NOTE = (
 @dataclass(frozen=True)
 class DemoOptions:
     docs: int = 200
-    bootstrap: str | None = None  # None: a local broker for the run
+    kafka: KafkaConnection | None = None  # None: a local broker for the run
+    kafka_config: Path | None = None  # the properties file ``kafka`` came from, if any
     keep: bool = False  # leave everything running until Ctrl-C or SIGTERM
     concurrency: int = 16  # requests in flight per front door
     example: Path = EXAMPLE_DIR
@@ -79,9 +81,15 @@ def run_demo(
     spec = load_spec(example.spec_path)
     with Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="streamdag-demo-") as tmp:
         work = Path(tmp)
-        with kafka(options.bootstrap, work / "broker", say) as servers:
+        with kafka(options.kafka, work / "broker", say) as servers:
             groups = worker_groups(spec)
-            with Workers(example.spec_path, servers, groups, work / "logs") as workers:
+            with Workers(
+                example.spec_path,
+                servers,
+                groups,
+                work / "logs",
+                kafka_config=options.kafka_config,
+            ) as workers:
                 say(
                     "workers started: "
                     + "; ".join(f"pid {w.pid} ({','.join(w.steps)})" for w in workers.workers)
@@ -105,7 +113,7 @@ class _Session:
     def __init__(
         self,
         spec: PipelineSpec,
-        servers: str,
+        servers: KafkaConnection,
         workers: Workers,
         docs: list[Document],
         options: DemoOptions,
@@ -213,7 +221,9 @@ class _Session:
             "-H 'content-type: application/json' -d "
             f"""'{{"inputs": [{{"name": "text", "shape": [1], "datatype": "BYTES", """
             f""""data": ["{SAMPLE_NOTE}"]}}]}}'""",
-            f"  {streamdag} run {spec} --bootstrap {self.servers} --steps coder"
+            f"  {streamdag} run {spec} --bootstrap {self.servers.bootstrap_servers}"
+            + (f" --kafka-config {self.options.kafka_config}" if self.options.kafka_config else "")
+            + " --steps coder"
             "   # one more coder worker",
         ]
         for line in lines:

@@ -37,7 +37,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from streamdag.engine.envelope import OutRecord
-from streamdag.kafka import producer_config
+from streamdag.kafka import KafkaConnection, producer_config
 
 __all__ = ["AtLeastOnceDelivery", "Delivery", "TransactionalDelivery", "rewind"]
 
@@ -152,11 +152,15 @@ class Delivery(ABC):
 
 class TransactionalDelivery(Delivery):
     def __init__(
-        self, consumer: Consumer, bootstrap: str, transactional_id: str, **config: Any
+        self,
+        consumer: Consumer,
+        kafka: KafkaConnection,
+        transactional_id: str,
+        **config: Any,
     ) -> None:
         super().__init__(consumer)
         self._config = producer_config(
-            bootstrap,
+            kafka,
             transactional_id=transactional_id,
             client_id=transactional_id,
             **{"transaction.timeout.ms": 10_000, **config},
@@ -239,7 +243,7 @@ class AtLeastOnceDelivery(Delivery):
     def __init__(
         self,
         consumer: Consumer,
-        bootstrap: str,
+        kafka: KafkaConnection,
         client_id: str,
         *,
         commit_interval_s: float = 0.1,
@@ -250,7 +254,7 @@ class AtLeastOnceDelivery(Delivery):
         # for the GIL with the model thread and slow every flush.
         self._producer = Producer(
             producer_config(
-                bootstrap,
+                kafka,
                 client_id=client_id,
                 **{
                     "delivery.report.only.error": True,

@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamdag.engine.envelope import Envelope, OutRecord
 from streamdag.errors import KafkaError as StreamdagKafkaError
-from streamdag.kafka import consumer_config
+from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.kafka import headers as h
 
 __all__ = ["Completion", "JoinState", "Piece", "join_key", "piece_kind", "restore_partitions"]
@@ -321,7 +321,7 @@ def _own(env: Envelope) -> h.Headers:
 
 
 def restore_partitions(
-    state: JoinState, bootstrap: str, partitions: Iterable[int], timeout: float = 60.0
+    state: JoinState, kafka: KafkaConnection, partitions: Iterable[int], timeout: float = 60.0
 ) -> int:
     """Read the committed changelog of ``partitions`` into ``state``; return the number of
     pending requests restored. Reads up to the last stable offset (read_committed), so a
@@ -331,7 +331,7 @@ def restore_partitions(
         return 0
     extra: dict[str, Any] = {"enable.partition.eof": True}
     group = f"{state.changelog_topic}.restore.{uuid.uuid4().hex[:8]}"
-    consumer = Consumer(consumer_config(bootstrap, group, **extra))
+    consumer = Consumer(consumer_config(kafka, group, **extra))
     try:
         consumer.assign([TopicPartition(state.changelog_topic, p, -2) for p in wanted])
         pending = set(wanted)

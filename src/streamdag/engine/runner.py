@@ -13,7 +13,7 @@ from types import FrameType
 from streamdag.engine.plan import plan_output, plan_step
 from streamdag.engine.worker import StepWorker
 from streamdag.errors import ConfigError, StreamdagError
-from streamdag.kafka import ensure_topics
+from streamdag.kafka import KafkaConnection, ensure_topics
 from streamdag.pipeline import PipelineSpec, derive_topics
 from streamdag.pipeline.topics import OUTPUT_JOIN
 from streamdag.runtimes import Model, create_model
@@ -31,7 +31,7 @@ class PipelineRunner:
     def __init__(
         self,
         spec: PipelineSpec,
-        bootstrap: str,
+        kafka: KafkaConnection | str,
         *,
         steps: Sequence[str] | None = None,
         instance_id: str | None = None,
@@ -45,7 +45,7 @@ class PipelineRunner:
                 f"unknown step {', '.join(unknown)} in --steps; {spec.name} has {', '.join(known)}"
             )
         self.spec = spec
-        self.bootstrap = bootstrap
+        self.kafka = KafkaConnection.of(kafka)
         self.steps = chosen
         self.instance_id = instance_id
         self.stop_event = threading.Event()
@@ -73,7 +73,7 @@ class PipelineRunner:
         # and waits for it back; at the default 5 ms switch interval that wait, several
         # times per batch, caps a step's throughput. 0.5 ms keeps the Kafka side moving.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        ensure_topics(self.bootstrap, derive_topics(self.spec))
+        ensure_topics(self.kafka, derive_topics(self.spec))
         models = self._load_models()
         threads = [
             threading.Thread(
@@ -82,7 +82,7 @@ class PipelineRunner:
                     StepWorker(
                         plan,
                         models.get(plan.model),
-                        self.bootstrap,
+                        self.kafka,
                         self.stop_event,
                         instance_id=self.instance_id,
                     ),

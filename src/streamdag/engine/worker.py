@@ -35,7 +35,7 @@ from streamdag.engine.joins import restore_partitions
 from streamdag.engine.logic import StepLogic
 from streamdag.engine.plan import StepPlan
 from streamdag.errors import DeadlineExceeded
-from streamdag.kafka import consumer_config
+from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.observability import metrics, tracing
 from streamdag.observability.logging import record_context
 from streamdag.runtimes import Model
@@ -81,7 +81,7 @@ class StepWorker:
         self,
         plan: StepPlan,
         model: Model | None,
-        bootstrap: str,
+        kafka: KafkaConnection,
         stop: threading.Event,
         *,
         instance_id: str | None = None,
@@ -89,7 +89,7 @@ class StepWorker:
     ) -> None:
         self.plan = plan
         self.model = model
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.stop = stop
         self.instance_id = instance_id
         self._consumer_overrides = consumer_overrides or {}
@@ -123,7 +123,7 @@ class StepWorker:
         if self.instance_id:
             overrides["group.instance.id"] = client_id
         self.consumer = Consumer(
-            consumer_config(self.bootstrap, plan.group_id, client_id=client_id, **overrides)
+            consumer_config(self.kafka, plan.group_id, client_id=client_id, **overrides)
         )
         self.delivery = self._new_delivery()
         self.consumer.subscribe(
@@ -150,8 +150,8 @@ class StepWorker:
     def _new_delivery(self) -> Delivery:
         if self.plan.guarantee == "exactly_once":
             txid = new_transactional_id(self.plan.group_id, self.instance_id)
-            return TransactionalDelivery(self.consumer, self.bootstrap, txid)
-        return AtLeastOnceDelivery(self.consumer, self.bootstrap, f"{self.plan.group_id}")
+            return TransactionalDelivery(self.consumer, self.kafka, txid)
+        return AtLeastOnceDelivery(self.consumer, self.kafka, f"{self.plan.group_id}")
 
     def _shutdown(self) -> None:
         try:
@@ -243,7 +243,7 @@ class StepWorker:
         if join is None or not partitions:
             return
         join.drop_partitions(partitions)
-        count = restore_partitions(join, self.bootstrap, partitions)
+        count = restore_partitions(join, self.kafka, partitions)
         log.info(
             "join state: step=%s restored %d pending requests of partitions %s",
             self.plan.step,

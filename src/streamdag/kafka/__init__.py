@@ -8,10 +8,12 @@ from streamdag.kafka.config import (
     consumer_config,
     producer_config,
 )
+from streamdag.kafka.connection import KafkaConnection
 
 __all__ = [
     "MESSAGE_MAX_BYTES",
     "EnsureResult",
+    "KafkaConnection",
     "TopicSpec",
     "admin_config",
     "client_config",

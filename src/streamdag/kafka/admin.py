@@ -10,6 +10,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from streamdag.errors import KafkaError, TopicMismatch
 from streamdag.kafka.config import admin_config
+from streamdag.kafka.connection import KafkaConnection
 from streamdag.settings import get_settings
 
 __all__ = ["EnsureResult", "TopicSpec", "ensure_topics", "list_topics"]
@@ -35,18 +36,19 @@ class EnsureResult:
     existing: list[str]
 
 
-def list_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+def list_topics(kafka: KafkaConnection | str, timeout: float = 10.0) -> dict[str, int]:
     """Topic name -> partition count, for every topic the cluster has."""
-    admin = AdminClient(admin_config(bootstrap))
+    kafka = KafkaConnection.of(kafka)
+    admin = AdminClient(admin_config(kafka))
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaError(f"cannot reach Kafka at {bootstrap}: {exc.args[0].str()}") from exc
+        raise KafkaError(f"cannot reach Kafka at {kafka}: {exc.args[0].str()}") from exc
     return {name: len(t.partitions) for name, t in metadata.topics.items()}
 
 
 def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     topics: list[TopicSpec],
     timeout: float = 30.0,
     *,
@@ -59,9 +61,10 @@ def ensure_topics(
     ``default.replication.factor``). Idempotent: a topic created concurrently by another
     process counts as existing.
     """
+    kafka = KafkaConnection.of(kafka)
     if replication_factor is None:
         replication_factor = get_settings().topic_replication_factor
-    existing_counts = list_topics(bootstrap, min(timeout, 10.0))
+    existing_counts = list_topics(kafka, min(timeout, 10.0))
     for spec in topics:
         actual = existing_counts.get(spec.name)
         if actual is not None and actual != spec.partitions:
@@ -69,7 +72,7 @@ def ensure_topics(
     missing = [t for t in topics if t.name not in existing_counts]
     created: list[str] = []
     if missing:
-        admin = AdminClient(admin_config(bootstrap))
+        admin = AdminClient(admin_config(kafka))
         futures = admin.create_topics(
             [
                 NewTopic(t.name, t.partitions, replication_factor, config=t.kafka_config())

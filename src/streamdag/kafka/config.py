@@ -1,13 +1,16 @@
 """confluent-kafka client configurations for each role, in one place.
 
-Every client streamdag makes starts from ``client_config``; the role functions add what
-the delivery guarantee needs, so the semantics live here and nowhere else.
+Every client streamdag makes starts from ``client_config``: the connection's properties
+(servers, security, anything else the user set), then what the role needs; the role's
+settings win, so the delivery semantics live here and nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from streamdag.kafka.connection import KafkaConnection
 
 __all__ = [
     "KAFKA_CLIENT_LOGGER",
@@ -28,21 +31,24 @@ MESSAGE_MAX_BYTES = 1_000_000
 KAFKA_CLIENT_LOGGER = logging.getLogger("streamdag.kafka.librdkafka")
 
 
-def client_config(bootstrap: str, client_id: str = "streamdag", **extra: Any) -> ClientConfig:
+def client_config(
+    kafka: KafkaConnection | str, client_id: str = "streamdag", **extra: Any
+) -> ClientConfig:
+    """``kafka``'s properties (a bare string: plaintext servers) and ``extra``."""
     return {
-        "bootstrap.servers": bootstrap,
+        **KafkaConnection.of(kafka).client_properties(),
         "client.id": client_id,
         "logger": KAFKA_CLIENT_LOGGER,
         **extra,
     }
 
 
-def admin_config(bootstrap: str, **extra: Any) -> ClientConfig:
-    return client_config(bootstrap, "streamdag-admin", **extra)
+def admin_config(kafka: KafkaConnection | str, **extra: Any) -> ClientConfig:
+    return client_config(kafka, "streamdag-admin", **extra)
 
 
 def consumer_config(
-    bootstrap: str, group_id: str, *, client_id: str = "streamdag", **extra: Any
+    kafka: KafkaConnection | str, group_id: str, *, client_id: str = "streamdag", **extra: Any
 ) -> ClientConfig:
     """A consumer that never commits on its own and reads only committed transactions.
 
@@ -50,7 +56,7 @@ def consumer_config(
     by a timer: auto-commit could mark a record done before its result is written.
     """
     return client_config(
-        bootstrap,
+        kafka,
         client_id,
         **{
             "group.id": group_id,
@@ -65,7 +71,7 @@ def consumer_config(
 
 
 def producer_config(
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     *,
     transactional_id: str | None = None,
     client_id: str = "streamdag",
@@ -73,7 +79,7 @@ def producer_config(
 ) -> ClientConfig:
     """An idempotent producer (acks=all); transactional when ``transactional_id`` is given."""
     config = client_config(
-        bootstrap,
+        kafka,
         client_id,
         **{
             "enable.idempotence": True,

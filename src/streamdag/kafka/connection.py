@@ -24,6 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from streamdag.errors import ConfigError
+from streamdag.settings import KAFKA_PREFIX, get_settings, kafka_environment
 
 __all__ = [
     "KafkaConnection",
@@ -112,6 +113,19 @@ class KafkaConnection(BaseModel):
         if bootstrap:
             merged["bootstrap.servers"] = bootstrap
         return cls.from_properties(merged, origin=origin)
+
+    @classmethod
+    def from_settings(
+        cls, *, bootstrap: str | None = None, config_file: Path | None = None
+    ) -> KafkaConnection:
+        """The connection of a command: its ``--bootstrap`` and ``--kafka-config``, then
+        ``STREAMDAG_KAFKA_*`` and ``STREAMDAG_BOOTSTRAP_SERVERS``."""
+        return cls.resolve(
+            bootstrap=bootstrap,
+            config_file=config_file,
+            environment=environment_properties(kafka_environment(), KAFKA_PREFIX),
+            default_bootstrap=get_settings().bootstrap_servers,
+        )
 
     def with_bootstrap(self, servers: str) -> KafkaConnection:
         return self.model_copy(update={"bootstrap_servers": servers})

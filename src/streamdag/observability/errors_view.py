@@ -24,8 +24,8 @@ from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import KafkaException, Message, Producer
 
 from streamdag.errors import ConfigError, KafkaError
+from streamdag.kafka import KafkaConnection, producer_config
 from streamdag.kafka import headers as h
-from streamdag.kafka import producer_config
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.records import RecordView, entered_ms, view_record
 from streamdag.observability.scan import Record, TopicReader
@@ -90,7 +90,7 @@ class ReplayResult:
 
 def list_failures(
     spec: PipelineSpec,
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     *,
     since_ms: int | None = None,
     step: str | None = None,
@@ -109,7 +109,7 @@ def list_failures(
     since = int(time.time() * 1000) - DEFAULT_SINCE_MS if since_ms is None else since_ms
     topic = errors_topic(spec.name)
     keys = {rid.encode() for rid in request_ids}
-    with TopicReader(bootstrap) as reader:
+    with TopicReader(kafka) as reader:
         count = reader.topics().get(topic, 0)
         if count == 0:
             return []  # the pipeline never ran: nothing failed
@@ -146,7 +146,7 @@ def replay_headers(headers: Iterable[tuple[str, bytes]], request_id: str) -> h.H
 
 def replay_failures(
     spec: PipelineSpec,
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     failures: Sequence[Failure],
     *,
     force: bool = False,
@@ -163,7 +163,8 @@ def replay_failures(
     result = ReplayResult(topic)
     if not latest:
         return result
-    originals = _find_originals(spec, bootstrap, list(latest.values()), timeout)
+    kafka = KafkaConnection.of(kafka)
+    originals = _find_originals(spec, kafka, list(latest.values()), timeout)
     to_send: list[tuple[str, bytes, h.Headers]] = []
     for rid in latest:
         original, sent_again = originals.get(rid, (None, False))
@@ -174,20 +175,20 @@ def replay_failures(
         else:
             to_send.append((rid, original.value, replay_headers(original.headers, rid)))
     if to_send:
-        _produce(bootstrap, topic, to_send, timeout)
+        _produce(kafka, topic, to_send, timeout)
         result.replayed.extend(rid for rid, _, _ in to_send)
     return result
 
 
 def _find_originals(
-    spec: PipelineSpec, bootstrap: str, failures: list[Failure], timeout: float
+    spec: PipelineSpec, kafka: KafkaConnection, failures: list[Failure], timeout: float
 ) -> dict[str, tuple[Record | None, bool]]:
     """Per request id: its original record on the inputs topic (None if not found), and
     whether it was sent again after it failed. One bounded read of the key partitions; a
     second of the other partitions for requests not found there (written by a client whose
     producer does not hash keys with murmur2)."""
     topic = inputs_topic(spec.name)
-    with TopicReader(bootstrap, client_id="streamdag-replay") as reader:
+    with TopicReader(kafka, client_id="streamdag-replay") as reader:
         count = reader.topics().get(topic, 0)
         if count == 0:
             return {}
@@ -276,9 +277,12 @@ def _original(failure: Failure, candidates: list[Record], topic: str) -> Record 
 
 
 def _produce(
-    bootstrap: str, topic: str, records: list[tuple[str, bytes, h.Headers]], timeout: float
+    kafka: KafkaConnection,
+    topic: str,
+    records: list[tuple[str, bytes, h.Headers]],
+    timeout: float,
 ) -> None:
-    producer = Producer(producer_config(bootstrap, client_id="streamdag-replay"))
+    producer = Producer(producer_config(kafka, client_id="streamdag-replay"))
     failed: list[str] = []
 
     def delivered(err: ClientError | None, msg: Message) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamdag.errors import ConfigError, NotFound
+from streamdag.kafka import KafkaConnection
 from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.records import RecordView, Role, entered_ms, view_record
@@ -115,7 +116,7 @@ def pipeline_topics(spec: PipelineSpec) -> list[PipelineTopic]:
 
 def trace_request(
     spec: PipelineSpec,
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     request_id: str,
     *,
     since_ms: int | None = None,
@@ -127,11 +128,11 @@ def trace_request(
     since = int(time.time() * 1000) - DEFAULT_SINCE_MS if since_ms is None else since_ms
     key = request_id.encode()
     partition = partition_for(key, spec.partitions)
-    with TopicReader(bootstrap) as reader:
+    with TopicReader(kafka) as reader:
         existing = reader.topics()
         topics = [t for t in pipeline_topics(spec) if t.topic in existing]
         if not topics:
-            raise NotFound(f"pipeline {spec.name} has no topics on {bootstrap}: has it run?")
+            raise NotFound(f"pipeline {spec.name} has no topics on {reader.kafka}: has it run?")
         replies, requests = outputs_topic(spec.name), inputs_topic(spec.name)
         counts = {t: existing.get(t, 0) for t in (replies, requests)}
         others = [(t, p) for t, n in counts.items() for p in range(n) if p != partition]
@@ -205,7 +206,7 @@ def _hops(found: list[Record], topics: list[PipelineTopic], pipeline: str) -> tu
 
 def last_records(
     spec: PipelineSpec,
-    bootstrap: str,
+    kafka: KafkaConnection | str,
     count: int,
     *,
     source: str = "outputs",
@@ -219,11 +220,11 @@ def last_records(
     if count < 1:
         raise ConfigError(f"the number of records must be at least 1, not {count}")
     target = _resolve(spec, source)
-    with TopicReader(bootstrap) as reader:
+    with TopicReader(kafka) as reader:
         partitions = reader.topics().get(target.topic)
         if partitions is None:
             raise NotFound(
-                f"topic {target.topic} does not exist on {bootstrap}: has the pipeline run?"
+                f"topic {target.topic} does not exist on {reader.kafka}: has the pipeline run?"
             )
         tps = [(target.topic, p) for p in range(partitions)]
         ends = reader.ends(tps)

@@ -37,7 +37,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient
 
 from streamdag.errors import KafkaError
-from streamdag.kafka import admin_config
+from streamdag.kafka import KafkaConnection, admin_config
 from streamdag.kafka import headers as h
 from streamdag.observability.records import RecordView, view_record
 from streamdag.observability.scan import Record, TopicReader, Window
@@ -127,13 +127,13 @@ class _Sample:
 
 
 class LiveStats:
-    """Figures of ``spec``'s pipeline on the cluster at ``bootstrap``; not thread-safe:
+    """Figures of ``spec``'s pipeline on the cluster ``kafka`` reaches; not thread-safe:
     one read at a time (the caller serialises them)."""
 
     def __init__(
         self,
         spec: PipelineSpec,
-        bootstrap: str,
+        kafka: KafkaConnection | str,
         *,
         tail: int = 200,
         latest_errors: int = 20,
@@ -141,7 +141,7 @@ class LiveStats:
         errors_batch: int = 5_000,
     ) -> None:
         self.spec = spec
-        self.bootstrap = bootstrap
+        self.kafka = KafkaConnection.of(kafka)
         self.tail = tail
         self.window_s = window_s
         self.errors_batch = errors_batch
@@ -177,7 +177,7 @@ class LiveStats:
 
     def read(self) -> PipelineFigures:
         """A snapshot; raises ``KafkaError`` when Kafka cannot be reached."""
-        with TopicReader(self.bootstrap, client_id="streamdag-live") as reader:
+        with TopicReader(self.kafka, client_id="streamdag-live") as reader:
             existing = reader.topics()
             tps = [(t, p) for t in [*self._tailed, self._errors] for p in range(existing.get(t, 0))]
             ends = reader.ends(tps)
@@ -244,7 +244,7 @@ class LiveStats:
     ) -> tuple[AdminClient, dict[str, Future[Any]]]:
         """Ask, per step, its group's committed offsets of the partitions it reads; the
         client goes with the answers: destroying it would fail them."""
-        admin = AdminClient(admin_config(self.bootstrap))
+        admin = AdminClient(admin_config(self.kafka))
         asked = {}
         for step, (group, sources, _) in self._steps.items():
             partitions = [TopicPartition(t, p) for t in sources for p in range(existing.get(t, 0))]
@@ -265,7 +265,7 @@ class LiveStats:
             except (KafkaException, TimeoutError) as exc:
                 raise KafkaError(
                     f"cannot read the offsets of group {self._steps[step][0]} on Kafka at "
-                    f"{self.bootstrap}: {exc}"
+                    f"{self.kafka}: {exc}"
                 ) from exc
             out[step] = {
                 (tp.topic, tp.partition): tp.offset

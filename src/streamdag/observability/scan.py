@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
 from streamdag.errors import ConfigError, KafkaError
-from streamdag.kafka import consumer_config
+from streamdag.kafka import KafkaConnection, consumer_config
 
 __all__ = [
     "METADATA_TIMEOUT_S",
@@ -104,11 +104,13 @@ class TopicReader:
     servers when Kafka cannot be reached or answers with an error.
     """
 
-    def __init__(self, bootstrap: str, *, client_id: str = "streamdag-inspect") -> None:
-        self.bootstrap = bootstrap
+    def __init__(
+        self, kafka: KafkaConnection | str, *, client_id: str = "streamdag-inspect"
+    ) -> None:
+        self.kafka = KafkaConnection.of(kafka)
         self._consumer = Consumer(
             consumer_config(
-                bootstrap,
+                self.kafka,
                 client_id,  # no group is ever joined: the reader only assigns
                 client_id=client_id,
                 **{
@@ -135,7 +137,7 @@ class TopicReader:
         try:
             metadata = self._consumer.list_topics(timeout=timeout)
         except KafkaException as exc:
-            raise KafkaError(f"cannot reach Kafka at {self.bootstrap}: {_text(exc)}") from exc
+            raise KafkaError(f"cannot reach Kafka at {self.kafka}: {_text(exc)}") from exc
         return {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
 
     def offsets_at(self, partitions: Iterable[TP], timestamp_ms: int) -> dict[TP, int]:
@@ -152,9 +154,7 @@ class TopicReader:
         try:
             found = self._consumer.offsets_for_times(wanted, timeout=10.0)
         except KafkaException as exc:
-            raise KafkaError(
-                f"cannot list offsets on Kafka at {self.bootstrap}: {_text(exc)}"
-            ) from exc
+            raise KafkaError(f"cannot list offsets on Kafka at {self.kafka}: {_text(exc)}") from exc
         for tp in found:
             if tp.error is not None:
                 raise KafkaError(
@@ -206,7 +206,7 @@ class TopicReader:
                 elif time.monotonic() > stalled_at:
                     left = ", ".join(f"{t}[{p}]" for t, p in sorted(todo))
                     raise KafkaError(
-                        f"reading from Kafka at {self.bootstrap} made no progress for "
+                        f"reading from Kafka at {self.kafka} made no progress for "
                         f"{timeout:g} s (partitions {left}){last_error}"
                     )
                 for msg in messages:

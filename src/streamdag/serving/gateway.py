@@ -40,7 +40,13 @@ from streamdag.errors import (
     Unavailable,
     error_for_code,
 )
-from streamdag.kafka import consumer_config, ensure_topics, list_topics, producer_config
+from streamdag.kafka import (
+    KafkaConnection,
+    consumer_config,
+    ensure_topics,
+    list_topics,
+    producer_config,
+)
 from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability import metrics, tracing
@@ -66,9 +72,13 @@ class _Pipeline:
 
 class KafkaGateway:
     def __init__(
-        self, specs: Sequence[PipelineSpec], bootstrap: str, *, job_retention_s: float = 86_400
+        self,
+        specs: Sequence[PipelineSpec],
+        kafka: KafkaConnection | str,
+        *,
+        job_retention_s: float = 86_400,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = KafkaConnection.of(kafka)
         self.job_retention_s = job_retention_s
         self._pipelines = {s.name: _Pipeline(s) for s in specs}
         self._by_topic = {outputs_topic(s.name): s.name for s in specs}
@@ -87,21 +97,21 @@ class KafkaGateway:
         self._loop = asyncio.get_running_loop()
         # The pipelines' workers may not have run yet: make sure their topics exist.
         for pipe in self._pipelines.values():
-            await asyncio.to_thread(ensure_topics, self.bootstrap, derive_topics(pipe.spec))
+            await asyncio.to_thread(ensure_topics, self.kafka, derive_topics(pipe.spec))
         # A topic created a moment ago may not be in the cluster metadata yet; subscribing
         # before it is would leave it out of the group's first assignment.
-        await asyncio.to_thread(_wait_for_topics, self.bootstrap, list(self._by_topic))
+        await asyncio.to_thread(_wait_for_topics, self.kafka, list(self._by_topic))
         # No linger: each request is sent alone and its caller waits for it.
         no_linger: dict[str, Any] = {"linger.ms": 0}
         self._producer = Producer(
-            producer_config(self.bootstrap, client_id="streamdag-gateway", **no_linger)
+            producer_config(self.kafka, client_id="streamdag-gateway", **no_linger)
         )
         if not self._pipelines:
             return
         group = "streamdag." + "+".join(sorted(self._pipelines)) + ".gateway"
         self._consumer = Consumer(
             consumer_config(
-                self.bootstrap,
+                self.kafka,
                 group,
                 client_id="streamdag-gateway",
                 **{"auto.offset.reset": "latest", "session.timeout.ms": 6000},
@@ -289,7 +299,7 @@ class KafkaGateway:
         ``topic`` since ``since``."""
         partition = partition_for(key, partitions)
         extra: dict[str, Any] = {"enable.partition.eof": True}
-        consumer = Consumer(consumer_config(self.bootstrap, "streamdag-gateway-jobs", **extra))
+        consumer = Consumer(consumer_config(self.kafka, "streamdag-gateway-jobs", **extra))
         try:
             start = consumer.offsets_for_times(
                 [TopicPartition(topic, partition, int(since * 1000) - 1000)], timeout=10
@@ -342,10 +352,10 @@ def _traced(pipeline: str, rid: str, headers: dict[str, str]) -> tuple[Any, dict
     return span, {**headers, h.TRACEPARENT: tracing.traceparent_of(span)}
 
 
-def _wait_for_topics(bootstrap: str, topics: list[str], timeout: float = 30.0) -> None:
+def _wait_for_topics(kafka: KafkaConnection, topics: list[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        counts = list_topics(bootstrap)
+        counts = list_topics(kafka)
         if all(counts.get(t) for t in topics):
             return
         if time.monotonic() > deadline:

@@ -26,6 +26,7 @@ from streamdag.errors import (
     RepositoryChangesRefused,
     StreamdagError,
 )
+from streamdag.kafka import KafkaConnection
 from streamdag.protocol import ModelInferRequest, error_body, response_to_json
 from streamdag.serving.dataplane import DataPlane, ModelDescription
 from streamdag.serving.rest_body import (
@@ -66,11 +67,11 @@ def create_app(
     dataplane: DataPlane,
     *,
     max_body_bytes: int | None = None,
-    bootstrap: str | None = None,
+    kafka: KafkaConnection | str | None = None,
     allow_repository_changes: bool | None = None,
 ) -> FastAPI:
     """The FastAPI application of the REST front door over ``dataplane``; the web view reads
-    the pipelines' topics at ``bootstrap`` (default: ``STREAMDAG_BOOTSTRAP_SERVERS``).
+    the pipelines' topics through ``kafka`` (default: the ``STREAMDAG_*`` settings).
     Repository load and unload answer 403 unless ``allow_repository_changes`` (default:
     ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``); the repository index is always open."""
     settings = get_settings()
@@ -165,7 +166,7 @@ def create_app(
         await dp.unload(model)
         return Response(status_code=200)
 
-    app.include_router(ui_router(dp, bootstrap=bootstrap))
+    app.include_router(ui_router(dp, kafka=kafka))
     app.add_exception_handler(StreamdagError, _on_streamdag_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)

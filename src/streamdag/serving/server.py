@@ -25,6 +25,7 @@ import grpc
 import uvicorn
 
 from streamdag.errors import ConfigError
+from streamdag.kafka import KafkaConnection
 from streamdag.pipeline import PipelineSpec
 from streamdag.serving.dataplane import DataPlane
 from streamdag.serving.gateway import KafkaGateway
@@ -38,12 +39,14 @@ __all__ = ["Server", "build_gateway", "serve"]
 _log = logging.getLogger("streamdag.serving")
 
 
-def build_gateway(specs: Sequence[PipelineSpec], bootstrap: str) -> PipelineGateway | None:
-    """The gateway that serves the pipelines of ``specs`` over Kafka at ``bootstrap``
+def build_gateway(
+    specs: Sequence[PipelineSpec], kafka: KafkaConnection | str
+) -> PipelineGateway | None:
+    """The gateway that serves the pipelines of ``specs`` over the Kafka ``kafka`` reaches
     (request-reply and jobs); None when there is no spec."""
     if not specs:
         return None
-    return KafkaGateway(specs, bootstrap)
+    return KafkaGateway(specs, kafka)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -68,12 +71,12 @@ class Server:
         grpc_port: int = 8081,
         max_body_bytes: int | None = None,
         shutdown_grace_s: float | None = None,
-        bootstrap: str | None = None,
+        kafka: KafkaConnection | str | None = None,
         allow_repository_changes: bool | None = None,
     ) -> None:
         settings = get_settings()
         self.dataplane = dataplane
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.allow_repository_changes = (
             settings.serve_allow_repository_changes
             if allow_repository_changes is None
@@ -174,7 +177,7 @@ class Server:
             create_app(
                 self.dataplane,
                 max_body_bytes=self._limit,
-                bootstrap=self.bootstrap,
+                kafka=self.kafka,
                 allow_repository_changes=self.allow_repository_changes,
             ),
             lifespan="off",
@@ -211,11 +214,11 @@ async def serve(
     host: str | None = None,
     http_port: int = 8080,
     grpc_port: int = 8081,
-    bootstrap: str | None = None,
+    kafka: KafkaConnection | str | None = None,
     allow_repository_changes: bool | None = None,
 ) -> None:
     """Serve the models of ``specs`` (and the gateway's pipelines) until SIGTERM or SIGINT;
-    the web view reads Kafka at ``bootstrap``; REST repository load and unload need
+    the web view reads Kafka through ``kafka``; REST repository load and unload need
     ``allow_repository_changes`` (default: ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -231,7 +234,7 @@ async def serve(
             host=host,
             http_port=http_port,
             grpc_port=grpc_port,
-            bootstrap=bootstrap,
+            kafka=kafka,
             allow_repository_changes=allow_repository_changes,
         )
         async with server:

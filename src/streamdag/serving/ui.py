@@ -35,6 +35,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from streamdag.errors import ConfigError, InvalidInput, KafkaError, PipelineNotFound, Unavailable
+from streamdag.kafka import KafkaConnection
 from streamdag.observability.inspect import trace_request
 from streamdag.observability.live import LiveStats, PipelineFigures
 from streamdag.observability.scan import parse_since
@@ -51,7 +52,6 @@ from streamdag.pipeline.spec import PIPELINE_SOURCE
 from streamdag.pipeline.topics import OUTPUT_JOIN
 from streamdag.serving.dataplane import DataPlane
 from streamdag.serving.scan_pool import ScanPool
-from streamdag.settings import get_settings
 
 __all__ = ["pipeline_graph", "ui_router"]
 
@@ -69,14 +69,17 @@ RETRY_AFTER_S: Final = 2
 
 
 def ui_router(
-    dataplane: DataPlane, *, bootstrap: str | None = None, refresh_s: float = 1.5
+    dataplane: DataPlane,
+    *,
+    kafka: KafkaConnection | str | None = None,
+    refresh_s: float = 1.5,
 ) -> APIRouter:
     """The ``/ui`` routes over the pipelines of ``dataplane``, read from Kafka at
-    ``bootstrap`` (default: ``STREAMDAG_BOOTSTRAP_SERVERS``)."""
-    servers = bootstrap or get_settings().bootstrap_servers
+    ``kafka`` (default: the ``STREAMDAG_*`` settings)."""
+    kafka_conn = KafkaConnection.from_settings() if kafka is None else KafkaConnection.of(kafka)
     specs = {spec.name: spec for spec in dataplane.specs()}
     scans = ScanPool(SCAN_THREADS, name="streamdag-ui")
-    snapshots = _Snapshots(specs, servers, refresh_s, scans)
+    snapshots = _Snapshots(specs, kafka_conn, refresh_s, scans)
     router = APIRouter(prefix="/ui")
 
     def spec_of(pipeline: str) -> PipelineSpec:
@@ -152,7 +155,7 @@ def ui_router(
             trace = await scans.run(
                 trace_request,
                 spec,
-                servers,
+                kafka_conn,
                 request_id,
                 since_ms=since_ms,
                 timeout=_SEARCH_TIMEOUT_S,
@@ -267,11 +270,15 @@ class _Snapshots:
     """One ``LiveStats`` per pipeline, and its last snapshot while it is fresh."""
 
     def __init__(
-        self, specs: dict[str, PipelineSpec], bootstrap: str, refresh_s: float, pool: ScanPool
+        self,
+        specs: dict[str, PipelineSpec],
+        kafka: KafkaConnection,
+        refresh_s: float,
+        pool: ScanPool,
     ) -> None:
         self.refresh_s = refresh_s
         self._pool = pool
-        self._stats = {name: LiveStats(spec, bootstrap) for name, spec in specs.items()}
+        self._stats = {name: LiveStats(spec, kafka) for name, spec in specs.items()}
         self._taken: dict[str, tuple[float, PipelineFigures]] = {}
         self._waits = {name: asyncio.Lock() for name in specs}
         # A read outlives a viewer who went away (threads cannot be cancelled): the next
