@@ -11,6 +11,7 @@ from confluent_kafka.cimpl import NewTopic
 from streamdag.errors import KafkaError, TopicMismatch
 from streamdag.kafka.config import admin_config
 from streamdag.kafka.connection import KafkaConnection
+from streamdag.kafka.diagnose import Diagnosis
 from streamdag.settings import get_settings
 
 __all__ = ["EnsureResult", "TopicSpec", "ensure_topics", "list_topics"]
@@ -39,11 +40,13 @@ class EnsureResult:
 def list_topics(kafka: KafkaConnection | str, timeout: float = 10.0) -> dict[str, int]:
     """Topic name -> partition count, for every topic the cluster has."""
     kafka = KafkaConnection.of(kafka)
-    admin = AdminClient(admin_config(kafka))
+    diagnosis = Diagnosis(kafka)
+    admin = AdminClient(admin_config(kafka, **diagnosis.config()))
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaError(f"cannot reach Kafka at {kafka}: {exc.args[0].str()}") from exc
+        admin.poll(0)  # serves the error callbacks that tell why
+        raise KafkaError(diagnosis.explain(exc.args[0].str())) from exc
     return {name: len(t.partitions) for name, t in metadata.topics.items()}
 
 

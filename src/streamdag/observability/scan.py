@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError as ClientError
 
 from streamdag.errors import ConfigError, KafkaError
 from streamdag.kafka import KafkaConnection, consumer_config
+from streamdag.kafka.diagnose import Diagnosis
 
 __all__ = [
     "METADATA_TIMEOUT_S",
@@ -108,11 +109,13 @@ class TopicReader:
         self, kafka: KafkaConnection | str, *, client_id: str = "streamdag-inspect"
     ) -> None:
         self.kafka = KafkaConnection.of(kafka)
+        self._diagnosis = Diagnosis(self.kafka)
         self._consumer = Consumer(
             consumer_config(
                 self.kafka,
                 client_id,  # no group is ever joined: the reader only assigns
                 client_id=client_id,
+                **self._diagnosis.config(),
                 **{
                     "enable.partition.eof": True,
                     "fetch.wait.max.ms": 100,
@@ -137,7 +140,9 @@ class TopicReader:
         try:
             metadata = self._consumer.list_topics(timeout=timeout)
         except KafkaException as exc:
-            raise KafkaError(f"cannot reach Kafka at {self.kafka}: {_text(exc)}") from exc
+            if not self._consumer.assignment():  # then poll serves only error callbacks
+                self._consumer.poll(0)
+            raise KafkaError(self._diagnosis.explain(_text(exc))) from exc
         return {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
 
     def offsets_at(self, partitions: Iterable[TP], timestamp_ms: int) -> dict[TP, int]:
