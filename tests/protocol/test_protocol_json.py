@@ -175,6 +175,10 @@ def _one(**tensor: Any) -> dict[str, Any]:
         (_one(data=None), "inputs[0].data: Input should be a valid array"),
         (_one(shape=[2.0]), "inputs[0].shape[0]: Input should be a valid integer"),
         (_one(shape=[-2]), "inputs[0].shape: shape [-2] has a negative dimension"),
+        (
+            _one(shape=[2**70, 0], data=[]),
+            f"inputs[0].shape: shape [{2**70}, 0] is larger than any tensor can be",
+        ),
         (_one(datatype="INT4"), "inputs[0].datatype: unknown datatype 'INT4'; expected one of"),
         (_one(datatype=5), "inputs[0].datatype: Input should be a valid string"),
         (_one(shape=[3]), "inputs[0].data: has 2 elements but shape [3] needs 3"),

@@ -186,6 +186,18 @@ def test_bad_requests(stub: Any, mutate: Any, status: str, message: str) -> None
     assert message in error.details()
 
 
+def test_a_shape_no_tensor_can_have_is_invalid(stub: Any) -> None:
+    request = ModelInferRequest(model_name="echo", raw_input_contents=[b""])
+    request.inputs.add(name="x", datatype="FP32", shape=[2**62, 2**62, 0])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request)
+    error: Any = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        f"input 'x': shape [{2**62}, {2**62}, 0] is larger than any tensor can be"
+    )
+
+
 def test_health_metadata_and_repository(stub: Any) -> None:
     assert stub.ServerLive(inference_pb2.ServerLiveRequest()).live
     assert stub.ServerReady(inference_pb2.ServerReadyRequest()).ready

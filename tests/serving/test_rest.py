@@ -220,6 +220,12 @@ X = {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6
             400,
             "model upper: unknown output 'nope'",
         ),
+        (
+            "/v2/models/echo/infer",
+            {"inputs": [{**X, "shape": [2**70, 0], "data": []}]},
+            400,
+            f"inputs[0].shape: shape [{2**70}, 0] is larger than any tensor can be",
+        ),
         ("/v2/models/boom/infer", {"inputs": [X]}, 500, "raised RuntimeError: the model fell over"),
         ("/v2/nowhere", {}, 404, "Not Found"),
     ],
@@ -234,6 +240,7 @@ X = {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6
         "unknown-datatype",
         "shape-vs-data",
         "unknown-output",
+        "huge-empty-shape",
         "model-raised",
         "unknown-route",
     ],
@@ -285,6 +292,30 @@ def test_inconsistent_binary_bodies(
         headers={"inference-header-content-length": length},
     )
     assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_binary_input_of_a_shape_no_tensor_can_have(http: httpx.Client) -> None:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [2**70, 0],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 0},
+                }
+            ]
+        }
+    ).encode()
+    response = http.post(
+        "/v2/models/echo/infer",
+        content=header,
+        headers={"inference-header-content-length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        f"inputs[0].shape: shape [{2**70}, 0] is larger than any tensor can be"
+    )
 
 
 def test_binary_data_not_matching_the_shape(http: httpx.Client) -> None:

@@ -29,6 +29,7 @@ from streamdag.protocol import (
     response_to_json,
     write_parameters,
 )
+from streamdag.protocol.datatypes import element_count
 from streamdag.protocol.tensors import encode_raw
 
 __all__ = ["HEADER_LENGTH", "OutputForm", "dumps", "parse_infer_request", "render_infer_response"]
@@ -181,6 +182,7 @@ def _binary_input(index: int, tensor: dict[str, Any]) -> tuple[_BinaryInput, int
         first = exc.errors(include_url=False)[0]
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
         raise InvalidInput(f"{where}{loc}: {first['msg']}") from None
+    element_count(spec.shape, where=f"{where}.shape")
     size = spec.parameters[_SIZE]
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise InvalidInput(f"{where}.parameters.{_SIZE}: must be a byte count, got {size!r}")
