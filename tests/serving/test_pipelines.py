@@ -89,6 +89,19 @@ def test_bad_input_never_reaches_the_gateway(http: httpx.Client, gateway: FakeGa
     assert len(gateway.calls) == before
 
 
+def test_booleans_are_not_numbers_at_the_pipeline_door(
+    http: httpx.Client, gateway: FakeGateway
+) -> None:
+    before = len(gateway.calls)
+    bad = body(new_id())
+    bad["inputs"][0].update(datatype="FP32", shape=[4], data=[True, False, 1, 2])
+    for path in (f"/v2/pipelines/{PIPELINE}/infer", f"/v2/models/{PIPELINE}/infer"):
+        response = http.post(path, json=bad)
+        assert response.status_code == 400
+        assert response.json()["error"] == "inputs[0].data: FP32 takes numbers, got booleans"
+    assert len(gateway.calls) == before
+
+
 ERRORS = [
     ("invalid_argument", 400, grpc.StatusCode.INVALID_ARGUMENT),
     ("not_found", 404, grpc.StatusCode.NOT_FOUND),
