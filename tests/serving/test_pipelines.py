@@ -102,6 +102,37 @@ def test_booleans_are_not_numbers_at_the_pipeline_door(
     assert len(gateway.calls) == before
 
 
+def test_request_ids_over_the_limit_are_refused_before_any_work(
+    http: httpx.Client, stub: Any, gateway: FakeGateway
+) -> None:
+    before = len(gateway.calls)
+    long_id = "r" * 257
+    expected = "request id: 257 characters, more than the 256 allowed"
+    for path in (f"/v2/pipelines/{PIPELINE}/infer", f"/v2/pipelines/{PIPELINE}/jobs"):
+        in_body = http.post(path, json=body(long_id))
+        in_header = http.post(path, json=body(""), headers={"x-request-id": long_id})
+        for response in (in_body, in_header):
+            assert response.status_code == 400
+            assert response.json() == {"error": expected}
+            assert "x-request-id" not in response.headers  # refused ids are not echoed
+    assert http.get(f"/v2/pipelines/{PIPELINE}/jobs/{long_id}").status_code == 400
+
+    # 8 KB would overflow the reply trailer that carries the id back to the client.
+    for request_id in ("g" * 8200, long_id):
+        request = encode_request(PIPELINE, {"x": [1]}, id=request_id)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(request)
+        error: Any = caught.value
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details().startswith("request id: ")
+    assert len(gateway.calls) == before
+
+    at_limit = "k" * 256
+    _, call = stub.ModelInfer.with_call(encode_request(PIPELINE, {"x": [1]}, id=at_limit))
+    assert ("x-request-id", at_limit) in call.trailing_metadata()
+    assert http.post(f"/v2/pipelines/{PIPELINE}/infer", json=body(at_limit)).status_code == 200
+
+
 ERRORS = [
     ("invalid_argument", 400, grpc.StatusCode.INVALID_ARGUMENT),
     ("not_found", 404, grpc.StatusCode.NOT_FOUND),

@@ -167,6 +167,9 @@ def test_request_ids(http: httpx.Client) -> None:
     assert generated.json()["id"] == generated.headers["x-request-id"]
     failed = http.post("/v2/models/nope/infer", json=body, headers={"x-request-id": "h-3"})
     assert failed.headers["x-request-id"] == "h-3"
+    too_long = http.post("/v2/models/scale/infer", json={**body, "id": "b" * 257})
+    assert too_long.status_code == 400 and "x-request-id" not in too_long.headers
+    assert too_long.json() == {"error": "request id: 257 characters, more than the 256 allowed"}
 
 
 # Bad input ------------------------------------------------------------------------------

@@ -38,7 +38,11 @@ from streamdag.runtimes import TensorSpec, check_inputs
 from streamdag.serving.gateway_api import PipelineGateway
 from streamdag.serving.repository import MODEL_VERSION, ModelRepository, RepositoryEntry
 
-__all__ = ["DataPlane", "ModelDescription", "ServerMetadata"]
+__all__ = ["MAX_REQUEST_ID_LENGTH", "DataPlane", "ModelDescription", "ServerMetadata"]
+
+MAX_REQUEST_ID_LENGTH = 256
+"""The longest request id taken, in characters. An id travels as the Kafka key, in
+headers and in the gRPC trailer, which clients cap (8 KB in grpc's defaults)."""
 
 PIPELINE_PLATFORM = "streamdag_pipeline"
 _EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
@@ -176,6 +180,7 @@ class DataPlane:
         """
         if not request.model_name:
             raise InvalidInput("model_name: must not be empty")
+        _check_request_id(request.id)
         if self._is_pipeline(request.model_name):
             return await self.infer_pipeline(
                 request.model_name, request, timeout=timeout, headers=headers
@@ -191,6 +196,7 @@ class DataPlane:
         headers: Mapping[str, str] | None = None,
     ) -> tuple[ModelInferResponse, dict[str, str]]:
         """Request-reply through ``pipeline``; the reply and its headers."""
+        _check_request_id(request.id)
         gateway = self._gateway_for(pipeline)
         self._check_pipeline_inputs(pipeline, request)  # bad input must never reach Kafka
         deadline = _deadline(request, timeout)
@@ -209,6 +215,7 @@ class DataPlane:
         self, pipeline: str, request: ModelInferRequest, *, headers: Mapping[str, str] | None = None
     ) -> str:
         """Start an asynchronous job; its id is ``request.id``."""
+        _check_request_id(request.id)
         gateway = self._gateway_for(pipeline)
         self._check_pipeline_inputs(pipeline, request)
         return await _guard(
@@ -217,6 +224,7 @@ class DataPlane:
 
     async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
         """A job's reply, or None while it runs; a failed job raises its error."""
+        _check_request_id(request_id)
         return await _guard(pipeline, self._gateway_for(pipeline).job(pipeline, request_id))
 
     def _check_pipeline_inputs(self, pipeline: str, request: ModelInferRequest) -> None:
@@ -300,6 +308,14 @@ class DataPlane:
             raise InvalidInput(
                 f"{name} is a pipeline; its workers run on their own and it cannot be {what} here"
             )
+
+
+def _check_request_id(request_id: str) -> None:
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidInput(
+            f"request id: {len(request_id)} characters, more than the "
+            f"{MAX_REQUEST_ID_LENGTH} allowed"
+        )
 
 
 def _described(spec: TensorSpec) -> TensorSpec:

@@ -23,7 +23,7 @@ from streamdag.protocol import (
     inference_pb2_grpc,
 )
 from streamdag.runtimes import TensorSpec
-from streamdag.serving.dataplane import DataPlane
+from streamdag.serving.dataplane import MAX_REQUEST_ID_LENGTH, DataPlane
 
 __all__ = ["GRPC_STATUS", "InferenceServicer", "add_servicer", "grpc_status"]
 
@@ -91,8 +91,10 @@ class InferenceServicer:
         request.id = request.id or metadata.get(REQUEST_ID) or uuid.uuid4().hex
         forwarded = {k: v for k, v in metadata.items() if k.startswith("x-") or k == "traceparent"}
         forwarded[REQUEST_ID] = request.id
-        # Metadata values are ASCII; an id that is not stays in the message only.
-        trailing = ((REQUEST_ID, request.id),) if _sendable(REQUEST_ID, request.id) else ()
+        # Metadata values are ASCII; an id that is not stays in the message only, and one
+        # over the limit (refused) is not echoed: the trailer would exceed the client's cap.
+        echo = len(request.id) <= MAX_REQUEST_ID_LENGTH and _sendable(REQUEST_ID, request.id)
+        trailing = ((REQUEST_ID, request.id),) if echo else ()
         try:
             response, reply = await self._dp.infer_with_headers(
                 request, timeout=context.time_remaining(), headers=forwarded

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamdag.errors import InvalidInput, PayloadTooLarge, StreamdagError
 from streamdag.protocol import ModelInferRequest, error_body, response_to_json
-from streamdag.serving.dataplane import DataPlane, ModelDescription
+from streamdag.serving.dataplane import MAX_REQUEST_ID_LENGTH, DataPlane, ModelDescription
 from streamdag.serving.rest_body import (
     HEADER_LENGTH,
     OutputForm,
@@ -229,8 +229,13 @@ def _infer_reply(
 
 
 def _id_header(request_id: str) -> dict[str, str]:
-    # HTTP headers carry Latin-1 text; an id that is not plain ASCII stays in the body.
-    ok = request_id.isascii() and request_id.isprintable()
+    # HTTP headers carry Latin-1 text; an id that is not plain ASCII stays in the body,
+    # and one over the limit (refused) is not echoed.
+    ok = (
+        len(request_id) <= MAX_REQUEST_ID_LENGTH
+        and request_id.isascii()
+        and request_id.isprintable()
+    )
     return {REQUEST_ID: request_id} if ok else {}
 
 
