@@ -179,9 +179,11 @@ class ModelNotFound(NotFound):
 
 
 class PipelineNotFound(NotFound):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, version: str | None = None) -> None:
         self.name = name
-        super().__init__(f"pipeline {name} not found")
+        self.version = version
+        ver = f" version {version}" if version else ""
+        super().__init__(f"pipeline {name}{ver} not found")
 
 
 class PayloadTooLarge(StreamdagError):

@@ -17,6 +17,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from kafka_support import run_pipeline
 from server_support import running_server
+from tritonclient.utils import InferenceServerException
 
 from streamdag.pipeline import PipelineSpec, load_spec
 from streamdag.serving import KafkaGateway, Server
@@ -261,3 +262,93 @@ def test_inputs_a_python_model_declares_are_checked_at_the_door(
         ).json()
         assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}]
     assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
+
+
+CHECKED = """
+name: "{name}"
+version: 2
+partitions: 2
+timeout_ms: 20000
+models:
+  checked-double:
+    runtime: python
+    handler: "gateway_models:double"
+    inputs: [{{name: x, datatype: FP32, shape: [-1, -1]}}]
+    outputs: [x]
+steps:
+  - {{name: checked, model: checked-double}}
+"""
+
+
+@pytest.fixture
+def checked_pipeline(tmp_path: Path, unique_name: Callable[[str], str]) -> PipelineSpec:
+    """A pipeline (version 2) whose one model declares its input x (FP32) and output x."""
+    shutil.copy(Path(__file__).with_name("gateway_models.py"), tmp_path / "gateway_models.py")
+    path = tmp_path / "checked.yaml"
+    path.write_text(CHECKED.format(name=unique_name("gw")))
+    return load_spec(path)
+
+
+def test_what_the_workers_would_refuse_is_refused_at_the_door(
+    bootstrap: str, checked_pipeline: PipelineSpec
+) -> None:
+    """Extra inputs, unknown requested outputs, versions the pipeline does not have and
+    booleans as numbers are refused on every route and both doors, as the model route
+    refuses them; nothing is produced. The pipeline's own version is taken."""
+    from kafka_support import read_topic
+
+    spec = checked_pipeline
+    x = {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}
+    extra = {"inputs": [x, {**x, "name": "y"}]}
+    unknown_output = {"inputs": [x], "outputs": [{"name": "z"}]}
+    booleans = {"inputs": [{**x, "shape": [4], "data": [True, False, 1, 2]}]}
+    with gateway_server(spec, bootstrap) as server:
+        base = f"http://127.0.0.1:{server.http_port}/v2"
+        routes = [f"{base}/pipelines/{spec.name}/infer", f"{base}/models/{spec.name}/infer"]
+        for url in routes:
+            answer = httpx.post(url, json=extra, timeout=30)
+            assert answer.status_code == 400
+            assert answer.json()["error"] == (
+                f"pipeline {spec.name}: unknown input 'y' for model checked-double "
+                "(step checked), which takes 'x'"
+            )
+            answer = httpx.post(url, json=unknown_output, timeout=30)
+            assert answer.status_code == 400
+            assert answer.json()["error"] == (
+                f"pipeline {spec.name}: unknown output 'z'; it returns 'x'"
+            )
+            answer = httpx.post(url, json=booleans, timeout=30)
+            assert answer.status_code == 400
+            assert answer.json()["error"] == "inputs[0].data: FP32 takes numbers, got booleans"
+        answer = httpx.post(
+            f"{base}/models/{spec.name}/versions/AAA/infer", json={"inputs": [x]}, timeout=30
+        )
+        assert answer.status_code == 404
+        assert answer.json()["error"] == f"pipeline {spec.name} version AAA not found"
+
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        tensors = [triton_grpc.InferInput(name, [1, 2], "FP32") for name in ("x", "y")]
+        for tensor in tensors:
+            tensor.set_data_from_numpy(np.ones((1, 2), dtype=np.float32))
+        attempts = [
+            ("INVALID_ARGUMENT", "unknown input 'y'", {"inputs": tensors}),
+            (
+                "INVALID_ARGUMENT",
+                "unknown output 'z'",
+                {"inputs": tensors[:1], "outputs": [triton_grpc.InferRequestedOutput("z")]},
+            ),
+            ("NOT_FOUND", "version 7 not found", {"inputs": tensors[:1], "model_version": "7"}),
+        ]
+        for status, message, options in attempts:
+            with pytest.raises(InferenceServerException) as caught:
+                client.infer(spec.name, **options)
+            assert caught.value.status() == f"StatusCode.{status}"
+            assert message in caught.value.message()
+        client.close()
+    assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
+
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+        url = f"http://127.0.0.1:{server.http_port}/v2/models/{spec.name}/versions/2/infer"
+        answer = httpx.post(url, json={"inputs": [x], "outputs": [{"name": "x"}]}, timeout=30)
+        assert answer.status_code == 200
+        assert answer.json()["outputs"][0]["data"] == [2, 4]

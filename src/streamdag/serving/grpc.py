@@ -19,7 +19,8 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError  # type: 
 from streamdag.errors import DecodeError, StreamdagError
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, inference_pb2
 from streamdag.runtimes import TensorSpec
-from streamdag.serving.dataplane import MAX_REQUEST_ID_LENGTH, DataPlane
+from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
+from streamdag.serving.dataplane import DataPlane
 
 __all__ = ["GRPC_STATUS", "InferenceServicer", "add_servicer", "grpc_status"]
 

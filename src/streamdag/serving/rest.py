@@ -22,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamdag.errors import InvalidInput, PayloadTooLarge, StreamdagError
 from streamdag.protocol import ModelInferRequest, error_body, response_to_json
-from streamdag.serving.dataplane import MAX_REQUEST_ID_LENGTH, DataPlane, ModelDescription
+from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
+from streamdag.serving.dataplane import DataPlane, ModelDescription
 from streamdag.serving.rest_body import (
     HEADER_LENGTH,
     OutputForm,
