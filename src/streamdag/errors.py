@@ -22,6 +22,7 @@ error-topic records); nothing else inspects error classes to pick a status.
     │   ├── ModelNotFound
     │   └── PipelineNotFound
     ├── PayloadTooLarge                 resource_exhausted
+    │   └── RecordTooLarge              resource_exhausted (too large for one Kafka record)
     ├── ModelError                      model_error      (the model raised)
     ├── DeadlineExceeded                deadline_exceeded
     └── Unavailable                     unavailable
@@ -51,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "PipelineNotFound",
     "PortInUse",
+    "RecordTooLarge",
     "SpecError",
     "StreamdagError",
     "TopicMismatch",
@@ -187,12 +189,31 @@ class PipelineNotFound(NotFound):
 
 
 class PayloadTooLarge(StreamdagError):
+    """A request larger than the server takes: its body, or its Kafka record."""
+
     code = "resource_exhausted"
 
     def __init__(self, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        return f"request body of {self.size} bytes exceeds the limit of {self.limit} bytes"
+
+
+class RecordTooLarge(PayloadTooLarge):
+    """A pipeline request that one record of the pipeline's inputs topic cannot hold."""
+
+    def __init__(self, pipeline: str, size: int, limit: int) -> None:
+        self.pipeline = pipeline
+        super().__init__(size, limit)
+
+    def _describe(self) -> str:
+        return (
+            f"pipeline {self.pipeline}: the request makes a Kafka record of {self.size} bytes, "
+            f"over the limit of {self.limit} bytes (message.max.bytes)"
+        )
 
 
 class ModelError(StreamdagError):

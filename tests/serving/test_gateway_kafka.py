@@ -4,6 +4,7 @@ input that never reaches Kafka."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -352,3 +353,56 @@ def test_what_the_workers_would_refuse_is_refused_at_the_door(
         answer = httpx.post(url, json={"inputs": [x], "outputs": [{"name": "x"}]}, timeout=30)
         assert answer.status_code == 200
         assert answer.json()["outputs"][0]["data"] == [2, 4]
+
+
+def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    """The server takes bodies up to 64 MB, but a record of the inputs topic holds 1 MB
+    (librdkafka's message.max.bytes): larger requests are 413 / RESOURCE_EXHAUSTED naming
+    the limit, and nothing is produced. One that fits goes through."""
+    from kafka_support import read_topic
+
+    spec = pipeline()
+    too_large = (
+        rf"^pipeline {spec.name}: the request makes a Kafka record of \d+ bytes, "
+        r"over the limit of 1000000 bytes \(message.max.bytes\)$"
+    )
+    with gateway_server(spec, bootstrap) as server:
+        http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        for megabytes in (5, 20):
+            x = np.zeros((1, megabytes * 250_000), dtype=np.float32)
+            rest_input = triton_http.InferInput("x", list(x.shape), "FP32")
+            rest_input.set_data_from_numpy(x)
+            with pytest.raises(InferenceServerException) as caught:
+                http.infer(spec.name, [rest_input])
+            assert caught.value.status() == "413"
+            assert re.match(too_large, caught.value.message())
+            grpc_input = triton_grpc.InferInput("x", list(x.shape), "FP32")
+            grpc_input.set_data_from_numpy(x)
+            with pytest.raises(InferenceServerException) as caught:
+                grpc.infer(spec.name, [grpc_input])
+            assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+            assert re.match(too_large, caught.value.message())
+        as_json = body("json-1", [0.5] * 250_000)  # about 1 MB of raw FP32 once decoded
+        answer = httpx.post(
+            f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/jobs",
+            json=as_json,
+            timeout=30,
+        )
+        assert answer.status_code == 413 and re.match(too_large, answer.json()["error"])
+        http.close()
+        grpc.close()
+    assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
+
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+        http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        x = np.full((1, 225_000), 0.25, dtype=np.float32)  # 900 KB fits
+        fits = triton_http.InferInput("x", list(x.shape), "FP32")
+        fits.set_data_from_numpy(x)
+        result = http.infer(
+            spec.name, [fits], outputs=[triton_http.InferRequestedOutput("x", binary_data=True)]
+        )
+        np.testing.assert_array_equal(result.as_numpy("x"), x * 2 + 1)
+        http.close()

@@ -4,17 +4,17 @@ A pipeline's workers refuse what does not fit their models, but only after the r
 was produced, and the caller learns of it from an error reply. The door refuses the same
 at once, with the status the model route gives, and nothing reaches Kafka: an id too
 long, a version the pipeline does not have, inputs or requested outputs its models do
-not declare.
+not declare, a request too large for a Kafka record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from streamdag.errors import InvalidInput, PipelineNotFound
+from streamdag.errors import InvalidInput, PipelineNotFound, RecordTooLarge
 from streamdag.pipeline import PipelineSpec
 from streamdag.pipeline.graph import declared_outputs
-from streamdag.protocol import Array
+from streamdag.protocol import Array, ModelInferRequest
 from streamdag.runtimes import ModelMetadata, check_inputs
 
 __all__ = [
@@ -23,12 +23,19 @@ __all__ = [
     "check_pipeline_inputs",
     "check_pipeline_outputs",
     "check_pipeline_version",
+    "check_record_size",
     "check_request_id",
 ]
 
 MAX_REQUEST_ID_LENGTH = 256
 """The longest request id taken, in characters. An id travels as the Kafka key, in
 headers and in the gRPC trailer, which clients cap (8 KB in grpc's defaults)."""
+
+# What a record holds beyond the message, its key, the gateway's copy of the request id and
+# the caller's headers (see KafkaGateway._produce): the request timestamp, the reply
+# partition, the trace context, and librdkafka's framing (36 bytes a record, a few more a
+# header).
+_RECORD_EXTRA_BYTES = 512
 
 Metadata = Callable[[str], ModelMetadata | None]
 """A model's declaration by model name; None while it was never loaded."""
@@ -148,3 +155,21 @@ def check_outputs(where: str, wanted: Iterable[str], available: list[str]) -> No
         if name not in available:
             known = ", ".join(repr(a) for a in available)
             raise InvalidInput(f"{where}: unknown output {name!r}; it returns {known}")
+
+
+def check_record_size(
+    pipeline: str, request: ModelInferRequest, headers: Mapping[str, str], limit: int
+) -> None:
+    """The request fits in one record of the pipeline's inputs topic: the serialized
+    message, the request id as key and in a header, and the caller's headers, within the
+    gateway's ``limit`` (its producer's ``message.max.bytes``). librdkafka would refuse
+    a larger record only when it is produced."""
+    request_id = len(request.id.encode())
+    size = (
+        request.ByteSize()
+        + 2 * request_id
+        + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+        + _RECORD_EXTRA_BYTES
+    )
+    if size > limit:
+        raise RecordTooLarge(pipeline, size, limit)

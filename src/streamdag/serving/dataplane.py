@@ -40,6 +40,7 @@ from streamdag.serving.checks import (
     check_pipeline_inputs,
     check_pipeline_outputs,
     check_pipeline_version,
+    check_record_size,
     check_request_id,
 )
 from streamdag.serving.gateway_api import PipelineGateway
@@ -204,12 +205,12 @@ class DataPlane:
     ) -> tuple[ModelInferResponse, dict[str, str]]:
         """Request-reply through ``pipeline``; the reply and its headers."""
         gateway = self._gateway_for(pipeline)
-        self._check_pipeline_request(pipeline, request)  # bad input must never reach Kafka
+        forwarded = dict(headers or {})
+        self._check_pipeline_request(pipeline, request, forwarded, gateway)
         deadline = _deadline(request, timeout)
         try:
             return await _guard(
-                pipeline,
-                gateway.infer(pipeline, request, timeout=deadline, headers=dict(headers or {})),
+                pipeline, gateway.infer(pipeline, request, timeout=deadline, headers=forwarded)
             )
         except DeadlineExceeded as exc:
             hint = _timeout_unit_hint(request)
@@ -222,20 +223,28 @@ class DataPlane:
     ) -> str:
         """Start an asynchronous job; its id is ``request.id``."""
         gateway = self._gateway_for(pipeline)
-        self._check_pipeline_request(pipeline, request)
-        return await _guard(
-            pipeline, gateway.submit(pipeline, request, headers=dict(headers or {}))
-        )
+        forwarded = dict(headers or {})
+        self._check_pipeline_request(pipeline, request, forwarded, gateway)
+        return await _guard(pipeline, gateway.submit(pipeline, request, headers=forwarded))
 
     async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
         """A job's reply, or None while it runs; a failed job raises its error."""
         check_request_id(request_id)
         return await _guard(pipeline, self._gateway_for(pipeline).job(pipeline, request_id))
 
-    def _check_pipeline_request(self, pipeline: str, request: ModelInferRequest) -> None:
-        """Whatever the pipeline's workers would refuse: see ``checks``."""
+    def _check_pipeline_request(
+        self,
+        pipeline: str,
+        request: ModelInferRequest,
+        headers: Mapping[str, str],
+        gateway: PipelineGateway,
+    ) -> None:
+        """Bad input must never reach Kafka, nor a request its inputs topic cannot hold:
+        whatever the pipeline's workers or the producer would refuse (see ``checks``),
+        the cheap checks first."""
         check_request_id(request.id)
         self._check_pipeline_version(pipeline, request.model_version)
+        check_record_size(pipeline, request, headers, gateway.max_record_bytes())
         arrays = decode_request(request)
         if not arrays:
             raise InvalidInput(f"pipeline {pipeline}: the request has no input tensors")

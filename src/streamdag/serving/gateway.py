@@ -311,6 +311,10 @@ class KafkaGateway:
             is not None
         )
 
+    def max_record_bytes(self) -> int:
+        """The producer's ``message.max.bytes`` (librdkafka's default: 1,000,000)."""
+        return int(producer_config(self.bootstrap).get("message.max.bytes", 1_000_000))
+
 
 def _traced(pipeline: str, rid: str, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
     """A span for the request at the front door (continuing the caller's ``traceparent``)
