@@ -24,6 +24,7 @@ __all__ = ["array_from_json", "array_to_json"]
 # numpy kinds that a JSON array of numbers may parse to, per family of datatypes.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 _EXPECTED = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}
+_SLICE = 65_536
 
 
 def array_from_json(
@@ -73,7 +74,12 @@ def array_from_json(
 def array_to_json(array: Array, datatype: str) -> tuple[list[Any], bool]:
     """The flat row-major ``data`` list for an array, and whether it is base64 BYTES."""
     if datatype != "BYTES":
-        values: list[Any] = array.ravel().tolist()
+        flat = array.ravel()
+        values: list[Any] = []
+        # In slices: one tolist() of millions of elements holds the GIL throughout, so a
+        # server converting in a worker thread would still stall its event loop.
+        for start in range(0, flat.size, _SLICE):
+            values += flat[start : start + _SLICE].tolist()
         return values, False
     items = bytes_elements(array, where="BYTES tensor")
     try:

@@ -4,7 +4,8 @@ Built once in ``server.py`` and shared by the REST and gRPC doors, which only co
 Every problem is a ``streamdag.errors`` error; each door maps its ``code`` once. A request
 is checked before anything runs (the target exists, the tensors decode and, for a model,
 fit its inputs); then a pipeline request goes to the ``PipelineGateway``, a model request
-to the model's adaptive batcher.
+to the model's adaptive batcher. Large messages are decoded and encoded in a worker
+thread (``offload``), so that one caller does not stall the event loop for the others.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from streamdag.errors import (
 )
 from streamdag.pipeline import PipelineSpec
 from streamdag.protocol import (
+    Array,
     ModelInferRequest,
     ModelInferResponse,
     decode_request,
@@ -44,6 +46,7 @@ from streamdag.serving.checks import (
     check_request_id,
 )
 from streamdag.serving.gateway_api import PipelineGateway
+from streamdag.serving.offload import run_sized
 from streamdag.serving.repository import MODEL_VERSION, ModelRepository, RepositoryEntry
 
 __all__ = ["DataPlane", "ModelDescription", "ServerMetadata"]
@@ -206,7 +209,7 @@ class DataPlane:
         """Request-reply through ``pipeline``; the reply and its headers."""
         gateway = self._gateway_for(pipeline)
         forwarded = dict(headers or {})
-        self._check_pipeline_request(pipeline, request, forwarded, gateway)
+        await self._check_pipeline_request(pipeline, request, forwarded, gateway)
         deadline = _deadline(request, timeout)
         try:
             return await _guard(
@@ -224,7 +227,7 @@ class DataPlane:
         """Start an asynchronous job; its id is ``request.id``."""
         gateway = self._gateway_for(pipeline)
         forwarded = dict(headers or {})
-        self._check_pipeline_request(pipeline, request, forwarded, gateway)
+        await self._check_pipeline_request(pipeline, request, forwarded, gateway)
         return await _guard(pipeline, gateway.submit(pipeline, request, headers=forwarded))
 
     async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
@@ -232,7 +235,7 @@ class DataPlane:
         check_request_id(request_id)
         return await _guard(pipeline, self._gateway_for(pipeline).job(pipeline, request_id))
 
-    def _check_pipeline_request(
+    async def _check_pipeline_request(
         self,
         pipeline: str,
         request: ModelInferRequest,
@@ -245,6 +248,9 @@ class DataPlane:
         check_request_id(request.id)
         self._check_pipeline_version(pipeline, request.model_version)
         check_record_size(pipeline, request, headers, gateway.max_record_bytes())
+        await run_sized(request.ByteSize(), self._check_pipeline_tensors, pipeline, request)
+
+    def _check_pipeline_tensors(self, pipeline: str, request: ModelInferRequest) -> None:
         arrays = decode_request(request)
         if not arrays:
             raise InvalidInput(f"pipeline {pipeline}: the request has no input tensors")
@@ -269,8 +275,7 @@ class DataPlane:
         batcher = served.ready_batcher()
         meta = served.metadata
         assert meta is not None  # a READY model has been loaded
-        arrays = decode_request(request)
-        check_inputs(meta, arrays)
+        arrays = await run_sized(request.ByteSize(), _decoded_inputs, meta, request)
         wanted = requested_outputs(request)
         check_outputs(f"model {name}", wanted, [t.name for t in meta.outputs])
         try:
@@ -283,8 +288,11 @@ class DataPlane:
         if wanted:
             check_outputs(f"model {name}", wanted, list(outputs))
             outputs = {key: outputs[key] for key in wanted}
+        size = sum(getattr(value, "nbytes", 0) for value in outputs.values())
         try:
-            return encode_response(
+            return await run_sized(
+                size,
+                encode_response,
                 name,
                 outputs,
                 id=request.id,
@@ -309,6 +317,12 @@ class DataPlane:
             raise InvalidInput(
                 f"{name} is a pipeline; its workers run on their own and it cannot be {what} here"
             )
+
+
+def _decoded_inputs(meta: ModelMetadata, request: ModelInferRequest) -> dict[str, Array]:
+    arrays = decode_request(request)
+    check_inputs(meta, arrays)
+    return arrays
 
 
 def _described(spec: TensorSpec) -> TensorSpec:

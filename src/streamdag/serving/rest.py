@@ -21,9 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamdag.errors import InvalidInput, PayloadTooLarge, StreamdagError
-from streamdag.protocol import ModelInferRequest, error_body, response_to_json
+from streamdag.protocol import ModelInferRequest, ModelInferResponse, error_body
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane, ModelDescription
+from streamdag.serving.offload import run_sized
 from streamdag.serving.rest_body import (
     HEADER_LENGTH,
     OutputForm,
@@ -99,7 +100,7 @@ def create_app(
     async def model_infer(request: Request, model: str, version: str = "") -> Response:
         infer_request, form = await _read_infer(request, limit, model, version)
         response, reply = await dp.infer_with_headers(infer_request, headers=_forwarded(request))
-        content, header_length = render_infer_response(response, form)
+        content, header_length = await _render(response, form)
         return _infer_reply(content, header_length, reply, infer_request.id)
 
     @app.post("/v2/pipelines/{pipeline}/infer")
@@ -108,7 +109,7 @@ def create_app(
         response, reply = await dp.infer_pipeline(
             pipeline, infer_request, headers=_forwarded(request)
         )
-        content, header_length = render_infer_response(response, form)
+        content, header_length = await _render(response, form)
         return _infer_reply(content, header_length, reply, infer_request.id)
 
     @app.post("/v2/pipelines/{pipeline}/jobs")
@@ -124,7 +125,8 @@ def create_app(
         result = await dp.job(pipeline, job)
         if result is None:
             return _json({"status": "pending"}, 202, _id_header(job))
-        return _json(response_to_json(result), 200, _id_header(job))
+        content, _ = await _render(result, OutputForm())
+        return Response(content, media_type="application/json", headers=_id_header(job))
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request) -> Response:
@@ -161,8 +163,13 @@ async def _read_infer(
     ``x-request-id`` header, else a new one, and error replies carry it too."""
     request.state.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
     body = await _read_body(request, limit)
-    infer_request, form = parse_infer_request(
-        body, request.headers.get(HEADER_LENGTH), model_name=name, model_version=version
+    infer_request, form = await run_sized(
+        len(body),
+        parse_infer_request,
+        body,
+        request.headers.get(HEADER_LENGTH),
+        model_name=name,
+        model_version=version,
     )
     if infer_request.id:
         request.state.request_id = infer_request.id
@@ -204,6 +211,10 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if len(out) > limit:
         raise PayloadTooLarge(len(out), limit)
     return out
+
+
+async def _render(response: ModelInferResponse, form: OutputForm) -> tuple[bytes, int | None]:
+    return await run_sized(response.ByteSize(), render_infer_response, response, form)
 
 
 def _forwarded(request: Request) -> dict[str, str]:
