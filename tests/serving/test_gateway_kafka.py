@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -217,6 +219,20 @@ def test_bad_input_never_reaches_kafka(
                 400,
             ),
             "no inputs": (b'{"inputs":[]}', 400),
+            "huge empty shape": (
+                b'{"inputs":[{"name":"x","shape":[1180591620717411303424,0],'
+                b'"datatype":"FP32","data":[]}]}',
+                400,
+            ),
+            "booleans as FP32": (
+                b'{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[true,false,1,2]}]}',
+                400,
+            ),
+            "id too long": (
+                b'{"id":"' + b"i" * 257 + b'","inputs":[{"name":"x","shape":[1],'
+                b'"datatype":"FP32","data":[1]}]}',
+                400,
+            ),
         }
         for name, (content, status) in bad.items():
             response = httpx.post(
@@ -230,6 +246,22 @@ def test_bad_input_never_reaches_kafka(
             timeout=30,
         )
         assert missing.status_code == 404
+
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        x = triton_grpc.InferInput("x", [1, 1], "FP32")
+        x.set_data_from_numpy(np.ones((1, 1), dtype=np.float32))
+        with pytest.raises(InferenceServerException) as caught:
+            # Its reply trailer would overflow the client's 8 KB metadata limit.
+            client.infer(spec.name, [x], request_id="g" * 8200)
+        assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert caught.value.message() == "request id: 8200 characters, more than the 256 allowed"
+        client.close()
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with pytest.raises(grpc.RpcError) as raised:
+                infer(b"\xff\xff\xff", timeout=30)
+            error: Any = raised.value
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
 
 
@@ -370,7 +402,7 @@ def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
     )
     with gateway_server(spec, bootstrap) as server:
         http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-        grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         for megabytes in (5, 20):
             x = np.zeros((1, megabytes * 250_000), dtype=np.float32)
             rest_input = triton_http.InferInput("x", list(x.shape), "FP32")
@@ -382,7 +414,7 @@ def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
             grpc_input = triton_grpc.InferInput("x", list(x.shape), "FP32")
             grpc_input.set_data_from_numpy(x)
             with pytest.raises(InferenceServerException) as caught:
-                grpc.infer(spec.name, [grpc_input])
+                grpc_client.infer(spec.name, [grpc_input])
             assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
             assert re.match(too_large, caught.value.message())
         as_json = body("json-1", [0.5] * 250_000)  # about 1 MB of raw FP32 once decoded
@@ -393,7 +425,7 @@ def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
         )
         assert answer.status_code == 413 and re.match(too_large, answer.json()["error"])
         http.close()
-        grpc.close()
+        grpc_client.close()
     assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
 
     with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
