@@ -8,6 +8,7 @@ valid, the server failed to serve it (422 would tell the caller to fix the reque
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 import zlib
@@ -195,7 +196,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    return body if encoding == "identity" else _decompress(body, encoding, limit)
+    if encoding == "identity":
+        return body
+    # Off the event loop whatever its size: a small body may inflate to the limit.
+    return await asyncio.to_thread(_decompress, body, encoding, limit)
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
