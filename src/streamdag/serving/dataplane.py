@@ -3,9 +3,10 @@
 Built once in ``server.py`` and shared by the REST and gRPC doors, which only convert.
 Every problem is a ``streamdag.errors`` error; each door maps its ``code`` once. A request
 is checked before anything runs (the target exists, the tensors decode and, for a model,
-fit its inputs); then a pipeline request goes to the ``PipelineGateway``, a model request
-to the model's adaptive batcher. Large messages are decoded and encoded in a worker
-thread (``offload``), so that one caller does not stall the event loop for the others.
+fit its inputs; for a pipeline, nothing its workers would refuse: see ``checks``); then a
+pipeline request goes to the ``PipelineGateway``, a model request to the model's adaptive
+batcher. Large messages are decoded and encoded in a worker thread (``offload``), so that
+one caller does not stall the event loop for the others.
 """
 
 from __future__ import annotations
