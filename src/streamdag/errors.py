@@ -22,7 +22,8 @@ error-topic records); nothing else inspects error classes to pick a status.
     │   ├── ModelNotFound
     │   └── PipelineNotFound
     ├── ResourceExhausted               resource_exhausted (a record too large for Kafka)
-    │   └── PayloadTooLarge                 (a request body over the server's limit)
+    │   └── PayloadTooLarge                 (a request over the server's limit)
+    │       └── RecordTooLarge              (a request too large for one Kafka record)
     ├── PermissionDenied                permission_denied
     │   └── RepositoryChangesRefused    (a server started without --allow-repository-changes)
     ├── ModelError                      model_error      (the model raised)
@@ -55,6 +56,7 @@ __all__ = [
     "PermissionDenied",
     "PipelineNotFound",
     "PortInUse",
+    "RecordTooLarge",
     "RepositoryChangesRefused",
     "ResourceExhausted",
     "SpecError",
@@ -185,12 +187,16 @@ class ModelNotFound(NotFound):
 
 
 class PipelineNotFound(NotFound):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, version: str | None = None) -> None:
         self.name = name
-        super().__init__(f"pipeline {name} not found")
+        self.version = version
+        ver = f" version {version}" if version else ""
+        super().__init__(f"pipeline {name}{ver} not found")
 
 
 class ResourceExhausted(StreamdagError):
+    """Something too large to carry: a request body, or a record for Kafka."""
+
     code = "resource_exhausted"
 
 
@@ -198,7 +204,24 @@ class PayloadTooLarge(ResourceExhausted):
     def __init__(self, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        return f"request body of {self.size} bytes exceeds the limit of {self.limit} bytes"
+
+
+class RecordTooLarge(PayloadTooLarge):
+    """A pipeline request that one record of the pipeline's inputs topic cannot hold."""
+
+    def __init__(self, pipeline: str, size: int, limit: int) -> None:
+        self.pipeline = pipeline
+        super().__init__(size, limit)
+
+    def _describe(self) -> str:
+        return (
+            f"pipeline {self.pipeline}: the request makes a Kafka record of {self.size} bytes, "
+            f"over the limit of {self.limit} bytes (message.max.bytes)"
+        )
 
 
 class PermissionDenied(StreamdagError):

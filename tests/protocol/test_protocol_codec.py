@@ -177,6 +177,18 @@ def _typed_request(datatype: str, shape: list[int], **contents: list[object]) ->
         ),
         (_raw_request("INT32", [-1], b""), "input 'x': shape [-1] has a negative dimension"),
         (
+            _raw_request("FP32", [2**62, 2**62, 0], b""),
+            f"input 'x': shape [{2**62}, {2**62}, 0] is larger than any tensor can be",
+        ),
+        (
+            _typed_request("FP32", [2**62, 0, 2**62]),
+            f"input 'x': shape [{2**62}, 0, {2**62}] is larger than any tensor can be",
+        ),
+        (
+            _raw_request("FP32", [1] * 65, b"\x00" * 4),
+            "input 'x': shape has 65 dimensions; at most 64 are supported",
+        ),
+        (
             _raw_request("BYTES", [2], b"\x01\x00\x00\x00a\x01\x00"),
             "input 'x': raw BYTES contents end inside the length of element 1",
         ),
@@ -303,6 +315,7 @@ def test_decode_requests_matches_decode_request_one_by_one(sample: Sample) -> No
         encode_request("m", {"z": sample("FP16", ())}),  # 0-d: not batchable
         encode_request("m", {"e": sample("UINT8", (0, 4))}),  # no rows at all
         _raw_request("INT32", [3], b"\x00" * 8),  # byte count does not fit the shape
+        _raw_request("INT32", [2**62, 2**62, 0], b""),  # no array takes this shape
         encode_request("m", {"x": sample("FP32", (3, 3)), "k": sample("INT64", (3,))}),
     ]
     requests[4].raw_input_contents[0] = b"\x00\x02\x00\x01"  # any non-zero byte is true

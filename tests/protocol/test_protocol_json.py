@@ -175,6 +175,10 @@ def _one(**tensor: Any) -> dict[str, Any]:
         (_one(data=None), "inputs[0].data: Input should be a valid array"),
         (_one(shape=[2.0]), "inputs[0].shape[0]: Input should be a valid integer"),
         (_one(shape=[-2]), "inputs[0].shape: shape [-2] has a negative dimension"),
+        (
+            _one(shape=[2**70, 0], data=[]),
+            f"inputs[0].shape: shape [{2**70}, 0] is larger than any tensor can be",
+        ),
         (_one(datatype="INT4"), "inputs[0].datatype: unknown datatype 'INT4'; expected one of"),
         (_one(datatype=5), "inputs[0].datatype: Input should be a valid string"),
         (_one(shape=[3]), "inputs[0].data: has 2 elements but shape [3] needs 3"),
@@ -182,6 +186,21 @@ def _one(**tensor: Any) -> dict[str, Any]:
         (_one(data=[1, 2.5]), "inputs[0].data: INT32 takes integers, got floating-point numbers"),
         (_one(data=[1, 2.0]), "inputs[0].data: INT32 takes integers, got floating-point numbers"),
         (_one(data=[True, False]), "inputs[0].data: INT32 takes integers, got booleans"),
+        (_one(data=[True, 2]), "inputs[0].data: INT32 takes integers, got booleans"),
+        (_one(data=[3, False]), "inputs[0].data: INT32 takes integers, got booleans"),
+        (_one(data=[True, 2.5]), "inputs[0].data: INT32 takes integers, got bool"),
+        (
+            _one(datatype="FP32", shape=[4], data=[True, False, 1, 2]),
+            "inputs[0].data: FP32 takes numbers, got booleans",
+        ),
+        (
+            _one(datatype="FP64", shape=[2, 2], data=[[0.5, 1.5], [True, 2.0]]),
+            "inputs[0].data: FP64 takes numbers, got booleans",
+        ),
+        (
+            _one(datatype="UINT64", data=[2**64 - 1, False]),
+            "inputs[0].data: UINT64 takes integers, got bool",
+        ),
         (_one(data=["1", "2"]), "inputs[0].data: INT32 takes integers, got strings"),
         (_one(data=[1, None]), "inputs[0].data: INT32 takes integers, got NoneType"),
         (_one(data=[2**31, 0]), "inputs[0].data: value 2147483648 is out of range for INT32"),
@@ -224,6 +243,18 @@ def test_bad_request_body_names_the_field(body: Any, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         request_from_json(json.dumps(body), model_name="m")
     assert str(caught.value).startswith(message)
+
+
+def test_zeros_and_ones_stay_numbers() -> None:
+    body = {
+        "inputs": [
+            {"name": "f", "shape": [2, 2], "datatype": "FP32", "data": [[0, 1], [1.0, 0.5]]},
+            {"name": "i", "shape": [3], "datatype": "INT8", "data": [0, 1, -1]},
+        ]
+    }
+    arrays = decode_request(request_from_json(body, model_name="m"))
+    assert arrays["f"].tolist() == [[0.0, 1.0], [1.0, 0.5]]
+    assert arrays["i"].tolist() == [0, 1, -1]
 
 
 def test_several_errors_are_counted() -> None:

@@ -43,9 +43,13 @@ class FakeGateway:
     jobs: dict[str, list[object]] = field(default_factory=dict)
     started: bool = False
     stopped: bool = False
+    record_limit: int = 1_000_000
 
     def pipelines(self) -> list[str]:
         return list(self.names)
+
+    def max_record_bytes(self) -> int:
+        return self.record_limit
 
     async def start(self) -> None:
         self.started = True

@@ -260,3 +260,159 @@ def test_conflicting_declarations_are_refused(
     assert DataPlane([spec, same]).models().count("scale") == 1
     with pytest.raises(ConfigError, match="model scale has the name of a pipeline"):
         DataPlane([same], gateway=FakeGateway(names=("scale",)))
+
+
+# What a pipeline's workers would refuse is refused at the door ---------------------------
+
+
+@pytest.fixture
+def checked_plane(
+    spec_and_models: tuple[PipelineSpec, ModuleType], tmp_path: Path
+) -> Callable[..., Any]:
+    """Run ``scenario(dataplane, gateway)`` with the pipeline ``checked`` (version 3) whose
+    ``steps`` are given, over a fake gateway."""
+    module = spec_and_models[1].__name__
+
+    def go(
+        steps: list[dict[str, Any]], scenario: Callable[..., Coroutine[Any, Any, Any]]
+    ) -> FakeGateway:
+        spec = parse_spec(
+            {
+                "name": "checked",
+                "version": 3,
+                "models": {
+                    "scale": {"runtime": "python", "handler": f"{module}:Scale"},
+                    "upper": {"runtime": "python", "handler": f"{module}:Upper"},
+                    "echo": {"runtime": "python", "handler": f"{module}:echo"},
+                    "pair": {
+                        "runtime": "python",
+                        "handler": f"{module}:echo",
+                        "inputs": [
+                            {"name": "x", "datatype": "FP32", "shape": [-1, 3]},
+                            {"name": "length", "datatype": "INT32", "shape": [-1]},
+                        ],
+                    },
+                },
+                "steps": steps,
+            },
+            base_dir=tmp_path,
+        )
+        gateway = FakeGateway(names=("checked",))
+
+        async def main() -> None:
+            plane = DataPlane([spec], gateway=gateway)
+            await plane.start()
+            try:
+                await scenario(plane)
+            finally:
+                await plane.stop()
+
+        run(main())
+        return gateway
+
+    return go
+
+
+X = np.zeros((2, 3), np.float32)
+TEXT = np.array([b"a", b"b"], dtype=object)
+
+
+def test_a_pipeline_takes_only_the_inputs_its_first_model_declares(
+    checked_plane: Callable[..., FakeGateway],
+) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        extra = encode_request("checked", {"x": X, "y": X})
+        with pytest.raises(InvalidInput) as caught:
+            await plane.infer(extra)
+        assert str(caught.value) == (
+            "pipeline checked: unknown input 'y' for model scale (step s), which takes 'x'"
+        )
+        with pytest.raises(InvalidInput, match="missing input 'x' of model scale"):
+            await plane.infer_pipeline("checked", encode_request("", {"y": X}))
+        with pytest.raises(InvalidInput, match="input 'x': expected datatype FP32, got INT64"):
+            await plane.infer(encode_request("checked", {"x": X.astype(np.int64)}))
+        await plane.infer(encode_request("checked", {"x": X}, id="ok-1"))
+
+    gateway = checked_plane([{"name": "s", "model": "scale"}], scenario)
+    assert [c.request.id for c in gateway.calls] == ["ok-1"]
+
+
+def test_tensors_no_step_reads_are_refused_and_undeclared_models_take_any(
+    checked_plane: Callable[..., FakeGateway],
+) -> None:
+    named = [
+        {"name": "s", "model": "scale", "inputs": ["pipeline.inputs.x"]},
+        {"name": "u", "model": "upper", "inputs": ["pipeline.inputs.text"]},
+    ]
+
+    async def refuses_strays(plane: DataPlane) -> None:
+        stray = encode_request("checked", {"x": X, "text": TEXT, "z": X})
+        with pytest.raises(InvalidInput) as caught:
+            await plane.infer(stray)
+        assert str(caught.value) == (
+            "pipeline checked: unknown input 'z'; its steps read 'text', 'x'"
+        )
+        await plane.infer(encode_request("checked", {"x": X, "text": TEXT}, id="ok-2"))
+
+    assert [c.request.id for c in checked_plane(named, refuses_strays).calls] == ["ok-2"]
+
+    # A step that reads the whole request with a model that declares nothing takes anything.
+    loose = [{"name": "e", "model": "echo"}, *named]
+
+    async def takes_any(plane: DataPlane) -> None:
+        await plane.infer(encode_request("checked", {"x": X, "text": TEXT, "z": X}, id="ok-3"))
+
+    assert [c.request.id for c in checked_plane(loose, takes_any).calls] == ["ok-3"]
+
+    # A join step gets the rest of its model's inputs from the steps it reads.
+    joined = [
+        {"name": "u", "model": "upper", "inputs": ["pipeline.inputs.text"]},
+        {"name": "j", "model": "pair", "inputs": ["pipeline.inputs.x", "u.outputs.length"]},
+    ]
+
+    async def joins(plane: DataPlane) -> None:
+        await plane.infer(encode_request("checked", {"x": X, "text": TEXT}, id="ok-4"))
+        with pytest.raises(InvalidInput, match="input 'x': expected shape"):
+            await plane.infer(encode_request("checked", {"x": X[:, :2], "text": TEXT}))
+
+    assert [c.request.id for c in checked_plane(joined, joins).calls] == ["ok-4"]
+
+
+def test_a_pipeline_refuses_outputs_its_last_model_does_not_declare(
+    checked_plane: Callable[..., FakeGateway],
+) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        with pytest.raises(InvalidInput) as caught:
+            await plane.infer(encode_request("checked", {"x": X}, outputs=["z"]))
+        assert str(caught.value) == "pipeline checked: unknown output 'z'; it returns 'y'"
+        await plane.infer(encode_request("checked", {"x": X}, id="ok-5", outputs=["y"]))
+
+    gateway = checked_plane([{"name": "s", "model": "scale"}], scenario)
+    assert [c.request.id for c in gateway.calls] == ["ok-5"]
+
+    async def any_output(plane: DataPlane) -> None:
+        await plane.infer(encode_request("checked", {"x": X}, id="ok-6", outputs=["z"]))
+
+    gateway = checked_plane([{"name": "e", "model": "echo"}], any_output)
+    assert [c.request.id for c in gateway.calls] == ["ok-6"]
+
+
+def test_a_pipeline_has_the_one_version_its_spec_names(
+    checked_plane: Callable[..., FakeGateway],
+) -> None:
+    async def scenario(plane: DataPlane) -> None:
+        for version in ("AAA", "7"):
+            with pytest.raises(PipelineNotFound) as caught:
+                await plane.infer(encode_request("checked", {"x": X}, model_version=version))
+            assert str(caught.value) == f"pipeline checked version {version} not found"
+            with pytest.raises(PipelineNotFound):
+                plane.model_metadata("checked", version)
+            with pytest.raises(PipelineNotFound):
+                plane.model_ready("checked", version)
+        for version in ("", "3"):
+            await plane.infer(encode_request("checked", {"x": X}, model_version=version))
+        assert plane.model_metadata("checked").versions == ["3"]
+        assert plane.model_ready("checked", "3")
+
+    gateway = checked_plane([{"name": "s", "model": "scale"}], scenario)
+    assert [c.request.model_version for c in gateway.calls] == ["", "3"]

@@ -4,12 +4,15 @@ input that never reaches Kafka."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from kafka_support import run_pipeline
 from server_support import running_server
+from tritonclient.utils import InferenceServerException
 
 from streamdag.pipeline import PipelineSpec, load_spec
 from streamdag.serving import KafkaGateway, Server
@@ -215,6 +219,20 @@ def test_bad_input_never_reaches_kafka(
                 400,
             ),
             "no inputs": (b'{"inputs":[]}', 400),
+            "huge empty shape": (
+                b'{"inputs":[{"name":"x","shape":[1180591620717411303424,0],'
+                b'"datatype":"FP32","data":[]}]}',
+                400,
+            ),
+            "booleans as FP32": (
+                b'{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[true,false,1,2]}]}',
+                400,
+            ),
+            "id too long": (
+                b'{"id":"' + b"i" * 257 + b'","inputs":[{"name":"x","shape":[1],'
+                b'"datatype":"FP32","data":[1]}]}',
+                400,
+            ),
         }
         for name, (content, status) in bad.items():
             response = httpx.post(
@@ -228,6 +246,22 @@ def test_bad_input_never_reaches_kafka(
             timeout=30,
         )
         assert missing.status_code == 404
+
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        x = triton_grpc.InferInput("x", [1, 1], "FP32")
+        x.set_data_from_numpy(np.ones((1, 1), dtype=np.float32))
+        with pytest.raises(InferenceServerException) as caught:
+            # Its reply trailer would overflow the client's 8 KB metadata limit.
+            client.infer(spec.name, [x], request_id="g" * 8200)
+        assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert caught.value.message() == "request id: 8200 characters, more than the 256 allowed"
+        client.close()
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            with pytest.raises(grpc.RpcError) as raised:
+                infer(b"\xff\xff\xff", timeout=30)
+            error: Any = raised.value
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
 
 
@@ -261,3 +295,146 @@ def test_inputs_a_python_model_declares_are_checked_at_the_door(
         ).json()
         assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}]
     assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
+
+
+CHECKED = """
+name: "{name}"
+version: 2
+partitions: 2
+timeout_ms: 20000
+models:
+  checked-double:
+    runtime: python
+    handler: "gateway_models:double"
+    inputs: [{{name: x, datatype: FP32, shape: [-1, -1]}}]
+    outputs: [x]
+steps:
+  - {{name: checked, model: checked-double}}
+"""
+
+
+@pytest.fixture
+def checked_pipeline(tmp_path: Path, unique_name: Callable[[str], str]) -> PipelineSpec:
+    """A pipeline (version 2) whose one model declares its input x (FP32) and output x."""
+    shutil.copy(Path(__file__).with_name("gateway_models.py"), tmp_path / "gateway_models.py")
+    path = tmp_path / "checked.yaml"
+    path.write_text(CHECKED.format(name=unique_name("gw")))
+    return load_spec(path)
+
+
+def test_what_the_workers_would_refuse_is_refused_at_the_door(
+    bootstrap: str, checked_pipeline: PipelineSpec
+) -> None:
+    """Extra inputs, unknown requested outputs, versions the pipeline does not have and
+    booleans as numbers are refused on every route and both doors, as the model route
+    refuses them; nothing is produced. The pipeline's own version is taken."""
+    from kafka_support import read_topic
+
+    spec = checked_pipeline
+    x = {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}
+    extra = {"inputs": [x, {**x, "name": "y"}]}
+    unknown_output = {"inputs": [x], "outputs": [{"name": "z"}]}
+    booleans = {"inputs": [{**x, "shape": [4], "data": [True, False, 1, 2]}]}
+    with gateway_server(spec, bootstrap) as server:
+        base = f"http://127.0.0.1:{server.http_port}/v2"
+        routes = [f"{base}/pipelines/{spec.name}/infer", f"{base}/models/{spec.name}/infer"]
+        for url in routes:
+            answer = httpx.post(url, json=extra, timeout=30)
+            assert answer.status_code == 400
+            assert answer.json()["error"] == (
+                f"pipeline {spec.name}: unknown input 'y' for model checked-double "
+                "(step checked), which takes 'x'"
+            )
+            answer = httpx.post(url, json=unknown_output, timeout=30)
+            assert answer.status_code == 400
+            assert answer.json()["error"] == (
+                f"pipeline {spec.name}: unknown output 'z'; it returns 'x'"
+            )
+            answer = httpx.post(url, json=booleans, timeout=30)
+            assert answer.status_code == 400
+            assert answer.json()["error"] == "inputs[0].data: FP32 takes numbers, got booleans"
+        answer = httpx.post(
+            f"{base}/models/{spec.name}/versions/AAA/infer", json={"inputs": [x]}, timeout=30
+        )
+        assert answer.status_code == 404
+        assert answer.json()["error"] == f"pipeline {spec.name} version AAA not found"
+
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        tensors = [triton_grpc.InferInput(name, [1, 2], "FP32") for name in ("x", "y")]
+        for tensor in tensors:
+            tensor.set_data_from_numpy(np.ones((1, 2), dtype=np.float32))
+        attempts = [
+            ("INVALID_ARGUMENT", "unknown input 'y'", {"inputs": tensors}),
+            (
+                "INVALID_ARGUMENT",
+                "unknown output 'z'",
+                {"inputs": tensors[:1], "outputs": [triton_grpc.InferRequestedOutput("z")]},
+            ),
+            ("NOT_FOUND", "version 7 not found", {"inputs": tensors[:1], "model_version": "7"}),
+        ]
+        for status, message, options in attempts:
+            with pytest.raises(InferenceServerException) as caught:
+                client.infer(spec.name, **options)
+            assert caught.value.status() == f"StatusCode.{status}"
+            assert message in caught.value.message()
+        client.close()
+    assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
+
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+        url = f"http://127.0.0.1:{server.http_port}/v2/models/{spec.name}/versions/2/infer"
+        answer = httpx.post(url, json={"inputs": [x], "outputs": [{"name": "x"}]}, timeout=30)
+        assert answer.status_code == 200
+        assert answer.json()["outputs"][0]["data"] == [2, 4]
+
+
+def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
+    bootstrap: str, pipeline: Callable[..., PipelineSpec]
+) -> None:
+    """The server takes bodies up to 64 MB, but a record of the inputs topic holds 1 MB
+    (librdkafka's message.max.bytes): larger requests are 413 / RESOURCE_EXHAUSTED naming
+    the limit, and nothing is produced. One that fits goes through."""
+    from kafka_support import read_topic
+
+    spec = pipeline()
+    too_large = (
+        rf"^pipeline {spec.name}: the request makes a Kafka record of \d+ bytes, "
+        r"over the limit of 1000000 bytes \(message.max.bytes\)$"
+    )
+    with gateway_server(spec, bootstrap) as server:
+        http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        for megabytes in (5, 20):
+            x = np.zeros((1, megabytes * 250_000), dtype=np.float32)
+            rest_input = triton_http.InferInput("x", list(x.shape), "FP32")
+            rest_input.set_data_from_numpy(x)
+            with pytest.raises(InferenceServerException) as caught:
+                http.infer(spec.name, [rest_input])
+            assert caught.value.status() == "413"
+            assert re.match(too_large, caught.value.message())
+            grpc_input = triton_grpc.InferInput("x", list(x.shape), "FP32")
+            grpc_input.set_data_from_numpy(x)
+            with pytest.raises(InferenceServerException) as caught:
+                grpc_client.infer(spec.name, [grpc_input])
+            assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+            assert re.match(too_large, caught.value.message())
+        as_json = body("json-1", [0.5] * 250_000)  # about 1 MB of raw FP32 once decoded
+        answer = httpx.post(
+            f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/jobs",
+            json=as_json,
+            timeout=30,
+        )
+        assert answer.status_code == 413 and re.match(too_large, answer.json()["error"])
+        http.close()
+        grpc_client.close()
+    assert read_topic(bootstrap, f"streamdag.{spec.name}.inputs", until=1, timeout=3) == []
+
+    with run_pipeline(spec, bootstrap), gateway_server(spec, bootstrap) as server:
+        http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        x = np.full((1, 225_000), 0.25, dtype=np.float32)  # 900 KB fits
+        fits = triton_http.InferInput("x", list(x.shape), "FP32")
+        fits.set_data_from_numpy(x)
+        result = http.infer(
+            spec.name, [fits], outputs=[triton_http.InferRequestedOutput("x", binary_data=True)]
+        )
+        np.testing.assert_array_equal(result.as_numpy("x"), x * 2 + 1)
+        http.close()

@@ -186,6 +186,29 @@ def test_bad_requests(stub: Any, mutate: Any, status: str, message: str) -> None
     assert message in error.details()
 
 
+@pytest.mark.parametrize("method", ["ModelInfer", "ModelMetadata", "ServerLive"])
+def test_a_body_that_is_no_protobuf_message_is_invalid(served: Served, method: str) -> None:
+    with grpc.insecure_channel(served.grpc) as channel:
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+        with pytest.raises(grpc.RpcError) as caught:
+            call(b"\xff\xff\xff", timeout=10)
+    error: Any = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith(f"request body is not an inference.{method}Request: ")
+
+
+def test_a_shape_no_tensor_can_have_is_invalid(stub: Any) -> None:
+    request = ModelInferRequest(model_name="echo", raw_input_contents=[b""])
+    request.inputs.add(name="x", datatype="FP32", shape=[2**62, 2**62, 0])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(request)
+    error: Any = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        f"input 'x': shape [{2**62}, {2**62}, 0] is larger than any tensor can be"
+    )
+
+
 def test_health_metadata_and_repository(stub: Any) -> None:
     assert stub.ServerLive(inference_pb2.ServerLiveRequest()).live
     assert stub.ServerReady(inference_pb2.ServerReadyRequest()).ready

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -87,6 +89,96 @@ def test_bad_input_never_reaches_the_gateway(http: httpx.Client, gateway: FakeGa
     response = http.post(f"/v2/pipelines/{PIPELINE}/infer", json=body(new_id(), timeout="soon"))
     assert response.status_code == 400 and "parameters.timeout" in response.text
     assert len(gateway.calls) == before
+
+
+def test_booleans_are_not_numbers_at_the_pipeline_door(
+    http: httpx.Client, gateway: FakeGateway
+) -> None:
+    before = len(gateway.calls)
+    bad = body(new_id())
+    bad["inputs"][0].update(datatype="FP32", shape=[4], data=[True, False, 1, 2])
+    for path in (f"/v2/pipelines/{PIPELINE}/infer", f"/v2/models/{PIPELINE}/infer"):
+        response = http.post(path, json=bad)
+        assert response.status_code == 400
+        assert response.json()["error"] == "inputs[0].data: FP32 takes numbers, got booleans"
+    assert len(gateway.calls) == before
+
+
+def test_request_ids_over_the_limit_are_refused_before_any_work(
+    http: httpx.Client, stub: Any, gateway: FakeGateway
+) -> None:
+    before = len(gateway.calls)
+    long_id = "r" * 257
+    expected = "request id: 257 characters, more than the 256 allowed"
+    for path in (f"/v2/pipelines/{PIPELINE}/infer", f"/v2/pipelines/{PIPELINE}/jobs"):
+        in_body = http.post(path, json=body(long_id))
+        in_header = http.post(path, json=body(""), headers={"x-request-id": long_id})
+        for response in (in_body, in_header):
+            assert response.status_code == 400
+            assert response.json() == {"error": expected}
+            assert "x-request-id" not in response.headers  # refused ids are not echoed
+    assert http.get(f"/v2/pipelines/{PIPELINE}/jobs/{long_id}").status_code == 400
+
+    # 8 KB would overflow the reply trailer that carries the id back to the client.
+    for request_id in ("g" * 8200, long_id):
+        request = encode_request(PIPELINE, {"x": [1]}, id=request_id)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(request)
+        error: Any = caught.value
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details().startswith("request id: ")
+    assert len(gateway.calls) == before
+
+    at_limit = "k" * 256
+    _, call = stub.ModelInfer.with_call(encode_request(PIPELINE, {"x": [1]}, id=at_limit))
+    assert ("x-request-id", at_limit) in call.trailing_metadata()
+    assert http.post(f"/v2/pipelines/{PIPELINE}/infer", json=body(at_limit)).status_code == 200
+
+
+def binary_body(request_id: str, array: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """A body in the binary tensor extension holding ``array`` as FP32 input x."""
+    header = json.dumps(
+        {
+            "id": request_id,
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": list(array.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": array.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return header + array.tobytes(), {"inference-header-content-length": str(len(header))}
+
+
+def test_requests_too_large_for_a_kafka_record_are_refused_before_the_gateway(
+    http: httpx.Client, stub: Any, gateway: FakeGateway
+) -> None:
+    before = len(gateway.calls)
+    big = np.zeros(500_000, np.float32)  # 2 MB: more than the gateway's 1 MB records
+    too_large = (
+        rf"^pipeline {PIPELINE}: the request makes a Kafka record of \d+ bytes, "
+        r"over the limit of 1000000 bytes \(message.max.bytes\)$"
+    )
+    for path in (f"/v2/pipelines/{PIPELINE}/infer", f"/v2/pipelines/{PIPELINE}/jobs"):
+        content, headers = binary_body(new_id(), big)
+        response = http.post(path, content=content, headers=headers)
+        assert response.status_code == 413
+        assert re.match(too_large, response.json()["error"])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ModelInfer(encode_request(PIPELINE, {"x": big}))
+    error: Any = caught.value
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert re.match(too_large, error.details())
+    assert len(gateway.calls) == before
+
+    rid = new_id()
+    content, headers = binary_body(rid, np.zeros(240_000, np.float32))  # 960 KB fits
+    response = http.post(f"/v2/pipelines/{PIPELINE}/infer", content=content, headers=headers)
+    assert response.status_code == 200 and call_for(gateway, rid)
 
 
 ERRORS = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -16,6 +18,8 @@ from server_support import running_server
 from tritonclient.utils import InferenceServerException
 
 from streamdag.pipeline import PipelineSpec
+from streamdag.protocol import encode_response, response_to_json
+from streamdag.serving.rest_body import OutputForm, dumps, render_infer_response
 from streamdag.settings import get_settings
 
 from .conftest import Served
@@ -173,6 +177,9 @@ def test_request_ids(http: httpx.Client) -> None:
     assert generated.json()["id"] == generated.headers["x-request-id"]
     failed = http.post("/v2/models/nope/infer", json=body, headers={"x-request-id": "h-3"})
     assert failed.headers["x-request-id"] == "h-3"
+    too_long = http.post("/v2/models/scale/infer", json={**body, "id": "b" * 257})
+    assert too_long.status_code == 400 and "x-request-id" not in too_long.headers
+    assert too_long.json() == {"error": "request id: 257 characters, more than the 256 allowed"}
 
 
 # Bad input ------------------------------------------------------------------------------
@@ -226,6 +233,12 @@ X = {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6
             400,
             "model upper: unknown output 'nope'",
         ),
+        (
+            "/v2/models/echo/infer",
+            {"inputs": [{**X, "shape": [2**70, 0], "data": []}]},
+            400,
+            f"inputs[0].shape: shape [{2**70}, 0] is larger than any tensor can be",
+        ),
         ("/v2/models/boom/infer", {"inputs": [X]}, 500, "raised RuntimeError: the model fell over"),
         ("/v2/nowhere", {}, 404, "Not Found"),
     ],
@@ -240,6 +253,7 @@ X = {"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6
         "unknown-datatype",
         "shape-vs-data",
         "unknown-output",
+        "huge-empty-shape",
         "model-raised",
         "unknown-route",
     ],
@@ -293,6 +307,30 @@ def test_inconsistent_binary_bodies(
     assert response.status_code == 400 and message in response.json()["error"]
 
 
+def test_binary_input_of_a_shape_no_tensor_can_have(http: httpx.Client) -> None:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [2**70, 0],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 0},
+                }
+            ]
+        }
+    ).encode()
+    response = http.post(
+        "/v2/models/echo/infer",
+        content=header,
+        headers={"inference-header-content-length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        f"inputs[0].shape: shape [{2**70}, 0] is larger than any tensor can be"
+    )
+
+
 def test_binary_data_not_matching_the_shape(http: httpx.Client) -> None:
     header = json.dumps(
         {
@@ -316,6 +354,87 @@ def test_binary_data_not_matching_the_shape(http: httpx.Client) -> None:
         "input 'x': raw contents hold 8 bytes but shape [2, 3] of FP32 needs 24"
         in response.json()["error"]
     )
+
+
+# One caller does not stall the others ---------------------------------------------------
+
+
+def test_long_replies_are_written_in_slices_as_the_same_json() -> None:
+    outputs = {
+        "y": np.linspace(-1, 1, 50_000, dtype=np.float32).reshape(2, -1),
+        "k": np.arange(3, dtype=np.int64),
+        "t": np.array([b"a", b"\xff"] * 20_000, dtype=object),
+    }
+    response = encode_response("m", outputs, id="r-1", model_version="1")
+    content, header_length = render_infer_response(response, OutputForm())
+    assert header_length is None
+    assert content == dumps(response_to_json(response))
+    content, header_length = render_infer_response(response, OutputForm(per_output={"k": True}))
+    assert header_length is not None
+    header = json.loads(content[:header_length])
+    assert [t["name"] for t in header["outputs"]] == ["y", "k", "t"]
+    assert "data" not in header["outputs"][1] and len(header["outputs"][0]["data"]) == 50_000
+    assert content[header_length:] == outputs["k"].tobytes()
+
+
+def _large_fp32_json_reply() -> tuple[bytes, dict[str, str]]:
+    # 8 MB in, written back as a JSON list of 2 million numbers.
+    x = np.linspace(0, 1, 2_000_000, dtype=np.float32)
+    return _binary_request("x", x, "FP32", binary_output=False)
+
+
+def _large_bytes_request() -> tuple[bytes, dict[str, str]]:
+    # A million BYTES elements: each is split out of the body, then written back, one by one.
+    text = np.array([b"abcd"] * 1_000_000, dtype=object)
+    return _binary_request("text", text, "BYTES", binary_output=True)
+
+
+def _binary_request(
+    name: str, array: np.ndarray, datatype: str, *, binary_output: bool
+) -> tuple[bytes, dict[str, str]]:
+    tensor = httpclient.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array, binary_data=True)
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=binary_output)]
+    body, header_length = httpclient.InferenceServerClient.generate_request_body(
+        [tensor], outputs=outputs
+    )
+    return body, {"inference-header-content-length": str(header_length)}
+
+
+@pytest.mark.parametrize(
+    "make_request", [_large_fp32_json_reply, _large_bytes_request], ids=["fp32", "bytes"]
+)
+def test_a_large_request_does_not_stall_health_checks(
+    served: Served, http: httpx.Client, make_request: Any
+) -> None:
+    """Large bodies are decoded, and large replies written, off the event loop: health
+    checks keep being answered meanwhile, not only after the large request is done."""
+    content, headers = make_request()
+    done = threading.Event()
+    answered: list[float] = []
+
+    def poll() -> None:
+        with httpx.Client(base_url=served.http_url, timeout=60) as client:
+            while not done.is_set():
+                assert client.get("/v2/health/live").status_code == 200
+                answered.append(time.perf_counter())
+                time.sleep(0.005)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    while not answered:
+        time.sleep(0.01)
+    start = time.perf_counter()
+    response = http.post("/v2/models/echo/infer", content=content, headers=headers)
+    end = time.perf_counter()
+    done.set()
+    poller.join(30)
+    assert response.status_code == 200
+    # The longest wait for a health answer while the large request ran, relative to how
+    # long it ran: on the loop, its work would hold every health check until it is done.
+    during = [t for t in answered if start < t < end]
+    longest = float(np.diff([start, *during, end]).max())
+    assert longest < (end - start) / 4, f"health waited {longest:.2f} s of {end - start:.2f} s"
 
 
 # Repository -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from types import FrameType
 
 from streamdag.engine.plan import plan_output, plan_step
@@ -52,7 +53,11 @@ class PipelineRunner:
         self.ready = threading.Event()
         self._failures: list[BaseException] = []
         self._plans = [
-            assembler if (s == OUTPUT_JOIN and assembler) else plan_step(spec, s) for s in chosen
+            replace(
+                assembler if (s == OUTPUT_JOIN and assembler) else plan_step(spec, s),
+                max_record_bytes=self.kafka.max_record_bytes,
+            )
+            for s in chosen
         ]
 
     def stop(self) -> None:

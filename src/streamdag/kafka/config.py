@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from streamdag.kafka.connection import KafkaConnection
+from streamdag.kafka.connection import MESSAGE_MAX_BYTES, KafkaConnection
 
 __all__ = [
     "KAFKA_CLIENT_LOGGER",
@@ -22,10 +22,6 @@ __all__ = [
 ]
 
 ClientConfig = dict[str, Any]
-
-# The largest record a streamdag producer writes: librdkafka's default message.max.bytes,
-# under the brokers' default max.message.bytes (1 MiB + 12). Key, value and headers count.
-MESSAGE_MAX_BYTES = 1_000_000
 
 # librdkafka's own log lines go through Python logging instead of straight to stderr.
 KAFKA_CLIENT_LOGGER = logging.getLogger("streamdag.kafka.librdkafka")

@@ -36,6 +36,11 @@ __all__ = [
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 
+# The largest record a streamdag producer writes unless ``message.max.bytes`` says
+# otherwise: librdkafka's default, under the brokers' default max.message.bytes
+# (1 MiB + 12). Key, value and headers count.
+MESSAGE_MAX_BYTES = 1_000_000
+
 # Property names whose values are never shown.
 _SECRET = re.compile(
     r"password|secret|(^|\.)key\.pem$|(^|\.)private\.key|^sasl\.oauthbearer\.config$"
@@ -138,6 +143,12 @@ class KafkaConnection(BaseModel):
         for name, value in self.secrets.items():
             config[name] = value.get_secret_value()
         return config
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record a producer of this connection writes: ``message.max.bytes``
+        if set, else librdkafka's default."""
+        return int(self.properties.get("message.max.bytes", MESSAGE_MAX_BYTES))
 
     @property
     def security_protocol(self) -> str:

@@ -294,7 +294,7 @@ def _raw_layout(tensors: Sequence[_Tensor], raw: Sequence[bytes]) -> tuple[_Layo
             rows = shape[0]
         elif shape[0] != rows:
             return None
-        if min(shape) < 0:
+        if min(shape) <= 0:  # empty or invalid: the one-by-one path checks the shape
             return None
         layout.append((tensor.name, tensor.datatype, shape[1:]))
     names = {name for name, _, _ in layout}

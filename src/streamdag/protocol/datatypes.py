@@ -47,6 +47,11 @@ _NATIVE: Final[dict[str, np.dtype[Any]]] = {
 DATATYPES: Final[tuple[str, ...]] = tuple(_NATIVE)
 """The OIP datatype names, in the order the spec lists them."""
 
+# numpy's limits: at most 64 dimensions, and an array's bytes counted in a signed 64-bit
+# integer; no OIP element is wider than 8 bytes (object pointers included).
+_MAX_RANK: Final = 64
+_MAX_ELEMENTS: Final = (2**63 - 1) // 8
+
 _WIRE: Final[dict[str, np.dtype[Any]]] = {
     name: dt.newbyteorder("<") for name, dt in _NATIVE.items() if name != "BYTES"
 }
@@ -106,8 +111,18 @@ def datatype_of(array: Array, *, where: str | None = None) -> str:
 
 
 def element_count(shape: Iterable[int], *, where: str | None = None) -> int:
-    """Number of elements a shape holds; 1 for a 0-d shape, 0 if a dimension is 0."""
+    """Number of elements a shape holds; 1 for a 0-d shape, 0 if a dimension is 0.
+
+    A shape no numpy array can take is invalid input, even when it holds no element:
+    numpy sizes an array by its non-zero dimensions (``[2**70, 0]`` is refused).
+    """
     dims = list(shape)
     if any(d < 0 for d in dims):
         raise InvalidInput(f"{_prefix(where)}shape {dims} has a negative dimension")
+    if len(dims) > _MAX_RANK:
+        raise InvalidInput(
+            f"{_prefix(where)}shape has {len(dims)} dimensions; at most {_MAX_RANK} are supported"
+        )
+    if math.prod(d for d in dims if d) > _MAX_ELEMENTS:
+        raise InvalidInput(f"{_prefix(where)}shape {dims} is larger than any tensor can be")
     return math.prod(dims)

@@ -2,8 +2,8 @@
 
 Numbers go through one ``np.asarray`` call, which also flattens nested lists in C; only
 BYTES elements are visited one by one. Values are checked, not coerced: a string in an
-INT32 tensor, a fraction in an integer one or a value out of the datatype's range is
-invalid input rather than silently changed.
+INT32 tensor, a fraction in an integer one, ``true`` in a numeric one or a value out of
+the datatype's range is invalid input rather than silently changed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = ["array_from_json", "array_to_json"]
 # numpy kinds that a JSON array of numbers may parse to, per family of datatypes.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 _EXPECTED = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers"}
+_SLICE = 65_536
 
 
 def array_from_json(
@@ -57,6 +58,8 @@ def array_from_json(
         # numpy turns integers beyond int64 (valid UINT64 data) into float64 or object
         # arrays, so only the original Python values tell integers from fractions.
         values = _exact_numbers(np.asarray(data, dtype=object), dtype, datatype, where)
+    elif dtype.kind in "iuf" and kind in "iuf" and _has_booleans(data, values):
+        raise InvalidInput(f"{where}: {datatype} takes {_EXPECTED[dtype.kind]}, got booleans")
     if values.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
         raise InvalidInput(
             f"{where}: {datatype} takes {_EXPECTED[dtype.kind]}, got {_describe(values)}"
@@ -71,7 +74,12 @@ def array_from_json(
 def array_to_json(array: Array, datatype: str) -> tuple[list[Any], bool]:
     """The flat row-major ``data`` list for an array, and whether it is base64 BYTES."""
     if datatype != "BYTES":
-        values: list[Any] = array.ravel().tolist()
+        flat = array.ravel()
+        values: list[Any] = []
+        # In slices: one tolist() of millions of elements holds the GIL throughout, so a
+        # server converting in a worker thread would still stall its event loop.
+        for start in range(0, flat.size, _SLICE):
+            values += flat[start : start + _SLICE].tolist()
         return values, False
     items = bytes_elements(array, where="BYTES tensor")
     try:
@@ -108,6 +116,15 @@ def _exact_numbers(values: Array, dtype: np.dtype[Any], datatype: str, where: st
     low, high = min(items), max(items)
     _check_bounds(low, high, dtype, datatype, where)
     return np.array(items, dtype=dtype).reshape(values.shape)
+
+
+def _has_booleans(data: Sequence[Any], values: Array) -> bool:
+    """Whether ``true``/``false`` hid among the numbers: numpy reads them as 1 and 0, so
+    only a tensor holding a 0 or a 1 needs its elements' types looked at."""
+    if not ((values == 0) | (values == 1)).any():
+        return False
+    items = data if values.ndim == 1 else np.asarray(data, dtype=object).ravel().tolist()
+    return bool in set(map(type, items))
 
 
 def _describe(values: Array) -> str:

@@ -3,8 +3,10 @@
 Built once in ``server.py`` and shared by the REST and gRPC doors, which only convert.
 Every problem is a ``streamdag.errors`` error; each door maps its ``code`` once. A request
 is checked before anything runs (the target exists, the tensors decode and, for a model,
-fit its inputs); then a pipeline request goes to the ``PipelineGateway``, a model request
-to the model's adaptive batcher.
+fit its inputs; for a pipeline, nothing its workers would refuse: see ``checks``); then a
+pipeline request goes to the ``PipelineGateway``, a model request to the model's adaptive
+batcher. Large messages are decoded and encoded in a worker thread (``offload``), so that
+one caller does not stall the event loop for the others.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from streamdag.errors import (
 )
 from streamdag.pipeline import PipelineSpec
 from streamdag.protocol import (
+    Array,
     ModelInferRequest,
     ModelInferResponse,
     decode_request,
@@ -34,8 +37,17 @@ from streamdag.protocol import (
     parameter_value,
     requested_outputs,
 )
-from streamdag.runtimes import TensorSpec, check_inputs
+from streamdag.runtimes import ModelMetadata, TensorSpec, check_inputs
+from streamdag.serving.checks import (
+    check_outputs,
+    check_pipeline_inputs,
+    check_pipeline_outputs,
+    check_pipeline_version,
+    check_record_size,
+    check_request_id,
+)
 from streamdag.serving.gateway_api import PipelineGateway
+from streamdag.serving.offload import run_sized
 from streamdag.serving.repository import MODEL_VERSION, ModelRepository, RepositoryEntry
 
 __all__ = ["DataPlane", "ModelDescription", "ServerMetadata"]
@@ -119,13 +131,17 @@ class DataPlane:
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         if self._is_pipeline(name):
+            self._check_pipeline_version(name, version or "")
             return self._started
         return self._repository.get(name, version or "").state == "READY"
 
     def model_metadata(self, name: str, version: str | None = None) -> ModelDescription:
         if self._is_pipeline(name):
+            self._check_pipeline_version(name, version or "")
+            spec = self._specs.get(name)
+            versions = [str(spec.version)] if spec is not None else []
             # A pipeline's tensors are those of its steps; the spec does not declare them.
-            return ModelDescription(name, [], PIPELINE_PLATFORM, [], [])
+            return ModelDescription(name, versions, PIPELINE_PLATFORM, [], [])
         served = self._repository.get(name, version or "")
         meta = served.metadata
         if meta is None:
@@ -176,6 +192,7 @@ class DataPlane:
         """
         if not request.model_name:
             raise InvalidInput("model_name: must not be empty")
+        check_request_id(request.id)
         if self._is_pipeline(request.model_name):
             return await self.infer_pipeline(
                 request.model_name, request, timeout=timeout, headers=headers
@@ -192,12 +209,12 @@ class DataPlane:
     ) -> tuple[ModelInferResponse, dict[str, str]]:
         """Request-reply through ``pipeline``; the reply and its headers."""
         gateway = self._gateway_for(pipeline)
-        self._check_pipeline_inputs(pipeline, request)  # bad input must never reach Kafka
+        forwarded = dict(headers or {})
+        await self._check_pipeline_request(pipeline, request, forwarded, gateway)
         deadline = _deadline(request, timeout)
         try:
             return await _guard(
-                pipeline,
-                gateway.infer(pipeline, request, timeout=deadline, headers=dict(headers or {})),
+                pipeline, gateway.infer(pipeline, request, timeout=deadline, headers=forwarded)
             )
         except DeadlineExceeded as exc:
             hint = _timeout_unit_hint(request)
@@ -210,47 +227,46 @@ class DataPlane:
     ) -> str:
         """Start an asynchronous job; its id is ``request.id``."""
         gateway = self._gateway_for(pipeline)
-        self._check_pipeline_inputs(pipeline, request)
-        return await _guard(
-            pipeline, gateway.submit(pipeline, request, headers=dict(headers or {}))
-        )
+        forwarded = dict(headers or {})
+        await self._check_pipeline_request(pipeline, request, forwarded, gateway)
+        return await _guard(pipeline, gateway.submit(pipeline, request, headers=forwarded))
 
     async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
         """A job's reply, or None while it runs; a failed job raises its error."""
+        check_request_id(request_id)
         return await _guard(pipeline, self._gateway_for(pipeline).job(pipeline, request_id))
 
-    def _check_pipeline_inputs(self, pipeline: str, request: ModelInferRequest) -> None:
-        """The request decodes and holds what the pipeline's first steps read: every
-        tensor they name, and the declared inputs (names, datatypes) of their models."""
+    async def _check_pipeline_request(
+        self,
+        pipeline: str,
+        request: ModelInferRequest,
+        headers: Mapping[str, str],
+        gateway: PipelineGateway,
+    ) -> None:
+        """Bad input must never reach Kafka, nor a request its inputs topic cannot hold:
+        whatever the pipeline's workers or the producer would refuse (see ``checks``),
+        the cheap checks first."""
+        check_request_id(request.id)
+        self._check_pipeline_version(pipeline, request.model_version)
+        check_record_size(pipeline, request, headers, gateway.max_record_bytes())
+        await run_sized(request.ByteSize(), self._check_pipeline_tensors, pipeline, request)
+
+    def _check_pipeline_tensors(self, pipeline: str, request: ModelInferRequest) -> None:
         arrays = decode_request(request)
         if not arrays:
             raise InvalidInput(f"pipeline {pipeline}: the request has no input tensors")
         spec = self._specs.get(pipeline)
-        if spec is None:
-            return
-        for step in spec.steps:
-            refs = [r for r in step.input_refs if r.is_pipeline]
-            for ref in refs:
-                if ref.tensor is not None and ref.tensor not in arrays:
-                    raise InvalidInput(
-                        f"pipeline {pipeline}: missing input {ref.tensor!r}, which step "
-                        f"{step.name} reads; the request has {', '.join(map(repr, arrays))}"
-                    )
-            if not any(r.tensor is None for r in refs):
-                continue
-            meta = self._repository.get(step.model, "").metadata
-            if meta is None or not meta.inputs:
-                continue
-            renamed = {step.tensor_map.get(f"pipeline.inputs.{k}", k): v for k, v in arrays.items()}
-            declared = {t.name for t in meta.inputs}
-            missing = sorted(declared - set(renamed))
-            if missing:
-                raise InvalidInput(
-                    f"pipeline {pipeline}: missing input {missing[0]!r} of model "
-                    f"{step.model} (step {step.name}); the request has "
-                    f"{', '.join(map(repr, arrays))}"
-                )
-            check_inputs(meta, {k: v for k, v in renamed.items() if k in declared})
+        if spec is not None:
+            check_pipeline_inputs(spec, arrays, self._declared)
+            check_pipeline_outputs(spec, requested_outputs(request), self._declared)
+
+    def _check_pipeline_version(self, pipeline: str, version: str) -> None:
+        spec = self._specs.get(pipeline)
+        if spec is not None:
+            check_pipeline_version(spec, version)
+
+    def _declared(self, model: str) -> ModelMetadata | None:
+        return self._repository.get(model).metadata
 
     async def _infer_model(
         self, request: ModelInferRequest, deadline: float | None
@@ -260,10 +276,9 @@ class DataPlane:
         batcher = served.ready_batcher()
         meta = served.metadata
         assert meta is not None  # a READY model has been loaded
-        arrays = decode_request(request)
-        check_inputs(meta, arrays)
+        arrays = await run_sized(request.ByteSize(), _decoded_inputs, meta, request)
         wanted = requested_outputs(request)
-        _check_outputs(name, wanted, [t.name for t in meta.outputs])
+        check_outputs(f"model {name}", wanted, [t.name for t in meta.outputs])
         try:
             outputs = await asyncio.wait_for(batcher.run(arrays), deadline)
         except TimeoutError:
@@ -272,10 +287,13 @@ class DataPlane:
                 f"within {deadline:g} s"
             ) from None
         if wanted:
-            _check_outputs(name, wanted, list(outputs))
+            check_outputs(f"model {name}", wanted, list(outputs))
             outputs = {key: outputs[key] for key in wanted}
+        size = sum(getattr(value, "nbytes", 0) for value in outputs.values())
         try:
-            return encode_response(
+            return await run_sized(
+                size,
+                encode_response,
                 name,
                 outputs,
                 id=request.id,
@@ -302,19 +320,16 @@ class DataPlane:
             )
 
 
+def _decoded_inputs(meta: ModelMetadata, request: ModelInferRequest) -> dict[str, Array]:
+    arrays = decode_request(request)
+    check_inputs(meta, arrays)
+    return arrays
+
+
 def _described(spec: TensorSpec) -> TensorSpec:
     # An empty shape means "rank unknown"; OIP has no word for that, and [] would say
     # scalar, so report the one thing known: a variable batch axis.
     return spec if spec.shape else TensorSpec(spec.name, spec.datatype, [-1])
-
-
-def _check_outputs(model: str, wanted: list[str], available: list[str]) -> None:
-    if not available:
-        return
-    for name in wanted:
-        if name not in available:
-            known = ", ".join(repr(a) for a in available)
-            raise InvalidInput(f"model {model}: unknown output {name!r}; it returns {known}")
 
 
 def _timeout_unit_hint(request: ModelInferRequest) -> str:

@@ -336,6 +336,10 @@ class KafkaGateway:
             is not None
         )
 
+    def max_record_bytes(self) -> int:
+        """The producer's ``message.max.bytes`` (librdkafka's default: 1,000,000)."""
+        return self.kafka.max_record_bytes
+
 
 def _traced(pipeline: str, rid: str, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
     """A span for the request at the front door (continuing the caller's ``traceparent``)

@@ -31,6 +31,15 @@ class PipelineGateway(Protocol):
         """
         ...
 
+    def max_record_bytes(self) -> int:
+        """The largest record the gateway can write to a pipeline's inputs topic: the
+        serialized request, its key and headers together.
+
+        Called for every request before ``infer`` or ``submit``, which never see a request
+        that would not fit; it must be cheap and must not block.
+        """
+        ...
+
     async def start(self) -> None:
         """Connect (producer, reply consumer); called once, before the first request.
 

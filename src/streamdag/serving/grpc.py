@@ -14,15 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError as ProtobufDecodeError  # type: ignore[import-untyped, unused-ignore]
 
-from streamdag.errors import RepositoryChangesRefused, StreamdagError
-from streamdag.protocol import (
-    ModelInferRequest,
-    ModelInferResponse,
-    inference_pb2,
-    inference_pb2_grpc,
-)
+from streamdag.errors import DecodeError, RepositoryChangesRefused, StreamdagError
+from streamdag.protocol import ModelInferRequest, ModelInferResponse, inference_pb2
 from streamdag.runtimes import TensorSpec
+from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane
 
 __all__ = ["GRPC_STATUS", "InferenceServicer", "add_servicer", "grpc_status"]
@@ -41,6 +38,7 @@ REQUEST_ID = "x-request-id"
 # gRPC metadata keys are lowercase tokens; "grpc-" keys belong to the transport.
 _KEY = re.compile(r"^(?!grpc-)[0-9a-z_.-]+$")
 _log = logging.getLogger("streamdag.serving")
+_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 _T = TypeVar("_T")
 
 
@@ -95,8 +93,10 @@ class InferenceServicer:
         request.id = request.id or metadata.get(REQUEST_ID) or uuid.uuid4().hex
         forwarded = {k: v for k, v in metadata.items() if k.startswith("x-") or k == "traceparent"}
         forwarded[REQUEST_ID] = request.id
-        # Metadata values are ASCII; an id that is not stays in the message only.
-        trailing = ((REQUEST_ID, request.id),) if _sendable(REQUEST_ID, request.id) else ()
+        # Metadata values are ASCII; an id that is not stays in the message only, and one
+        # over the limit (refused) is not echoed: the trailer would exceed the client's cap.
+        echo = len(request.id) <= MAX_REQUEST_ID_LENGTH and _sendable(REQUEST_ID, request.id)
+        trailing = ((REQUEST_ID, request.id),) if echo else ()
         try:
             response, reply = await self._dp.infer_with_headers(
                 request, timeout=context.time_remaining(), headers=forwarded
@@ -139,10 +139,53 @@ class InferenceServicer:
 
 
 def add_servicer(servicer: InferenceServicer, server: Any) -> None:
-    """Register ``servicer`` on a ``grpc.aio.Server``."""
-    # The generated registration function has no annotations.
-    register: Any = inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server
-    register(servicer, server)
+    """Register ``servicer`` on a ``grpc.aio.Server``.
+
+    As the generated ``add_GRPCInferenceServiceServicer_to_server`` does, except that a
+    body that does not parse as the method's message ends the call with INVALID_ARGUMENT
+    (grpc would answer UNKNOWN).
+    """
+    handlers = {}
+    for method in _SERVICE.methods:
+        request_type = getattr(inference_pb2, method.input_type.name)
+        response_type = getattr(inference_pb2, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _refusing_undecodable(getattr(servicer, method.name)),
+            request_deserializer=_parser(request_type),
+            response_serializer=response_type.SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(_SERVICE.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(_SERVICE.full_name, handlers)
+
+
+def _parser(message_type: Any) -> Callable[[bytes], Any]:
+    """The request deserializer: the parsed message, or the ``DecodeError`` to answer with.
+
+    grpc turns an exception raised here into UNKNOWN, before any handler runs; returned,
+    the error reaches ``_refusing_undecodable``, which answers INVALID_ARGUMENT.
+    """
+    name = message_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except ProtobufDecodeError as exc:
+            return DecodeError(f"request body is not an {name}: {exc}")
+
+    return parse
+
+
+def _refusing_undecodable(
+    handler: Callable[[Any, Any], Awaitable[_T]],
+) -> Callable[[Any, Any], Awaitable[_T]]:
+    async def handle(request: Any, context: Any) -> _T:
+        if isinstance(request, DecodeError):
+            await _abort(context, request)
+        return await handler(request, context)
+
+    return handle
 
 
 async def _call(context: Any, call: Callable[[], _T]) -> _T:

@@ -8,6 +8,7 @@ valid, the server failed to serve it (422 would tell the caller to fix the reque
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 import zlib
@@ -27,8 +28,10 @@ from streamdag.errors import (
     StreamdagError,
 )
 from streamdag.kafka import KafkaConnection
-from streamdag.protocol import ModelInferRequest, error_body, response_to_json
+from streamdag.protocol import ModelInferRequest, ModelInferResponse, error_body
+from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane, ModelDescription
+from streamdag.serving.offload import run_sized
 from streamdag.serving.rest_body import (
     HEADER_LENGTH,
     OutputForm,
@@ -114,7 +117,7 @@ def create_app(
     async def model_infer(request: Request, model: str, version: str = "") -> Response:
         infer_request, form = await _read_infer(request, limit, model, version)
         response, reply = await dp.infer_with_headers(infer_request, headers=_forwarded(request))
-        content, header_length = render_infer_response(response, form)
+        content, header_length = await _render(response, form)
         return _infer_reply(content, header_length, reply, infer_request.id)
 
     @app.post("/v2/pipelines/{pipeline}/infer")
@@ -123,7 +126,7 @@ def create_app(
         response, reply = await dp.infer_pipeline(
             pipeline, infer_request, headers=_forwarded(request)
         )
-        content, header_length = render_infer_response(response, form)
+        content, header_length = await _render(response, form)
         return _infer_reply(content, header_length, reply, infer_request.id)
 
     @app.post("/v2/pipelines/{pipeline}/jobs")
@@ -139,7 +142,8 @@ def create_app(
         result = await dp.job(pipeline, job)
         if result is None:
             return _json({"status": "pending"}, 202, _id_header(job))
-        return _json(response_to_json(result), 200, _id_header(job))
+        content, _ = await _render(result, OutputForm())
+        return Response(content, media_type="application/json", headers=_id_header(job))
 
     @app.post("/v2/repository/index")
     async def repository_index(request: Request) -> Response:
@@ -180,8 +184,13 @@ async def _read_infer(
     ``x-request-id`` header, else a new one, and error replies carry it too."""
     request.state.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
     body = await _read_body(request, limit)
-    infer_request, form = parse_infer_request(
-        body, request.headers.get(HEADER_LENGTH), model_name=name, model_version=version
+    infer_request, form = await run_sized(
+        len(body),
+        parse_infer_request,
+        body,
+        request.headers.get(HEADER_LENGTH),
+        model_name=name,
+        model_version=version,
     )
     if infer_request.id:
         request.state.request_id = infer_request.id
@@ -207,7 +216,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    return body if encoding == "identity" else _decompress(body, encoding, limit)
+    if encoding == "identity":
+        return body
+    # Off the event loop whatever its size: a small body may inflate to the limit.
+    return await asyncio.to_thread(_decompress, body, encoding, limit)
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -223,6 +235,10 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if len(out) > limit:
         raise PayloadTooLarge(len(out), limit)
     return out
+
+
+async def _render(response: ModelInferResponse, form: OutputForm) -> tuple[bytes, int | None]:
+    return await run_sized(response.ByteSize(), render_infer_response, response, form)
 
 
 def _forwarded(request: Request) -> dict[str, str]:
@@ -249,8 +265,13 @@ def _infer_reply(
 
 
 def _id_header(request_id: str) -> dict[str, str]:
-    # HTTP headers carry Latin-1 text; an id that is not plain ASCII stays in the body.
-    ok = request_id.isascii() and request_id.isprintable()
+    # HTTP headers carry Latin-1 text; an id that is not plain ASCII stays in the body,
+    # and one over the limit (refused) is not echoed.
+    ok = (
+        len(request_id) <= MAX_REQUEST_ID_LENGTH
+        and request_id.isascii()
+        and request_id.isprintable()
+    )
     return {REQUEST_ID: request_id} if ok else {}
 
 

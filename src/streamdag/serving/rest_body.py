@@ -29,12 +29,15 @@ from streamdag.protocol import (
     response_to_json,
     write_parameters,
 )
+from streamdag.protocol.datatypes import element_count
 from streamdag.protocol.tensors import encode_raw
 
 __all__ = ["HEADER_LENGTH", "OutputForm", "dumps", "parse_infer_request", "render_infer_response"]
 
 HEADER_LENGTH = "inference-header-content-length"
 _SIZE = "binary_data_size"
+# Elements per json.dumps call in a reply's long data lists: about 10 ms of work each.
+_SLICE = 16_384
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def render_infer_response(
     """The REST body of a response and, when it carries binary data, its JSON header length."""
     binary = {t.name for t in response.outputs if form.binary(t.name)}
     if not binary:
-        return dumps(response_to_json(response)), None
+        return _dumps_response(response_to_json(response)), None
     body = response_to_json(_subset(response, binary))
     as_json = {tensor["name"]: tensor for tensor in body["outputs"]}
     arrays = None if response.raw_output_contents else decode_response(response)
@@ -103,8 +106,38 @@ def render_infer_response(
         )
         chunks.append(chunk)
     body["outputs"] = outputs
-    header = dumps(body)
+    header = _dumps_response(body)
     return header + b"".join(chunks), len(header)
+
+
+def _dumps_response(body: dict[str, Any]) -> bytes:
+    """``dumps(body)`` for a response body, with long ``data`` lists written in slices.
+
+    One ``json.dumps`` call holds the GIL throughout, seconds for millions of numbers,
+    and so would stall the event loop even from a worker thread. The body's key order
+    (``outputs`` last, ``data`` last in each) lets the pieces be joined into the same
+    bytes.
+    """
+    outputs: list[dict[str, Any]] = body["outputs"]
+    if all(len(tensor.get("data", ())) <= _SLICE for tensor in outputs):
+        return dumps(body)
+    head = dumps({key: value for key, value in body.items() if key != "outputs"})
+    parts = [head[:-1], b',"outputs":[' if len(head) > 2 else b'"outputs":[']
+    for index, tensor in enumerate(outputs):
+        if index:
+            parts.append(b",")
+        if "data" not in tensor:
+            parts.append(dumps(tensor))
+            continue
+        rest = dumps({key: value for key, value in tensor.items() if key != "data"})
+        parts += [rest[:-1], b',"data":', _dumps_list(tensor["data"]), b"}"]
+    parts.append(b"]}")
+    return b"".join(parts)
+
+
+def _dumps_list(items: list[Any]) -> bytes:
+    slices = (dumps(items[i : i + _SLICE])[1:-1] for i in range(0, len(items), _SLICE))
+    return b"[" + b",".join(slices) + b"]"
 
 
 def _parse_binary(
@@ -181,6 +214,7 @@ def _binary_input(index: int, tensor: dict[str, Any]) -> tuple[_BinaryInput, int
         first = exc.errors(include_url=False)[0]
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
         raise InvalidInput(f"{where}{loc}: {first['msg']}") from None
+    element_count(spec.shape, where=f"{where}.shape")
     size = spec.parameters[_SIZE]
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise InvalidInput(f"{where}.parameters.{_SIZE}: must be a byte count, got {size!r}")
