@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kafka_support import Workers
 
 from streamdag.broker import BrokerInfo, LocalBroker, free_port
 from streamdag.kafka import TopicSpec, ensure_topics
@@ -74,3 +75,21 @@ def write_spec(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def workers(tmp_path: Path, bootstrap: str) -> Iterator[Callable[[Path], Workers]]:
+    """``workers(spec_path)``: `streamdag run` processes of that pipeline, each killed at the
+    end of the test if still running; logs in the test's folder."""
+    made: list[Workers] = []
+
+    def make(spec: Path) -> Workers:
+        logs = tmp_path / "worker-logs"
+        logs.mkdir(exist_ok=True)
+        w = Workers(spec, bootstrap, logs)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.stop_all()

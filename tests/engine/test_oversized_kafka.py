@@ -5,7 +5,7 @@ under exactly_once with the worker SIGKILLed, and for join state that outgrows a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +55,6 @@ steps:
     tensor_map: {left.outputs.y: v, right.outputs.y: u, middle.outputs.y: t}
     join: inner
 """
-
-
-@pytest.fixture
-def workers(tmp_path: Path, bootstrap: str) -> Iterator[Callable[[Path], Workers]]:
-    made: list[Workers] = []
-
-    def make(spec: Path) -> Workers:
-        w = Workers(spec, bootstrap, tmp_path)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop_all()
 
 
 def _requests(count: int) -> list[tuple[str, dict[str, np.ndarray]]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,13 +28,15 @@ models:
   slow: {{runtime: python, handler: "gateway_models:slow"}}
 """
 
-LINEAR = (
-    """
+HEAD = """
 name: "{name}"
 guarantee: {guarantee}
 partitions: 2
 timeout_ms: 20000
 """
+
+LINEAR = (
+    HEAD
     + MODELS
     + """
 steps:
@@ -44,12 +46,7 @@ steps:
 )
 
 JOIN = (
-    """
-name: "{name}"
-guarantee: {guarantee}
-partitions: 2
-timeout_ms: 20000
-"""
+    HEAD
     + MODELS
     + """
 steps:
@@ -85,22 +82,6 @@ def write_pipeline(
         return path, load_spec(path)
 
     return make
-
-
-@pytest.fixture
-def workers(tmp_path: Path, bootstrap: str) -> Iterator[Callable[[Path], Workers]]:
-    made: list[Workers] = []
-
-    def make(spec: Path) -> Workers:
-        logs = tmp_path / "logs"
-        logs.mkdir(exist_ok=True)
-        w = Workers(spec, bootstrap, logs)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop_all()
 
 
 def _timed_out_then_sent_again(url: str, rid: str) -> httpx.Response:
