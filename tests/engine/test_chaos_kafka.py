@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from kafka_support import Result, Workers, count_by_id, read_results, send_reque
 from streamdag.broker import BrokerInfo, LocalBroker, free_port
 from streamdag.kafka import ensure_topics
 from streamdag.pipeline import PipelineSpec, derive_topics, load_spec
+from streamdag.protocol import inference_pb2, inference_pb2_grpc
 from streamdag.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -228,6 +230,7 @@ steps:
 
 OUTAGE_S = 18  # how long the broker stays away
 HEAL_S = 20  # answers again within this long of its return
+NOTICE_S = 6  # the gateway says it is not ready within this long of the broker's death
 
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
@@ -238,19 +241,20 @@ def test_a_pipeline_answers_again_soon_after_the_broker_returns(
     tmp_path: Path,
 ) -> None:
     """The broker SIGKILLed for 18 s under an idle pipeline and a gateway (``streamdag
-    run`` and ``streamdag serve`` processes), then restarted on the same port and data:
-    within 20 s of its return requests are answered again, by the same processes.
-    (librdkafka's re-bootstrap after the outage used to leave a transactional producer
-    waiting forever in send_offsets_to_transaction, librdkafka#5511; each step of an
-    exactly_once pipeline then lost 15 s before giving its producer up.)"""
+    run`` and ``streamdag serve`` processes), then restarted on the same port and data.
+    While it is away the server stays live but says it is not ready, and turns pipeline
+    requests away at once; within 20 s of its return requests are answered again, by the
+    same processes. (librdkafka's re-bootstrap after the outage used to leave a
+    transactional producer waiting forever in send_offsets_to_transaction,
+    librdkafka#5511; each step of an exactly_once pipeline then lost 15 s before giving
+    its producer up.)"""
     broker, info = own_broker
     path = pipeline_spec(IDLE.replace("GUARANTEE", guarantee))
     spec = load_spec(path)
     ensure_topics(info.bootstrap, derive_topics(spec))
     w = Workers(path, info.bootstrap, tmp_path)
-    http_port = free_port()
+    http_port, grpc_port = free_port(), free_port()
     base = f"http://127.0.0.1:{http_port}"
-
     asked: dict[str, int] = {}  # request id -> status
 
     def ask(x: int, timeout_s: float) -> int:
@@ -272,16 +276,39 @@ def test_a_pipeline_answers_again_soon_after_the_broker_returns(
         asked[f"ask-{x}"] = answer.status_code
         return answer.status_code
 
+    def health(what: str) -> int:
+        try:
+            return httpx.get(f"{base}/v2/health/{what}", timeout=2).status_code
+        except httpx.HTTPError:
+            return 0
+
     try:
         worker = w.start()
-        server = w.start("--http-port", str(http_port), "--grpc-port", "0", command="serve")
+        server = w.start(
+            "--http-port", str(http_port), "--grpc-port", str(grpc_port), command="serve"
+        )
         deadline = time.monotonic() + 90
         while ask(len(asked), 5) != 200:
             assert time.monotonic() < deadline and server.poll() is None, w.logs()[-3000:]
             time.sleep(0.5)
+        assert health("ready") == 200
 
         os.kill(info.pid, signal.SIGKILL)
-        time.sleep(OUTAGE_S)
+        killed = time.monotonic()
+        seen: list[tuple[float, int, int]] = []  # (seconds since the kill, ready, live)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = inference_pb2_grpc.GRPCInferenceServiceStub(channel)
+            while time.monotonic() - killed < NOTICE_S and health("ready") == 200:
+                time.sleep(0.2)
+            assert health("ready") == 400, f"still ready {NOTICE_S} s after the broker died"
+            assert not stub.ServerReady(inference_pb2.ServerReadyRequest()).ready
+            assert ask(500, 10) == 503  # turned away at once, not left to time out
+            while time.monotonic() - killed < OUTAGE_S:
+                seen.append((time.monotonic() - killed, health("ready"), health("live")))
+                time.sleep(0.5)
+        assert {ready for _, ready, _ in seen} == {400}, seen
+        assert {live for _, _, live in seen} == {200}, seen
+
         broker.start(port=info.port, timeout=90)
         back = time.monotonic()
         statuses: list[int] = []
@@ -291,10 +318,12 @@ def test_a_pipeline_answers_again_soon_after_the_broker_returns(
                 time.sleep(0.2)
         healed = time.monotonic() - back
         assert healed <= HEAL_S, f"answered {healed:.0f} s after the broker's return: {statuses}"
+        assert health("ready") == 200
         assert ask(5000, 30) == 200
         assert worker.poll() is None and server.poll() is None, w.logs()[-3000:]
-        # The outage shows in the worker's log, in librdkafka's own words.
+        # The outage shows in the logs, in librdkafka's own words and the gateway's.
         assert "streamdag.kafka.librdkafka: FAIL" in w.log_of(worker)
+        assert "gateway: Kafka does not answer" in w.log_of(server)
 
         # A request the gateway took but did not see answered in time is answered later
         # (once, with exactly_once); one it turned away (503) never runs.

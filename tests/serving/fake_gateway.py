@@ -43,9 +43,13 @@ class FakeGateway:
     jobs: dict[str, list[object]] = field(default_factory=dict)
     started: bool = False
     stopped: bool = False
+    reachable: bool = True  # False plays a Kafka that does not answer
 
     def pipelines(self) -> list[str]:
         return list(self.names)
+
+    def ready(self) -> bool:
+        return self.reachable
 
     async def start(self) -> None:
         self.started = True
