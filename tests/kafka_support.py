@@ -128,7 +128,8 @@ def read_results(
 
 
 class Workers:
-    """`streamdag run` processes of one pipeline, started and killed like a supervisor would."""
+    """`streamdag run` (or ``serve``) processes of one pipeline, started and killed like a
+    supervisor would."""
 
     def __init__(self, spec: Path, bootstrap: str, log_dir: Path) -> None:
         self.spec = spec
@@ -136,14 +137,14 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, command: str = "run") -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"worker-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "streamdag.cli.main",
-                "run",
+                command,
                 str(self.spec),
                 "--bootstrap",
                 self.bootstrap,

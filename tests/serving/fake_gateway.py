@@ -44,12 +44,16 @@ class FakeGateway:
     started: bool = False
     stopped: bool = False
     record_limit: int = 1_000_000
+    reachable: bool = True  # False plays a Kafka that does not answer
 
     def pipelines(self) -> list[str]:
         return list(self.names)
 
     def max_record_bytes(self) -> int:
         return self.record_limit
+
+    def ready(self) -> bool:
+        return self.reachable
 
     async def start(self) -> None:
         self.started = True

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from streamdag.protocol import decode_response, encode_request, inference_pb2_grpc
+from streamdag.protocol import decode_response, encode_request, inference_pb2, inference_pb2_grpc
 
 from .conftest import Served
 from .fake_gateway import PIPELINE, Call, FakeGateway
@@ -261,6 +261,41 @@ def test_jobs_report_errors_and_unknown_ids(http: httpx.Client) -> None:
     unknown = http.get(f"/v2/pipelines/{PIPELINE}/jobs/nope")
     assert unknown.status_code == 404 and "job nope" in unknown.json()["error"]
     assert http.post("/v2/pipelines/nope/jobs", json=body(new_id())).status_code == 404
+
+
+def test_a_gateway_that_cannot_reach_kafka_leaves_the_server_live_but_not_ready(
+    http: httpx.Client, stub: Any, gateway: FakeGateway
+) -> None:
+    gateway.reachable = False
+    try:
+        assert http.get("/v2/health/live").status_code == 200
+        assert stub.ServerLive(inference_pb2.ServerLiveRequest()).live
+        not_ready = http.get("/v2/health/ready")
+        assert not_ready.status_code == 400
+        assert not_ready.json() == {"error": "server is not ready"}
+        assert not stub.ServerReady(inference_pb2.ServerReadyRequest()).ready
+        # The pipelines are not ready; the models served here are.
+        assert http.get(f"/v2/models/{PIPELINE}/ready").status_code == 400
+        assert not stub.ModelReady(inference_pb2.ModelReadyRequest(name=PIPELINE)).ready
+        assert http.get("/v2/models/scale/ready").status_code == 200
+        index = {e["name"]: e for e in http.post("/v2/repository/index", json={}).json()}
+        assert index[PIPELINE]["state"] == "UNAVAILABLE" and "Kafka" in index[PIPELINE]["reason"]
+        ready = http.post("/v2/repository/index", json={"ready": True}).json()
+        assert PIPELINE not in [e["name"] for e in ready] and "scale" in [e["name"] for e in ready]
+        # Requests are turned away at once, never handed to the gateway.
+        for route in ("infer", "jobs"):
+            rid = new_id()
+            response = http.post(f"/v2/pipelines/{PIPELINE}/{route}", json=body(rid))
+            assert response.status_code == 503
+            assert f"pipeline {PIPELINE} is not ready: Kafka" in response.json()["error"]
+            assert not [c for c in gateway.calls if c.request.id == rid]
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(encode_request(PIPELINE, {"x": np.array([1])}))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        gateway.reachable = True
+    assert http.get("/v2/health/ready").status_code == 200
+    assert http.get(f"/v2/models/{PIPELINE}/ready").status_code == 200
 
 
 def test_pipelines_are_listed_and_described(http: httpx.Client) -> None:

@@ -27,11 +27,28 @@ ClientConfig = dict[str, Any]
 KAFKA_CLIENT_LOGGER = logging.getLogger("streamdag.kafka.librdkafka")
 
 
+# How every client reconnects; a connection's own properties may say otherwise.
+_RECONNECT: ClientConfig = {
+    # While a broker is away librdkafka backs off reconnecting up to 10 s by default, so a
+    # client could notice the broker's return only that late; 1 s, as Java clients.
+    "reconnect.backoff.max.ms": 1000,
+    # No re-bootstrap when every known broker is down. In librdkafka 2.16 it retires the
+    # broker handles learned from metadata, but a transactional producer's coordinator
+    # cache keeps the retired one and send_offsets_to_transaction waits for it forever,
+    # even once the broker is back (confluentinc/librdkafka#5511, #5456); and while the
+    # outage lasts the clients re-bootstrap in a loop, reconnecting every few ms. Kept, the
+    # handles reconnect by their advertised addresses when the broker returns. (A cluster
+    # that comes back under all new addresses needs a restart.)
+    "metadata.recovery.strategy": "none",
+}
+
+
 def client_config(
     kafka: KafkaConnection | str, client_id: str = "streamdag", **extra: Any
 ) -> ClientConfig:
     """``kafka``'s properties (a bare string: plaintext servers) and ``extra``."""
     return {
+        **_RECONNECT,
         **KafkaConnection.of(kafka).client_properties(),
         "client.id": client_id,
         "logger": KAFKA_CLIENT_LOGGER,

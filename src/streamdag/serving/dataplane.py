@@ -56,6 +56,7 @@ PIPELINE_PLATFORM = "streamdag_pipeline"
 _EXTENSIONS = ["binary_tensor_data", "model_repository", "parameters"]
 
 _T = TypeVar("_T")
+_GATEWAY_NOT_READY = "Kafka does not answer, or the gateway has no reply partition yet"
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,9 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """True once every model loaded at start, until shutdown begins."""
-        return self._started
+        """True once every model loaded at start, until shutdown begins, while the gateway
+        (if any) can take requests: a server that cannot reach Kafka is live, not ready."""
+        return self._started and (self._gateway is None or self._gateway.ready())
 
     def server_metadata(self) -> ServerMetadata:
         extensions = [*_EXTENSIONS, "pipelines"] if self._gateway is not None else _EXTENSIONS
@@ -132,7 +134,7 @@ class DataPlane:
     def model_ready(self, name: str, version: str | None = None) -> bool:
         if self._is_pipeline(name):
             self._check_pipeline_version(name, version or "")
-            return self._started
+            return self.ready()
         return self._repository.get(name, version or "").state == "READY"
 
     def model_metadata(self, name: str, version: str | None = None) -> ModelDescription:
@@ -155,8 +157,16 @@ class DataPlane:
         )
 
     def repository_index(self, *, ready_only: bool = False) -> list[RepositoryEntry]:
-        """Every model, then every pipeline (always READY: its workers run elsewhere)."""
-        pipelines = [RepositoryEntry(p, "", "READY") for p in self.pipelines()]
+        """Every model, then every pipeline (READY while the gateway can take requests:
+        its workers run elsewhere)."""
+        if self._gateway is None or self._gateway.ready():
+            pipelines = [RepositoryEntry(p, "", "READY") for p in self.pipelines()]
+        elif ready_only:
+            pipelines = []
+        else:
+            pipelines = [
+                RepositoryEntry(p, "", "UNAVAILABLE", _GATEWAY_NOT_READY) for p in self.pipelines()
+            ]
         return [*self._repository.index(ready_only=ready_only), *pipelines]
 
     async def load(self, name: str) -> None:
@@ -211,6 +221,7 @@ class DataPlane:
         gateway = self._gateway_for(pipeline)
         forwarded = dict(headers or {})
         await self._check_pipeline_request(pipeline, request, forwarded, gateway)
+        _check_ready(pipeline, gateway)
         deadline = _deadline(request, timeout)
         try:
             return await _guard(
@@ -229,6 +240,7 @@ class DataPlane:
         gateway = self._gateway_for(pipeline)
         forwarded = dict(headers or {})
         await self._check_pipeline_request(pipeline, request, forwarded, gateway)
+        _check_ready(pipeline, gateway)
         return await _guard(pipeline, gateway.submit(pipeline, request, headers=forwarded))
 
     async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
@@ -375,3 +387,10 @@ async def _guard(pipeline: str, call: Awaitable[_T]) -> _T:
         raise StreamdagError(
             f"pipeline {pipeline}: the gateway failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _check_ready(pipeline: str, gateway: PipelineGateway) -> None:
+    """Turn a request away at once while the gateway cannot take it: sent to Kafka then, it
+    would wait in the client and could run long after its caller gave up."""
+    if not gateway.ready():
+        raise Unavailable(f"pipeline {pipeline} is not ready: {_GATEWAY_NOT_READY}")

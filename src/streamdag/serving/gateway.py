@@ -88,6 +88,7 @@ class KafkaGateway:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._assigned = threading.Event()
+        self._reachable = threading.Event()  # set while Kafka answers the probe
 
     def pipelines(self) -> list[str]:
         return list(self._pipelines)
@@ -127,6 +128,7 @@ class KafkaGateway:
         # Requests need a reply partition: wait until the group gave us some.
         if not await asyncio.to_thread(self._assigned.wait, 30.0):
             raise Unavailable("the gateway got no partitions of the outputs topics within 30 s")
+        self._watch_kafka()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -339,6 +341,54 @@ class KafkaGateway:
     def max_record_bytes(self) -> int:
         """The producer's ``message.max.bytes`` (librdkafka's default: 1,000,000)."""
         return self.kafka.max_record_bytes
+
+    # -- readiness (its own thread) -----------------------------------------------------
+    # Kafka counts as reachable while a metadata request for every topic of the pipelines,
+    # sent every PROBE_EVERY_S through the producer, is answered within PROBE_TIMEOUT_S
+    # and names a leader for each partition. A dead broker thus shows within about 3 s,
+    # its return within about 1 s of the connection's.
+    PROBE_EVERY_S = 1.0
+    PROBE_TIMEOUT_S = 2.0
+
+    def ready(self) -> bool:
+        """Whether pipeline requests can be taken: Kafka answered the last probe and every
+        pipeline has a reply partition here. Cheap; never blocks."""
+        return self._reachable.is_set() and all(p.partitions for p in self._pipelines.values())
+
+    def _watch_kafka(self) -> None:
+        """Probe Kafka on a thread of its own until ``stop``; ``start`` just reached it."""
+        self._reachable.set()
+        threading.Thread(target=self._probe_kafka, name="gateway-probe", daemon=True).start()
+
+    def _probe_kafka(self) -> None:
+        topics = [
+            topic for name in self._pipelines for topic in (inputs_topic(name), outputs_topic(name))
+        ]
+        assert self._producer is not None
+        while not self._stopping.wait(self.PROBE_EVERY_S):
+            self._producer.poll(0)  # the producer's own log lines, as they happen
+            problem = self._probe(topics)
+            if problem is None and not self._reachable.is_set():
+                log.info("gateway: Kafka answers again")
+                self._reachable.set()
+            elif problem is not None and self._reachable.is_set():
+                log.warning("gateway: Kafka does not answer (%s); not ready", problem)
+                self._reachable.clear()
+
+    def _probe(self, topics: list[str]) -> str | None:
+        """Why Kafka cannot serve ``topics`` now, or None when it can."""
+        assert self._producer is not None
+        for topic in topics:
+            try:
+                metadata = self._producer.list_topics(topic, timeout=self.PROBE_TIMEOUT_S)
+            except KafkaException as exc:
+                return f"metadata of {topic}: {exc.args[0].str()}"
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                return f"topic {topic}: {found.error.str() if found else 'missing'}"
+            if any(p.leader < 0 for p in found.partitions.values()):
+                return f"topic {topic} has a partition without a leader"
+        return None
 
 
 def _traced(pipeline: str, rid: str, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:

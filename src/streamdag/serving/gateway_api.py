@@ -40,6 +40,16 @@ class PipelineGateway(Protocol):
         """
         ...
 
+    def ready(self) -> bool:
+        """Whether requests to the pipelines can be taken now (the Kafka gateway: the
+        cluster answers and this gateway has a reply partition of every pipeline).
+
+        Called for every health check and pipeline request, so it must be cheap and must
+        not block. While it is False the server reports not ready, the pipelines are not
+        ready, and requests to them fail at once with ``Unavailable``.
+        """
+        ...
+
     async def start(self) -> None:
         """Connect (producer, reply consumer); called once, before the first request.
 
