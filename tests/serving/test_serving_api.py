@@ -47,6 +47,7 @@ def test_each_front_door_maps_error_codes_in_one_table() -> None:
         "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
         "not_found": grpc.StatusCode.NOT_FOUND,
         "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
         "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
         "unavailable": grpc.StatusCode.UNAVAILABLE,
     }
