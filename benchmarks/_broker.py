@@ -1,8 +1,10 @@
-"""The Kafka broker a benchmark runs against: the one given, or a fresh local one."""
+"""The Kafka broker a benchmark runs against: the one given, or a fresh local one; and
+the clean-up of a benchmark's topics on a broker that outlives it."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 import tempfile
@@ -10,11 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from confluent_kafka.admin import AdminClient
+
 from streamdag.broker import LocalBroker, free_port
 from streamdag.errors import BrokerNotRunning
+from streamdag.kafka import admin_config, list_topics
 from streamdag.settings import get_settings
 
-__all__ = ["kafka_bootstrap"]
+__all__ = ["delete_topics", "kafka_bootstrap"]
+
+log = logging.getLogger("benchmarks")
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -42,3 +49,18 @@ def kafka_bootstrap(bootstrap: str | None, *, heap: str = "768m") -> Iterator[st
                     broker.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Delete those of ``names`` that exist; a failure is logged, not raised."""
+    existing = list_topics(bootstrap)
+    names = [n for n in names if n in existing]
+    if not names:
+        return
+    admin = AdminClient(admin_config(bootstrap))  # must outlive the futures
+    futures = admin.delete_topics(names, request_timeout=30)
+    for future in futures.values():
+        try:
+            future.result(30)
+        except Exception as exc:
+            log.warning("could not delete a benchmark topic: %s", exc)

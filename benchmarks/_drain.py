@@ -1,13 +1,21 @@
-"""Timing a drain: from a drainer's start until its output topic holds all n results."""
+"""Timing a drain: from a drainer's start until its output topic holds all n results.
+
+The drainer is a function run in a forked child (or a thread) of this process
+(``timed_drain``), or a command run as a process of its own (``timed_command``).
+"""
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -15,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from streamdag.kafka import consumer_config
 from streamdag.kafka.headers import ERROR
 
-__all__ = ["BenchmarkFailed", "Drain", "OutputCounter", "timed_drain"]
+__all__ = ["BenchmarkFailed", "Drain", "OutputCounter", "timed_command", "timed_drain"]
 
 
 class BenchmarkFailed(Exception):
@@ -133,6 +141,73 @@ def timed_drain(
     finally:
         drainer.finish()
     return replace(drain, cpu_s=drainer.cpu_s), counter.sample
+
+
+def timed_command(
+    what: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    n: int,
+    timeout: float,
+) -> tuple[Drain, bytes | None]:
+    """Time the process ``argv`` filling ``topic`` with n results, from its start, so its
+    interpreter start and imports are timed too; then stop it with SIGTERM.
+
+    Its output goes to ``log``, whose last lines a failure quotes. ``cpu_s`` is the
+    process's CPU time (every thread) from its start until the last result was readable.
+    """
+    counter = OutputCounter(bootstrap, topic, partitions)
+    try:
+        with log.open("wb") as out:
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        try:
+            drain = counter.wait(
+                n, started=started, timeout=timeout, alive=lambda: process.poll() is None
+            )
+            drain = replace(drain, cpu_s=_cpu_s(process.pid))
+        except BenchmarkFailed as exc:
+            raise BenchmarkFailed(f"the {what}: {exc}\n{_tail(log)}") from None
+        finally:
+            _stop(process)
+    finally:
+        counter.close()
+    if process.returncode != 0:
+        raise BenchmarkFailed(f"the {what} exited with {process.returncode}\n{_tail(log)}")
+    return drain, counter.sample
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User and system CPU time of a running process, from /proc (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The fields after the command name, which may hold spaces, start at the state (3rd).
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"last lines of {log}:\n" + "\n".join(text)
 
 
 class _Thread:

@@ -43,30 +43,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _broker import kafka_bootstrap
+from _broker import delete_topics, kafka_bootstrap
 from _drain import BenchmarkFailed, Drain, timed_drain
 from _machine import machine
 from _rawloop import PythonFloor, RawLoop, produce
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from streamdag.engine import PipelineRunner, StepWorker
 from streamdag.errors import StreamdagError
-from streamdag.kafka import (
-    TopicSpec,
-    admin_config,
-    ensure_topics,
-    list_topics,
-    producer_config,
-)
+from streamdag.kafka import TopicSpec, ensure_topics, producer_config
 from streamdag.pipeline import PipelineSpec, derive_topics, inputs_topic, outputs_topic, parse_spec
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
 
 HERE = Path(__file__).resolve().parent
 GUARANTEES = ("exactly_once", "at_least_once")
 FLOATS = 256  # 1 KB of FP32 per request
-
-log = logging.getLogger("benchmarks.engine_throughput")
 
 
 # -- the engine --------------------------------------------------------------------------
@@ -400,20 +391,6 @@ def _as_dict(drain: Drain) -> dict[str, Any]:
     return {**asdict(drain), "rate": drain.rate, "cpu_us_per_record": drain.cpu_us_per_record}
 
 
-def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    existing = list_topics(bootstrap)
-    names = [n for n in names if n in existing]
-    if not names:
-        return
-    admin = AdminClient(admin_config(bootstrap))  # must outlive the futures
-    futures = admin.delete_topics(names, request_timeout=30)
-    for future in futures.values():
-        try:
-            future.result(30)
-        except Exception as exc:
-            log.warning("could not delete a benchmark topic: %s", exc)
-
-
 # -- main ----------------------------------------------------------------------------------
 def _config_item(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
@@ -491,7 +468,7 @@ def main(argv: Sequence[str]) -> int:
                 rows.append(summarize(guarantee, runs))
         finally:
             if args.bootstrap and created:
-                _delete_topics(bootstrap, created)
+                delete_topics(bootstrap, created)
     load_after = os.getloadavg()
     print()
     print(
