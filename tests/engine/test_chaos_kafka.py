@@ -5,6 +5,7 @@ Results are counted with a read_committed consumer."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -118,6 +119,28 @@ models:
 steps:
   - {name: double, model: scale}
 """
+
+
+def test_run_processes_replaces_a_killed_child_with_no_result_lost_or_doubled(
+    bootstrap: str,
+    pipeline_spec: Callable[[str], Path],
+    workers: Callable[[Path], Workers],
+) -> None:
+    """`run --processes 2`: two children share the steps; one SIGKILLed mid-stream is
+    restarted by the parent, every result arrives exactly once, and SIGTERM to the parent
+    stops them all cleanly."""
+    path, spec, requests = _chaos_backlog(bootstrap, pipeline_spec, "exactly_once")
+    w = workers(path)
+    parent = w.start("--processes", "2", "--instance-id", "proc")
+    log = w.wait_for_log(parent, "worker process 1 started: pid ")
+    _wait_for_results(bootstrap, spec.name, 200)
+    found = re.search(r"worker process 0 started: pid (\d+)", log)
+    assert found is not None
+    os.kill(int(found.group(1)), signal.SIGKILL)
+    w.wait_for_log(parent, "died of SIGKILL; restarting it")
+    results = read_results(bootstrap, spec.name, until=len(requests), timeout=120, settle=3.0)
+    _assert_every_result(results, requests, "exactly_once")
+    assert w.terminate(parent) == 0
 
 
 def test_two_processes_share_a_step_and_hand_over_on_stop(

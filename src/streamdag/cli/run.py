@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.engine import PipelineRunner, handle_signals
+from streamdag.engine.supervisor import Supervisor
+from streamdag.errors import StreamdagError
 from streamdag.observability.metrics import serve_metrics
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.pipeline import load_spec
@@ -32,15 +35,45 @@ __all__ = ["run"]
     help="A stable id for this process (static group membership; a restart "
     "fences its predecessor's transactions at once).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes of these steps, each its own group member on a core of its "
+    "own, under this one: SIGTERM reaches them all, a child that dies is restarted. "
+    "Child k gets --instance-id ID-k and --metrics-port PORT+k.",
+)
+@click.pass_context
 def run(
+    ctx: click.Context,
     spec_file: Path,
     steps: str | None,
     bootstrap: str | None,
     kafka_config: Path | None,
     metrics_port: int | None,
     instance_id: str | None,
+    processes: int,
 ) -> None:
     """Run the workers of all (or the named) steps until SIGTERM or Ctrl-C."""
+    if processes > 1:
+        verbose = bool(ctx.find_root().params.get("verbose"))
+
+        def child(k: int) -> list[str]:
+            command = [sys.executable, "-m", "streamdag.cli.main", *(["-v"] if verbose else [])]
+            command += ["run", str(spec_file)]
+            command += ["--steps", steps] if steps else []
+            command += ["--bootstrap", bootstrap] if bootstrap else []
+            command += ["--kafka-config", str(kafka_config)] if kafka_config else []
+            if metrics_port is not None:
+                command += ["--metrics-port", str(metrics_port + k if metrics_port else 0)]
+            command += ["--instance-id", f"{instance_id}-{k}"] if instance_id else []
+            return command
+
+        load_spec(spec_file)  # a bad spec is one error here, not one per child
+        if Supervisor(processes, child).run() != 0:
+            raise StreamdagError(f"worker processes of {spec_file} kept dying or did not stop")
+        return
     spec = load_spec(spec_file)
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
     runner = PipelineRunner(
