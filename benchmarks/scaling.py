@@ -25,8 +25,11 @@ A last row runs the most workers on a one-partition pipeline: a partition is rea
 worker of a group at a time, so partitions bound a step's parallelism.
 
     .venv/bin/python benchmarks/scaling.py [--requests 4000] [--cost-ms 1]
-        [--workers 1,2,3,6] [--partitions 6] [--kinds wait,cpu] [--bootstrap HOST:PORT]
-        [--json results.json]
+        [--workers 1,2,3,6] [--partitions 6] [--kinds wait,cpu] [--one-parent]
+        [--bootstrap HOST:PORT] [--json results.json]
+
+``--one-parent`` starts N workers as one ``streamdag run --processes N`` (a parent that
+supervises N children) instead of N separate processes.
 """
 
 from __future__ import annotations
@@ -105,8 +108,13 @@ class Result:
 class Workers:
     """``streamdag run`` processes of one pipeline, logging to a folder."""
 
-    def __init__(self, spec_file: Path, bootstrap: str, count: int, cost_ms: float) -> None:
-        self.logs = [spec_file.with_suffix(f".worker-{i}.log") for i in range(count)]
+    def __init__(
+        self, spec_file: Path, bootstrap: str, count: int, cost_ms: float, *, one_parent: bool
+    ) -> None:
+        # One `streamdag run --processes N`, or N `streamdag run` of their own.
+        starts = 1 if one_parent else count
+        extra = ["--processes", str(count)] if one_parent else []
+        self.logs = [spec_file.with_suffix(f".worker-{i}.log") for i in range(starts)]
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
@@ -118,7 +126,7 @@ class Workers:
             with log_path.open("wb") as log:
                 self.procs.append(
                     subprocess.Popen(
-                        [*command, "run", str(spec_file), "--bootstrap", bootstrap],
+                        [*command, "run", str(spec_file), "--bootstrap", bootstrap, *extra],
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
@@ -224,7 +232,9 @@ def run_case(
     ensure_topics(bootstrap, topics)
     try:
         started = time.monotonic()
-        workers = Workers(spec_file, bootstrap, case.workers, args.cost_ms)
+        workers = Workers(
+            spec_file, bootstrap, case.workers, args.cost_ms, one_parent=args.one_parent
+        )
         try:
             wait_until_stable(
                 admin, consumer_group(name, "s"), workers, case.partitions, args.timeout
@@ -321,6 +331,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=32, help="batch max_size")
     parser.add_argument(
         "--guarantee", choices=["exactly_once", "at_least_once"], default="at_least_once"
+    )
+    parser.add_argument(
+        "--one-parent",
+        action="store_true",
+        help="start N workers as one `streamdag run --processes N` instead of N processes",
     )
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     parser.add_argument("--json", type=Path, help="write the results to this file")
