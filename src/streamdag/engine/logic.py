@@ -277,7 +277,8 @@ class StepLogic:
             partitions=None if partition is None else {plan.replies_topic: partition},
             model_names=self._target_names,
         )
-        size = max(map(record_size, records))
+        # The records of one result differ only in their model name: size the largest.
+        size = record_size(max(records, key=lambda r: len(r.value or b"")))
         if size > plan.max_record_bytes:
             message = (
                 f"the result is {size:,} bytes, over the {plan.max_record_bytes:,}-byte limit "
