@@ -37,6 +37,7 @@ def test_each_front_door_maps_error_codes_in_one_table() -> None:
         "invalid_argument": 400,
         "not_found": 404,
         "resource_exhausted": 413,
+        "unauthenticated": 401,
         "permission_denied": 403,
         "deadline_exceeded": 504,
         "unavailable": 503,
@@ -47,6 +48,8 @@ def test_each_front_door_maps_error_codes_in_one_table() -> None:
         "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
         "not_found": grpc.StatusCode.NOT_FOUND,
         "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
+        "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
         "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
         "unavailable": grpc.StatusCode.UNAVAILABLE,
     }
