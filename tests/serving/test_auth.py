@@ -4,6 +4,7 @@ caller to the pipeline gateway (``streamdag-caller``), whatever header the calle
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from streamdag.pipeline import PipelineSpec
 from streamdag.protocol import inference_pb2, inference_pb2_grpc
 from streamdag.serving import Server
 from streamdag.serving.auth import Tokens
+from streamdag.serving.rest import BearerAuth
 
 from .fake_gateway import PIPELINE, FakeGateway
 
@@ -249,3 +251,20 @@ def test_a_server_reads_its_token_file_at_once(
     with pytest.raises(ConfigError, match=r"tokens:1: expected `name: token`"):  # noqa: SIM117
         with running_server([spec[0]], FakeGateway(), auth_tokens=path):
             pass
+
+
+def test_a_websocket_without_a_token_is_closed() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("reached the app")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/v2/models/scale/infer", "headers": []}
+    asyncio.run(BearerAuth(app, tokens=Tokens(TOKENS))(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]

@@ -22,9 +22,11 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette import status
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from streamdag.errors import (
     InvalidInput,
@@ -211,13 +213,17 @@ class BearerAuth:
         self.open_ui = open_ui
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._is_open(scope["path"]):
+        if scope["type"] == "lifespan" or self._is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         try:
             caller = self.tokens.caller(Headers(scope=scope).get("authorization"))
         except Unauthenticated as exc:
-            refusal = _json(error_body(exc), http_status(exc.code), {"www-authenticate": "Bearer"})
+            if scope["type"] == "http":
+                headers = {"www-authenticate": "Bearer"}
+                refusal: ASGIApp = _json(error_body(exc), http_status(exc.code), headers)
+            else:  # no route takes a websocket, but none gets past without a token
+                refusal = WebSocketClose(code=status.WS_1008_POLICY_VIOLATION)
             await refusal(scope, receive, send)
             return
         scope.setdefault("state", {})[_CALLER_STATE] = caller

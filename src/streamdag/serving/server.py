@@ -1,13 +1,13 @@
 """The composition root of ``streamdag serve``: one DataPlane, two front doors, one loop.
 
 The REST door (FastAPI on uvicorn) and the gRPC door (grpc.aio) share the asyncio loop
-and the ``DataPlane`` built here. Both doors check the same bearer tokens (``auth``) and serve
-the same certificate (``tls``); token and TLS files are read when the ``Server`` is built,
-so a bad one stops it before any port opens. Start order: bind both ports (so a port in use fails at
-once), start serving (liveness answers while models load), then start the DataPlane
-(gateway, model loading), after which readiness turns true. Stop order: stop accepting,
-let requests in flight finish within the grace period, then stop the DataPlane (drain
-the batchers, unload models, stop the gateway).
+and the ``DataPlane`` built here. Both doors check the same bearer tokens (``auth``) and
+serve the same certificate (``tls``); token and TLS files are read when the ``Server`` is
+built, so a bad one stops it before any port opens. Start order: bind both ports (so a
+port in use fails at once), start serving (liveness answers while models load), then
+start the DataPlane (gateway, model loading), after which readiness turns true. Stop
+order: stop accepting, let requests in flight finish within the grace period, then stop
+the DataPlane (drain the batchers, unload models, stop the gateway).
 """
 
 from __future__ import annotations
