@@ -24,6 +24,7 @@ error-topic records); nothing else inspects error classes to pick a status.
     ├── ResourceExhausted               resource_exhausted (a record too large for Kafka)
     │   └── PayloadTooLarge                 (a request over the server's limit)
     │       └── RecordTooLarge              (a request too large for one Kafka record)
+    ├── Unauthenticated                 unauthenticated  (no valid bearer token)
     ├── PermissionDenied                permission_denied
     │   └── RepositoryChangesRefused    (a server started without --allow-repository-changes)
     ├── ModelError                      model_error      (the model raised)
@@ -62,6 +63,7 @@ __all__ = [
     "SpecError",
     "StreamdagError",
     "TopicMismatch",
+    "Unauthenticated",
     "Unavailable",
     "error_for_code",
 ]
@@ -224,6 +226,12 @@ class RecordTooLarge(PayloadTooLarge):
         )
 
 
+class Unauthenticated(StreamdagError):
+    """A caller without a token the server accepts (``streamdag serve --auth-tokens``)."""
+
+    code = "unauthenticated"
+
+
 class PermissionDenied(StreamdagError):
     """The server was not allowed to do what was asked."""
 
@@ -271,6 +279,7 @@ _BY_CODE: dict[str, type[StreamdagError]] = {
         ConfigError,
         KafkaError,
         ResourceExhausted,
+        Unauthenticated,
     )
 }
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
@@ -76,6 +76,37 @@ class Settings(BaseSettings):
         default=False,
         description="Let `streamdag serve` load and unload models through the repository "
         "extension (POST /v2/repository/models/<m>/load|unload); refused with 403 otherwise.",
+    )
+    serve_auth_tokens: Path | None = Field(
+        default=None,
+        description="File of named bearer tokens (`name: token` per line) that `streamdag "
+        "serve` accepts; unset: the server accepts anyone.",
+    )
+    serve_open_metrics: bool = Field(
+        default=False,
+        description="Serve /metrics without a token when `streamdag serve` checks tokens.",
+    )
+    serve_open_ui: bool = Field(
+        default=False,
+        description="Serve the web view (/ui) without a token when `streamdag serve` checks "
+        "tokens.",
+    )
+    serve_tls_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) `streamdag serve` presents on both ports; "
+        "with serve_tls_key.",
+    )
+    serve_tls_key: Path | None = Field(
+        default=None, description="Unencrypted PEM private key of serve_tls_cert."
+    )
+    serve_tls_client_ca: Path | None = Field(
+        default=None,
+        description="PEM CA certificates: `streamdag serve` then requires a client "
+        "certificate signed by one of them (mutual TLS) on both ports.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token `streamdag infer` sends (as --token).",
     )
     redact_headers: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -7,6 +7,7 @@ The server holds the serving tests' models and, through an in-memory gateway, a 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from serving.conftest import running_server
 from serving.conftest import write_spec as write_serving_spec
 from serving.fake_gateway import PIPELINE, FakeGateway
+from tls_support import Pki, make_pki
 
 from streamdag.broker import free_port
 from streamdag.cli.infer import infer as infer_command
@@ -26,6 +28,8 @@ from streamdag.cli.infer import request_body
 from streamdag.errors import ConfigError
 from streamdag.protocol import encode_response
 from streamdag.serving import Server
+from streamdag.serving.auth import Tokens
+from streamdag.serving.tls import TlsFiles
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +39,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
 
 
-def infer(*args: str) -> subprocess.CompletedProcess[str]:
+def infer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamdag.cli.main", "infer", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
-def ok(*args: str) -> dict[str, Any]:
-    done = infer(*args)
+def ok(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = infer(*args, env=env)
     assert done.returncode == 0, done.stderr
     body: dict[str, Any] = json.loads(done.stdout)
     return body
@@ -203,7 +208,7 @@ def test_grpc_alone_means_the_serve_default_port(
         def close(self) -> None:
             pass
 
-    def open_client(protocol: str, url: str) -> Answering:
+    def open_client(protocol: str, url: str, auth: Any = None) -> Answering:
         opened.append((protocol, url))
         return Answering()
 
@@ -212,3 +217,84 @@ def test_grpc_alone_means_the_serve_default_port(
     assert done.exit_code == 0, done.output
     assert opened == [("grpc", target)]
     assert json.loads(done.output)["outputs"][0]["data"] == [3.0]
+
+
+# A server with tokens and mutual TLS -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Server]:
+    spec, _ = write_serving_spec(tmp_path_factory.mktemp("secured"))
+    tls = TlsFiles(cert=pki.server_cert, key=pki.server_key, client_ca=pki.ca)
+    tokens = Tokens({"cli": "cli-token-1"})
+    with running_server([spec], FakeGateway(), auth_tokens=tokens, tls=tls) as running:
+        yield running
+
+
+def client_files(pki: Pki) -> list[str]:
+    return ["--cacert", str(pki.ca), "--cert", str(pki.client_cert), "--key", str(pki.client_key)]
+
+
+@pytest.mark.parametrize("door", ["rest", "grpc"])
+def test_token_and_tls_files_on_both_doors(secured: Server, pki: Pki, door: str) -> None:
+    where = (
+        ["--url", f"https://127.0.0.1:{secured.http_port}"]
+        if door == "rest"
+        else ["--grpc", f"127.0.0.1:{secured.grpc_port}"]
+    )
+    args = ["scale", "--data", '{"x": [[1.5, 2, 3]]}', *where, *client_files(pki)]
+    body = ok(*args, "--token", "cli-token-1")
+    assert body["outputs"][0]["data"] == [3, 4, 6]
+    assert ok(*args, env={"STREAMDAG_TOKEN": "cli-token-1"})["outputs"][0]["data"] == [3, 4, 6]
+    refused = infer(*args)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "UNAUTHENTICATED" in refused.stderr or "answered 401" in refused.stderr
+    assert "(give a token: --token or STREAMDAG_TOKEN)" in refused.stderr
+
+
+def test_tls_files_make_an_address_without_scheme_https(secured: Server, pki: Pki) -> None:
+    body = ok(
+        "scale",
+        "--data",
+        '{"x": [[1, 2, 3.5]]}',
+        "--url",
+        f"127.0.0.1:{secured.http_port}",
+        "--token",
+        "cli-token-1",
+        *client_files(pki),
+    )
+    assert body["outputs"][0]["data"] == [2, 4, 7]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (["--cacert", "ca"], "error: cannot reach https://127.0.0.1:"),
+        (["--cacert", "ca", "--cert", "client_cert"], "go together (--cert, --key)"),
+        (["--cacert", "ca", "--url", "http://127.0.0.1:1"], "TLS files go with an https:// URL"),
+    ],
+)
+def test_tls_problems_are_one_line(
+    secured: Server, pki: Pki, files: list[str], message: str
+) -> None:
+    args = [getattr(pki, a) if hasattr(pki, a) else a for a in files]
+    done = infer(
+        "scale",
+        "--data",
+        '{"x": [[1.5, 2, 3]]}',
+        "--url",
+        f"https://127.0.0.1:{secured.http_port}",
+        "--token",
+        "cli-token-1",
+        *map(str, args),
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ")
+    assert done.stderr.count("\n") == 1
+    assert message in done.stderr

@@ -9,14 +9,16 @@ from typing import Any
 
 import click
 
-from streamdag.errors import ConfigError, InvalidInput, StreamdagError
+from streamdag.errors import ConfigError, InvalidInput, StreamdagError, Unauthenticated
 from streamdag.protocol import request_from_json, response_to_json
-from streamdag.runtimes.oip import RestClient, open_client
+from streamdag.runtimes.oip import ClientAuth, RestClient, open_client
+from streamdag.settings import get_settings
 
 __all__ = ["infer", "request_body"]
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_URL = "127.0.0.1:8080"  # http://, or https:// with --cacert or --cert
 DEFAULT_GRPC = "127.0.0.1:8081"
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command()
@@ -33,9 +35,9 @@ DEFAULT_GRPC = "127.0.0.1:8081"
 @click.option(
     "--url",
     default=DEFAULT_URL,
-    show_default=True,
     metavar="URL",
-    help="The server's REST address.",
+    help="The server's REST address [default: http://127.0.0.1:8080; https:// with "
+    "--cacert or --cert].",
 )
 @click.option(
     "--grpc",
@@ -55,36 +57,88 @@ DEFAULT_GRPC = "127.0.0.1:8081"
     help="How long to wait for the answer.",
 )
 @click.option("--id", "request_id", default=None, help="Request id [default: the server's].")
+@click.option(
+    "--token",
+    default=None,
+    metavar="TOKEN",
+    help="Bearer token for a server started with --auth-tokens; prefer the environment, "
+    "which other users cannot list [env STREAMDAG_TOKEN].",
+)
+@click.option(
+    "--cacert",
+    type=_file,
+    default=None,
+    metavar="FILE",
+    help="Call over TLS (https, or a secure gRPC channel), trusting the server's "
+    "certificate if this PEM CA signed it.",
+)
+@click.option(
+    "--cert",
+    type=_file,
+    default=None,
+    metavar="FILE",
+    help="PEM client certificate, for a server started with --tls-client-ca; needs --key.",
+)
+@click.option(
+    "--key", type=_file, default=None, metavar="FILE", help="Unencrypted PEM key of --cert."
+)
 def infer(
-    name: str, data: str, url: str, grpc_target: str | None, timeout: float, request_id: str | None
+    name: str,
+    data: str,
+    url: str,
+    grpc_target: str | None,
+    timeout: float,
+    request_id: str | None,
+    token: str | None,
+    cacert: Path | None,
+    cert: Path | None,
+    key: Path | None,
 ) -> None:
     """Send one inference request to a model or pipeline of `streamdag serve` and print the
     response as OIP JSON."""
+    secret = get_settings().token
+    token = token or (secret.get_secret_value() if secret else None)
+    auth = ClientAuth(token=token, cacert=cacert, cert=cert, key=key)
     body = request_body(data, request_id)
     try:
         # Checked here so that a bad --data is reported as such, before any connection.
         request = request_from_json(body, model_name=name)
     except InvalidInput as exc:
         raise ConfigError(f"--data: {exc}") from exc
+    try:
+        response = _call(name, body, request, url, grpc_target, timeout, auth)
+    except Unauthenticated as exc:
+        hint = "a token the server accepts" if token else "a token: --token or STREAMDAG_TOKEN"
+        raise Unauthenticated(f"{exc} (give {hint})") from exc
+    click.echo(json.dumps(response, indent=2, allow_nan=True))
+
+
+def _call(
+    name: str,
+    body: dict[str, Any],
+    request: Any,
+    url: str,
+    grpc_target: str | None,
+    timeout: float,
+    auth: ClientAuth,
+) -> Any:
     if grpc_target is not None:
-        client = open_client("grpc", grpc_target)
+        client = open_client("grpc", grpc_target, auth)
         try:
-            response = response_to_json(client.infer(request, timeout))
+            return response_to_json(client.infer(request, timeout))
         finally:
             client.close()
-    else:
-        rest = open_client("rest", url)
-        assert isinstance(rest, RestClient)  # what open_client builds for REST
-        try:
-            # The server's own body is printed, so nothing is lost in a conversion.
-            answer = rest.infer_json(name, "", body, timeout)
-        finally:
-            rest.close()
-        try:
-            response = json.loads(answer)
-        except ValueError as exc:
-            raise StreamdagError(f"{rest.url} answered with a body that is not JSON") from exc
-    click.echo(json.dumps(response, indent=2, allow_nan=True))
+    rest = open_client("rest", url, auth)
+    assert isinstance(rest, RestClient)  # what open_client builds for REST
+    try:
+        # The server's own body is printed, so nothing is lost in a conversion.
+        answer = rest.infer_json(name, "", body, timeout)
+    finally:
+        rest.close()
+    try:
+        return json.loads(answer)
+    except ValueError as exc:
+        raise StreamdagError(f"{rest.url} answered with a body that is not JSON") from exc
 
 
 def request_body(data: str, request_id: str | None = None) -> dict[str, Any]:

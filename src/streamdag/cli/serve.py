@@ -12,10 +12,12 @@ from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.pipeline import load_spec
 from streamdag.serving import build_gateway
 from streamdag.serving import serve as run_server
+from streamdag.serving.tls import TlsFiles
 
 __all__ = ["serve"]
 
 _port = click.IntRange(0, 65535)
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command()
@@ -42,6 +44,51 @@ _port = click.IntRange(0, 65535)
     "HTTP port could use; without it they get 403 "
     "[env STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES; default off].",
 )
+@click.option(
+    "--auth-tokens",
+    type=_file,
+    default=None,
+    metavar="FILE",
+    help="Require a bearer token (REST `Authorization: Bearer <token>`, gRPC `authorization` "
+    "metadata) from every caller but the health checks; FILE holds one `name: token` per "
+    "line, and the name goes with the caller's requests (header streamdag-caller) "
+    "[env STREAMDAG_SERVE_AUTH_TOKENS; default: accept anyone].",
+)
+@click.option(
+    "--open-metrics",
+    is_flag=True,
+    help="With --auth-tokens: serve /metrics without a token [env STREAMDAG_SERVE_OPEN_METRICS].",
+)
+@click.option(
+    "--open-ui",
+    is_flag=True,
+    help="With --auth-tokens: serve the web view (/ui) without a token; else the browser "
+    "must send the Authorization header (a reverse proxy can add it) "
+    "[env STREAMDAG_SERVE_OPEN_UI].",
+)
+@click.option(
+    "--tls-cert",
+    type=_file,
+    default=None,
+    metavar="FILE",
+    help="Serve REST over HTTPS and gRPC over TLS with this PEM certificate (chain); "
+    "needs --tls-key [env STREAMDAG_SERVE_TLS_CERT].",
+)
+@click.option(
+    "--tls-key",
+    type=_file,
+    default=None,
+    metavar="FILE",
+    help="The unencrypted PEM key of --tls-cert [env STREAMDAG_SERVE_TLS_KEY].",
+)
+@click.option(
+    "--tls-client-ca",
+    type=_file,
+    default=None,
+    metavar="FILE",
+    help="Require a client certificate signed by a CA of this PEM file on both ports "
+    "(mutual TLS) [env STREAMDAG_SERVE_TLS_CLIENT_CA].",
+)
 @kafka_options
 def serve(
     spec_files: tuple[Path, ...],
@@ -49,10 +96,20 @@ def serve(
     grpc_port: int,
     host: str | None,
     allow_repository_changes: bool,
+    auth_tokens: Path | None,
+    open_metrics: bool,
+    open_ui: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
     bootstrap: str | None,
     kafka_config: Path | None,
 ) -> None:
-    """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C."""
+    """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C.
+
+    Without --auth-tokens anyone who reaches the ports may call them (see "Securing the
+    front doors" in docs/deployment.md)."""
+    tls = TlsFiles.from_settings(cert=tls_cert, key=tls_key, client_ca=tls_client_ca)
     specs = [load_spec(path) for path in spec_files]
     kafka = resolve_kafka(bootstrap, kafka_config)
     gateway = build_gateway(specs, kafka)
@@ -68,6 +125,10 @@ def serve(
                 kafka=kafka,
                 # Without the flag, the setting decides.
                 allow_repository_changes=allow_repository_changes or None,
+                auth_tokens=auth_tokens,
+                open_metrics=open_metrics or None,
+                open_ui=open_ui or None,
+                tls=tls,
             )
         )
     finally:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 __all__ = [
     "ATTEMPT",
     "CALL",
+    "CALLER",
     "CARRIED",
     "CONTENT_TYPE",
     "ERROR",
@@ -52,12 +53,15 @@ REPLY_TO = "streamdag-reply-to"
 # replies and join pieces are matched by call, so an earlier call's late answer never
 # reaches a later one.
 CALL = "streamdag-call"
+# The name of the token a request was sent with (``streamdag serve --auth-tokens``); only
+# the front door sets it, after checking the token, and every step carries it on.
+CALLER = "streamdag-caller"
 
 # On an errors-topic record whose value did not fit in a record any more: its size.
 VALUE_DROPPED = "streamdag-value-dropped"
 
 # Carried forward by every step, besides user ``x-*`` headers.
-CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO, CALL})
+CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO, CALL, CALLER})
 
 Headers = list[tuple[str, bytes]]
 

@@ -9,15 +9,18 @@ UNAVAILABLE, no connection, HTTP 503, not ready yet) is retried with exponential
 remote rejects (INVALID_ARGUMENT, 400) is ``InvalidInput``, which the engine does not retry;
 an unknown remote model is ``ConfigError`` at load; the rest is ``ModelError`` with the
 remote's message. ``GrpcClient`` and ``RestClient`` are the one-attempt clients underneath,
-also used by ``streamdag infer``; they raise the error of the tree matching the status.
+also used by ``streamdag infer``; they raise the error of the tree matching the status,
+and present a bearer token and TLS files when given a ``ClientAuth``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import ssl
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar, cast
 from urllib.parse import quote
 
@@ -40,7 +43,15 @@ from streamdag.errors import (
 from streamdag.runtimes.base import Model, ModelMetadata, TensorSpec, check_inputs, check_outputs
 from streamdag.runtimes.config import OipModelSpec
 
-__all__ = ["DEFAULT_TIMEOUT_S", "GrpcClient", "OipClient", "OipModel", "RestClient", "open_client"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "ClientAuth",
+    "GrpcClient",
+    "OipClient",
+    "OipModel",
+    "RestClient",
+    "open_client",
+]
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 # As large as what `streamdag serve` accepts by default; gRPC's own default is 4 MB.
@@ -52,9 +63,11 @@ _GRPC_CODES: Final = {
     grpc.StatusCode.NOT_FOUND: "not_found",
     grpc.StatusCode.UNAVAILABLE: "unavailable",
     grpc.StatusCode.DEADLINE_EXCEEDED: "deadline_exceeded",
+    grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
 }
 _HTTP_CODES: Final = {
     400: "invalid_argument",
+    401: "unauthenticated",
     404: "not_found",
     413: "invalid_argument",  # too large: the same input fails the same way again
     503: "unavailable",
@@ -73,13 +86,91 @@ class OipClient(Protocol):
     def close(self) -> None: ...
 
 
-class GrpcClient:
-    """OIP over gRPC on one channel, shared by all threads (grpc channels are thread-safe)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClientAuth:
+    """How a client proves who it is and checks the server: a bearer ``token`` (sent as
+    ``authorization: Bearer <token>``), the PEM ``cacert`` that signed the server's
+    certificate, and a PEM client ``cert`` and unencrypted ``key`` for mutual TLS. TLS is
+    on when ``cacert`` or ``cert`` is given."""
 
-    def __init__(self, target: str) -> None:
+    token: str | None = None
+    cacert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("a client certificate and its key go together (--cert, --key)")
+        if self.token is not None and not _HEADER_VALUE.isdisjoint(self.token):
+            raise ConfigError("the token holds spaces or line breaks; a header cannot carry it")
+
+    @property
+    def tls(self) -> bool:
+        return self.cacert is not None or self.cert is not None
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.token is None else {"authorization": f"Bearer {self.token}"}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """For REST: trusts ``cacert`` (else the system's CAs), presents ``cert``;
+        ``ConfigError`` naming a file that cannot be used."""
+        try:
+            context = ssl.create_default_context(cafile=self.cacert)
+        except OSError as exc:  # ssl.SSLError too
+            raise ConfigError(f"CA file {self.cacert}: {_tls_problem(exc)}") from exc
+        if self.cert is not None:
+            try:
+                context.load_cert_chain(self.cert, self.key, password=self._encrypted)
+            except OSError as exc:
+                raise ConfigError(
+                    f"client certificate {self.cert} with key {self.key}: {_tls_problem(exc)}"
+                ) from exc
+        return context
+
+    def _encrypted(self) -> bytes:
+        # Called by ssl only for an encrypted key: never prompt on the terminal for it.
+        raise ConfigError(f"key {self.key} is encrypted; give it unencrypted")
+
+    def grpc_credentials(self) -> Any:
+        """For gRPC: ``grpc.ChannelCredentials`` with the same files."""
+        self.ssl_context()  # grpc would only fail at the first call, and vaguely
+        read = _read_file
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.cacert) if self.cacert else None,
+            private_key=read(self.key) if self.key else None,
+            certificate_chain=read(self.cert) if self.cert else None,
+        )
+
+
+_HEADER_VALUE = frozenset(" \t\r\n")
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _tls_problem(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):  # OpenSSL says only "PEM lib" of an unreadable file
+        return exc.reason.lower().replace("_", " ") if exc.reason else "not readable as PEM"
+    return exc.strerror or str(exc)
+
+
+class GrpcClient:
+    """OIP over gRPC on one channel, shared by all threads (grpc channels are thread-safe);
+    over TLS, with a token, as ``auth`` says."""
+
+    def __init__(self, target: str, auth: ClientAuth | None = None) -> None:
         self.target = target
-        self._channel = grpc.insecure_channel(
+        auth = auth or ClientAuth()
+        self._metadata = tuple(auth.headers().items())
+        channel = grpc.secure_channel if auth.tls else grpc.insecure_channel
+        extra = (auth.grpc_credentials(),) if auth.tls else ()
+        self._channel = channel(
             target,
+            *extra,
             options=[
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
@@ -109,7 +200,7 @@ class GrpcClient:
 
     def _call(self, rpc: Callable[..., Any], request: Any, timeout: float) -> Any:
         try:
-            return rpc(request, timeout=timeout)
+            return rpc(request, timeout=timeout, metadata=self._metadata or None)
         except grpc.RpcError as exc:  # raised by sync calls as a grpc.Call
             code = exc.code()
             message = f"{self.target} answered {code.name}: {exc.details()}"
@@ -118,11 +209,16 @@ class GrpcClient:
 
 class RestClient:
     """OIP over HTTP JSON on one pooled httpx client (thread-safe); proxy variables are
-    ignored, as streamdag reads no environment outside its settings."""
+    ignored, as streamdag reads no environment outside its settings. ``auth`` adds a token
+    and the TLS files of an https URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, auth: ClientAuth | None = None) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, trust_env=False)
+        auth = auth or ClientAuth()
+        verify: ssl.SSLContext | bool = auth.ssl_context() if auth.tls else True
+        self._http = httpx.Client(
+            base_url=self.url, trust_env=False, verify=verify, headers=auth.headers()
+        )
 
     def ready(self, model: str, version: str, timeout: float) -> bool:
         try:
@@ -174,22 +270,26 @@ class RestClient:
         raise error_for_code(code, message)
 
 
-def open_client(protocol: str, url: str) -> OipClient:
+def open_client(protocol: str, url: str, auth: ClientAuth | None = None) -> OipClient:
     """A client for ``url``: ``host:port`` (``grpc://`` optional) or ``http(s)://host:port``
-    (``http://`` optional); ``ConfigError`` for an address that cannot be one."""
+    (``http://``, or ``https://`` with TLS files in ``auth``, optional); ``ConfigError`` for
+    an address that cannot be one, or TLS files with an ``http://`` URL."""
+    auth = auth or ClientAuth()
     if protocol == "grpc":
         target = url.removeprefix("grpc://")
         if not target or "://" in target or "/" in target:
             raise ConfigError(f"url {url!r}: gRPC takes host:port (e.g. localhost:8001)")
-        return GrpcClient(target)
-    full = url if "://" in url else f"http://{url}"
+        return GrpcClient(target, auth)
+    full = url if "://" in url else f"{'https' if auth.tls else 'http'}://{url}"
     try:
         parsed = httpx.URL(full)
     except httpx.InvalidURL as exc:
         raise ConfigError(f"url {url!r}: {exc}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigError(f"url {url!r}: REST takes http(s)://host:port (e.g. localhost:8000)")
-    return RestClient(full)
+    if auth.tls and parsed.scheme != "https":
+        raise ConfigError(f"url {url!r}: TLS files go with an https:// URL")
+    return RestClient(full, auth)
 
 
 def _metadata(reply: Any) -> ModelMetadata:

@@ -200,7 +200,9 @@ class KafkaGateway:
     ) -> None:
         assert self._producer is not None
         out: list[tuple[str, str | bytes | None]] = [
-            (k, v.encode()) for k, v in headers.items() if k.startswith("x-") or k == h.TRACEPARENT
+            (k, v.encode())
+            for k, v in headers.items()
+            if k.startswith("x-") or k in (h.TRACEPARENT, h.CALLER)
         ]
         out += [
             (h.REQUEST_ID, request.id.encode()),

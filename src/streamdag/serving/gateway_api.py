@@ -78,7 +78,8 @@ class PipelineGateway(Protocol):
 
         ``request.id`` is always set (the front door generated one if the caller did
         not) and is the Kafka key. ``timeout`` is in seconds; None means the pipeline's
-        ``timeout_ms``. ``headers`` are the caller's ``x-*`` and ``traceparent`` headers.
+        ``timeout_ms``. ``headers`` are the caller's ``x-*`` and ``traceparent`` headers, and
+        ``streamdag-caller`` (the name of the caller's token) when the server checks tokens.
         Raises ``PipelineNotFound``, ``DeadlineExceeded`` naming the request id, or, for
         an error reply, an error whose ``code`` is the one in the reply.
         """

@@ -3,6 +3,10 @@
 The service is Triton's, so ``tritonclient.grpc`` and other OIP clients work unchanged.
 ``ModelInfer`` with ``model_name`` set to a pipeline's name runs the pipeline. Errors end
 the call with the status from ``GRPC_STATUS`` and the error's message as details.
+With tokens, ``BearerAuthInterceptor`` ends a call without valid ``authorization:
+Bearer <token>`` metadata with UNAUTHENTICATED before its message is even parsed, but
+``ServerLive`` and ``ServerReady``; a pipeline request carries the token's name as
+``streamdag-caller``.
 """
 
 from __future__ import annotations
@@ -11,23 +15,38 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError as ProtobufDecodeError  # type: ignore[import-untyped, unused-ignore]
 
-from streamdag.errors import DecodeError, RepositoryChangesRefused, StreamdagError
+from streamdag.errors import (
+    DecodeError,
+    RepositoryChangesRefused,
+    StreamdagError,
+    Unauthenticated,
+)
+from streamdag.kafka.headers import CALLER
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, inference_pb2
 from streamdag.runtimes import TensorSpec
+from streamdag.serving.auth import Tokens
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane
 
-__all__ = ["GRPC_STATUS", "InferenceServicer", "add_servicer", "grpc_status"]
+__all__ = [
+    "GRPC_STATUS",
+    "BearerAuthInterceptor",
+    "InferenceServicer",
+    "add_servicer",
+    "grpc_status",
+]
 
 GRPC_STATUS: Final[dict[str, grpc.StatusCode]] = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
     "not_found": grpc.StatusCode.NOT_FOUND,
     "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
@@ -40,6 +59,11 @@ _KEY = re.compile(r"^(?!grpc-)[0-9a-z_.-]+$")
 _log = logging.getLogger("streamdag.serving")
 _SERVICE = inference_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 _T = TypeVar("_T")
+# Open to probes, which carry no token.
+_HEALTH = frozenset(f"/{_SERVICE.full_name}/{rpc}" for rpc in ("ServerLive", "ServerReady"))
+# The name of the caller's token, set by the interceptor for the handler of the same call
+# (grpc.aio runs a call's interceptors and handler in one contextvars.Context).
+_caller: ContextVar[str | None] = ContextVar("streamdag_caller", default=None)
 
 
 def grpc_status(code: str) -> grpc.StatusCode:
@@ -93,6 +117,11 @@ class InferenceServicer:
         request.id = request.id or metadata.get(REQUEST_ID) or uuid.uuid4().hex
         forwarded = {k: v for k, v in metadata.items() if k.startswith("x-") or k == "traceparent"}
         forwarded[REQUEST_ID] = request.id
+        # Only the interceptor names the caller, never the caller's own metadata.
+        forwarded.pop(CALLER, None)
+        caller = _caller.get()
+        if caller is not None:
+            forwarded[CALLER] = caller
         # Metadata values are ASCII; an id that is not stays in the message only, and one
         # over the limit (refused) is not echoed: the trailer would exceed the client's cap.
         echo = len(request.id) <= MAX_REQUEST_ID_LENGTH and _sendable(REQUEST_ID, request.id)
@@ -136,6 +165,40 @@ class InferenceServicer:
         if not self._allow_changes:
             raise RepositoryChangesRefused(action, model)
         await (self._dp.load(model) if action == "load" else self._dp.unload(model))
+
+
+class BearerAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Ends every call but ``ServerLive`` and ``ServerReady`` with UNAUTHENTICATED unless
+    its ``authorization`` metadata is ``Bearer <token>`` with a token of ``tokens``; the
+    token's name is left for the handler (``streamdag-caller``)."""
+
+    def __init__(self, tokens: Tokens) -> None:
+        self._tokens = tokens
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if details.method in _HEALTH:
+            return await continuation(details)
+        metadata = details.invocation_metadata or ()
+        authorization = next(
+            (v for k, v in metadata if k == "authorization" and isinstance(v, str)), None
+        )
+        try:
+            _caller.set(self._tokens.caller(authorization))
+        except Unauthenticated as exc:
+            return _refusal(exc)
+        return await continuation(details)
+
+
+def _refusal(exc: Unauthenticated) -> grpc.RpcMethodHandler:
+    # No deserializer: the message of a caller without a token is never parsed.
+    async def refuse(request: bytes, context: Any) -> NoReturn:
+        await _abort(context, exc)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 def add_servicer(servicer: InferenceServicer, server: Any) -> None:

@@ -2,6 +2,9 @@
 
 Each route converts the HTTP request, calls the ``DataPlane`` and converts the answer;
 errors become OIP bodies ``{"error": "..."}`` with the status from ``HTTP_STATUS``.
+With tokens, ``BearerAuth`` answers 401 before any route runs to a request without a
+valid ``Authorization: Bearer <token>``, but on the health routes (and ``/metrics`` and
+``/ui`` when opened); a pipeline request carries the token's name as ``streamdag-caller``.
 A model failure is 500, as Triton, MLServer and KServe answer it: the request was
 valid, the server failed to serve it (422 would tell the caller to fix the request).
 """
@@ -19,16 +22,23 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette import status
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from streamdag.errors import (
     InvalidInput,
     PayloadTooLarge,
     RepositoryChangesRefused,
     StreamdagError,
+    Unauthenticated,
 )
 from streamdag.kafka import KafkaConnection
+from streamdag.kafka.headers import CALLER
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, error_body
+from streamdag.serving.auth import Tokens
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane, ModelDescription
 from streamdag.serving.offload import run_sized
@@ -42,12 +52,13 @@ from streamdag.serving.rest_body import (
 from streamdag.serving.ui import ui_router
 from streamdag.settings import get_settings
 
-__all__ = ["HTTP_STATUS", "create_app", "http_status"]
+__all__ = ["HTTP_STATUS", "BearerAuth", "create_app", "http_status"]
 
 HTTP_STATUS: Final[dict[str, int]] = {
     "invalid_argument": 400,
     "not_found": 404,
     "resource_exhausted": 413,
+    "unauthenticated": 401,
     "permission_denied": 403,
     "deadline_exceeded": 504,
     "unavailable": 503,
@@ -60,6 +71,8 @@ REQUEST_ID = "x-request-id"
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 # Reply headers that describe this HTTP message, not the pipeline's reply.
 _OWN_HEADERS = frozenset({"content-length", "content-type", "content-encoding", "connection"})
+# Open to load balancers and orchestrators' probes, which carry no token.
+_HEALTH = frozenset({"/v2/health/live", "/v2/health/ready"})
 
 
 def http_status(code: str) -> int:
@@ -72,11 +85,16 @@ def create_app(
     max_body_bytes: int | None = None,
     kafka: KafkaConnection | str | None = None,
     allow_repository_changes: bool | None = None,
+    tokens: Tokens | None = None,
+    open_metrics: bool = False,
+    open_ui: bool = False,
 ) -> FastAPI:
     """The FastAPI application of the REST front door over ``dataplane``; the web view reads
     the pipelines' topics through ``kafka`` (default: the ``STREAMDAG_*`` settings).
     Repository load and unload answer 403 unless ``allow_repository_changes`` (default:
-    ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``); the repository index is always open."""
+    ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``); the repository index is always open.
+    With ``tokens`` every route but the health routes needs one (``BearerAuth``);
+    ``open_metrics`` and ``open_ui`` also leave ``/metrics`` and ``/ui`` open."""
     settings = get_settings()
     limit = max_body_bytes or settings.serve_max_body_bytes
     if allow_repository_changes is None:
@@ -171,10 +189,55 @@ def create_app(
         return Response(status_code=200)
 
     app.include_router(ui_router(dp, kafka=kafka))
+    if tokens is not None:
+        app.add_middleware(BearerAuth, tokens=tokens, open_metrics=open_metrics, open_ui=open_ui)
     app.add_exception_handler(StreamdagError, _on_streamdag_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
     return app
+
+
+class BearerAuth:
+    """ASGI middleware: a request needs ``Authorization: Bearer <token>`` with a token of
+    ``tokens``, else it is answered 401 with an OIP error body and ``WWW-Authenticate:
+    Bearer``, and no route runs. The health routes are always open, ``/metrics`` and the
+    web view (``/ui``) when ``open_metrics`` and ``open_ui``. The token's name is left in
+    the request's state for ``_forwarded``."""
+
+    def __init__(
+        self, app: ASGIApp, *, tokens: Tokens, open_metrics: bool = False, open_ui: bool = False
+    ) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.open_metrics = open_metrics
+        self.open_ui = open_ui
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" or self._is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = self.tokens.caller(Headers(scope=scope).get("authorization"))
+        except Unauthenticated as exc:
+            if scope["type"] == "http":
+                headers = {"www-authenticate": "Bearer"}
+                refusal: ASGIApp = _json(error_body(exc), http_status(exc.code), headers)
+            else:  # no route takes a websocket, but none gets past without a token
+                refusal = WebSocketClose(code=status.WS_1008_POLICY_VIOLATION)
+            await refusal(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_CALLER_STATE] = caller
+        await self.app(scope, receive, send)
+
+    def _is_open(self, path: str) -> bool:
+        if path in _HEALTH:
+            return True
+        if path == "/metrics":
+            return self.open_metrics
+        return self.open_ui and (path == "/ui" or path.startswith("/ui/"))
+
+
+_CALLER_STATE = "streamdag_caller"
 
 
 async def _read_infer(
@@ -242,13 +305,18 @@ async def _render(response: ModelInferResponse, form: OutputForm) -> tuple[bytes
 
 
 def _forwarded(request: Request) -> dict[str, str]:
-    """The caller's headers that travel with a request through a pipeline."""
+    """The caller's headers that travel with a request through a pipeline, and the name of
+    the caller's token; a ``streamdag-caller`` header the caller sent is dropped."""
     headers = {
         key: value
         for key, value in request.headers.items()
         if key.startswith("x-") or key == "traceparent"
     }
     headers[REQUEST_ID] = request.state.request_id
+    headers.pop(CALLER, None)
+    caller = getattr(request.state, _CALLER_STATE, None)
+    if caller is not None:
+        headers[CALLER] = caller
     return headers
 
 

@@ -1,11 +1,13 @@
 """The composition root of ``streamdag serve``: one DataPlane, two front doors, one loop.
 
 The REST door (FastAPI on uvicorn) and the gRPC door (grpc.aio) share the asyncio loop
-and the ``DataPlane`` built here. Start order: bind both ports (so a port in use fails at
-once), start serving (liveness answers while models load), then start the DataPlane
-(gateway, model loading), after which readiness turns true. Stop order: stop accepting,
-let requests in flight finish within the grace period, then stop the DataPlane (drain
-the batchers, unload models, stop the gateway).
+and the ``DataPlane`` built here. Both doors check the same bearer tokens (``auth``) and
+serve the same certificate (``tls``); token and TLS files are read when the ``Server`` is
+built, so a bad one stops it before any port opens. Start order: bind both ports (so a
+port in use fails at once), start serving (liveness answers while models load), then
+start the DataPlane (gateway, model loading), after which readiness turns true. Stop
+order: stop accepting, let requests in flight finish within the grace period, then stop
+the DataPlane (drain the batchers, unload models, stop the gateway).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import logging
 import math
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -27,11 +31,13 @@ import uvicorn
 from streamdag.errors import ConfigError
 from streamdag.kafka import KafkaConnection
 from streamdag.pipeline import PipelineSpec
+from streamdag.serving.auth import Tokens
 from streamdag.serving.dataplane import DataPlane
 from streamdag.serving.gateway import KafkaGateway
 from streamdag.serving.gateway_api import PipelineGateway
-from streamdag.serving.grpc import InferenceServicer, add_servicer
+from streamdag.serving.grpc import BearerAuthInterceptor, InferenceServicer, add_servicer
 from streamdag.serving.rest import create_app
+from streamdag.serving.tls import TlsFiles
 from streamdag.settings import get_settings
 
 __all__ = ["Server", "build_gateway", "serve"]
@@ -60,6 +66,10 @@ class Server:
     """Serves ``dataplane`` over REST and gRPC; ``async with Server(...)`` starts and stops it.
 
     Port 0 picks a free port; ``http_port`` and ``grpc_port`` tell the bound ones.
+    ``auth_tokens`` (a token file or ``Tokens``) makes both doors require a bearer token,
+    but for the health routes, and ``/metrics`` and ``/ui`` when ``open_metrics`` and
+    ``open_ui``; ``tls`` serves both over TLS. Left None, each comes from the
+    ``STREAMDAG_SERVE_*`` settings.
     """
 
     def __init__(
@@ -73,8 +83,20 @@ class Server:
         shutdown_grace_s: float | None = None,
         kafka: KafkaConnection | str | None = None,
         allow_repository_changes: bool | None = None,
+        auth_tokens: Tokens | Path | None = None,
+        open_metrics: bool | None = None,
+        open_ui: bool | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         settings = get_settings()
+        tokens = settings.serve_auth_tokens if auth_tokens is None else auth_tokens
+        self.tokens = Tokens.from_file(tokens) if isinstance(tokens, Path) else tokens
+        self.open_metrics = settings.serve_open_metrics if open_metrics is None else open_metrics
+        self.open_ui = settings.serve_open_ui if open_ui is None else open_ui
+        self.tls = TlsFiles.from_settings() if tls is None else tls
+        # Read now: a bad file is reported before any port opens.
+        self._ssl = self.tls.ssl_context() if self.tls else None
+        self._grpc_credentials = self.tls.grpc_credentials() if self.tls else None
         self.dataplane = dataplane
         self.kafka = kafka
         self.allow_repository_changes = (
@@ -103,14 +125,21 @@ class Server:
             await self.stop()
             raise
         _log.info(
-            "serving %d models and %d pipelines: REST http://%s:%d, gRPC %s:%d",
+            "serving %d models and %d pipelines: REST %s://%s:%d, gRPC %s:%d%s",
             len(self.dataplane.models()),
             len(self.dataplane.pipelines()),
+            "https" if self.tls else "http",
             self.host,
             self.http_port,
             self.host,
             self.grpc_port,
+            _security(self.tls, self.tokens),
         )
+        if self.tokens is None:
+            _log.warning(
+                "no --auth-tokens: anyone who reaches these ports can call every model "
+                "and pipeline and read /metrics and /ui"
+            )
 
     async def stop(self) -> None:
         """Stop accepting, finish requests in flight (up to the grace period), unload."""
@@ -130,14 +159,16 @@ class Server:
         await self.stop()
 
     async def _start_grpc(self) -> None:
+        interceptors = [] if self.tokens is None else [BearerAuthInterceptor(self.tokens)]
         server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", self._limit),
                 ("grpc.max_send_message_length", self._limit),
                 # gRPC sets SO_REUSEPORT by default, so a second server would share a
                 # port in use instead of failing.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         add_servicer(
             InferenceServicer(
@@ -151,7 +182,10 @@ class Server:
             else f"{self.host}:{self.grpc_port}"
         )
         try:
-            port = server.add_insecure_port(address)
+            if self._grpc_credentials is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, self._grpc_credentials)
         except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
             raise _cannot_listen("gRPC", address, "--grpc-port", str(exc)) from exc
         if not port:
@@ -179,11 +213,15 @@ class Server:
                 max_body_bytes=self._limit,
                 kafka=self.kafka,
                 allow_repository_changes=self.allow_repository_changes,
+                tokens=self.tokens,
+                open_metrics=self.open_metrics,
+                open_ui=self.open_ui,
             ),
             lifespan="off",
             log_config=None,  # keep streamdag's logging set-up
             access_log=False,
             timeout_graceful_shutdown=math.ceil(self._grace),
+            ssl_context_factory=None if self._ssl is None else _given(self._ssl),
         )
         self._http = _Uvicorn(config)
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
@@ -216,10 +254,15 @@ async def serve(
     grpc_port: int = 8081,
     kafka: KafkaConnection | str | None = None,
     allow_repository_changes: bool | None = None,
+    auth_tokens: Tokens | Path | None = None,
+    open_metrics: bool | None = None,
+    open_ui: bool | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
     """Serve the models of ``specs`` (and the gateway's pipelines) until SIGTERM or SIGINT;
     the web view reads Kafka through ``kafka``; REST repository load and unload need
-    ``allow_repository_changes`` (default: ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``)."""
+    ``allow_repository_changes`` (default: ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``).
+    Tokens and TLS: as ``Server`` takes them."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Signal handlers can only be set from the main thread; elsewhere the caller cancels.
@@ -236,6 +279,10 @@ async def serve(
             grpc_port=grpc_port,
             kafka=kafka,
             allow_repository_changes=allow_repository_changes,
+            auth_tokens=auth_tokens,
+            open_metrics=open_metrics,
+            open_ui=open_ui,
+            tls=tls,
         )
         async with server:
             await stopping.wait()
@@ -243,6 +290,20 @@ async def serve(
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+def _given(context: ssl.SSLContext) -> Any:
+    """A uvicorn ``ssl_context_factory`` that answers with the context read at start."""
+    return lambda config, default: context
+
+
+def _security(tls: TlsFiles | None, tokens: Tokens | None) -> str:
+    parts = []
+    if tls is not None:
+        parts.append("TLS with client certificates" if tls.mutual else "TLS")
+    if tokens is not None:
+        parts.append(f"{len(tokens.names())} bearer tokens")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _cannot_listen(door: str, address: str, option: str, why: str) -> ConfigError:

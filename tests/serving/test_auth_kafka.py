@@ -1,0 +1,108 @@
+"""Bearer tokens in front of a pipeline on the real broker: unmodified tritonclient without
+a token, with a wrong one and with a valid one on both doors; only the valid requests reach
+the inputs topic, and the caller's name travels with each request to its results and to
+the errors topic."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
+from kafka_support import read_topic, run_pipeline
+from server_support import running_server
+from tritonclient.utils import InferenceServerException
+
+from streamdag.kafka.headers import CALLER, REQUEST_ID, get_header
+from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.serving import KafkaGateway
+from streamdag.serving.auth import Tokens
+
+pytestmark = pytest.mark.kafka
+
+SPEC = """
+name: "{name}"
+partitions: 2
+timeout_ms: 20000
+retry: {{max_attempts: 1}}
+models:
+  double: {{runtime: python, handler: "gateway_models:double"}}
+  add-one: {{runtime: python, handler: "gateway_models:add_one"}}
+steps:
+  - {{name: double, model: double}}
+  - {{name: add-one, model: add-one, inputs: [double.outputs]}}
+"""
+TOKENS = Tokens({"radiology": "r-token-1", "billing": "b-token-2"})
+
+
+@pytest.fixture
+def spec(tmp_path: Path, unique_name: Callable[[str], str]) -> PipelineSpec:
+    shutil.copy(Path(__file__).with_name("gateway_models.py"), tmp_path / "gateway_models.py")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(SPEC.format(name=unique_name("auth")))
+    return load_spec(path)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_only_callers_with_a_token_reach_the_pipeline_and_are_named(
+    bootstrap: str, spec: PipelineSpec
+) -> None:
+    x = np.array([[1.0, 2.0]], dtype=np.float32)
+    with (
+        run_pipeline(spec, bootstrap),
+        running_server([spec], KafkaGateway([spec], bootstrap), auth_tokens=TOKENS) as server,
+    ):
+        http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
+        grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+
+        def http_infer(rid: str, headers: dict[str, str], value: np.ndarray = x) -> np.ndarray:
+            inputs = [triton_http.InferInput("x", list(value.shape), "FP32")]
+            inputs[0].set_data_from_numpy(value)
+            return http.infer(spec.name, inputs, request_id=rid, headers=headers).as_numpy("x")
+
+        def grpc_infer(rid: str, headers: dict[str, str]) -> np.ndarray:
+            inputs = [triton_grpc.InferInput("x", [1, 2], "FP32")]
+            inputs[0].set_data_from_numpy(x)
+            result = grpc.infer(spec.name, inputs, request_id=rid, headers=headers)
+            return result.as_numpy("x")
+
+        for rid, headers in (("http-none", {}), ("http-wrong", bearer("nope"))):
+            with pytest.raises(InferenceServerException) as info:
+                http_infer(rid, headers)
+            assert info.value.status() == "401"
+        for rid, headers in (("grpc-none", {}), ("grpc-wrong", bearer("nope"))):
+            with pytest.raises(InferenceServerException) as info:
+                grpc_infer(rid, headers)
+            assert info.value.status() == "StatusCode.UNAUTHENTICATED"
+        # A caller cannot claim another's name: the door names it from its token.
+        forged = {CALLER: "billing"}
+        np.testing.assert_array_equal(
+            http_infer("http-ok", {**bearer("r-token-1"), **forged}), x * 2 + 1
+        )
+        np.testing.assert_array_equal(grpc_infer("grpc-ok", bearer("b-token-2")), x * 2 + 1)
+        assert http.is_server_live()  # health checks need no token
+        assert grpc.is_server_ready()
+        with pytest.raises(InferenceServerException) as failed:  # double refuses 13
+            http_infer("http-13", bearer("r-token-1"), np.array([[13.0]], dtype=np.float32))
+        assert failed.value.status() == "500"
+        http.close()
+        grpc.close()
+
+    def callers(topic: str, until: int) -> list[tuple[str, str | None]]:
+        records = read_topic(bootstrap, f"streamdag.{spec.name}.{topic}", until=until, settle=2)
+        return sorted((key.decode(), get_header(h, CALLER)) for key, _, h in records if key)
+
+    expected = [("grpc-ok", "billing"), ("http-13", "radiology"), ("http-ok", "radiology")]
+    assert callers("inputs", until=3) == expected
+    assert callers("outputs", until=3) == expected  # results and the error reply
+    failures = read_topic(bootstrap, f"streamdag.{spec.name}.errors", until=1, settle=1)
+    assert [(get_header(h, REQUEST_ID), get_header(h, CALLER)) for _, _, h in failures] == [
+        ("http-13", "radiology")
+    ]
