@@ -17,16 +17,31 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+import streamdag.broker
 from streamdag.broker import LocalCluster, free_port_run
 from streamdag.broker.config import BrokerTls, server_properties
 from streamdag.broker.layout import ClusterLayout, NodeLayout, read_layout, write_layout
 from streamdag.broker.security import SecurityFiles, read_properties, scram_credential
-from streamdag.errors import BrokerLayoutMismatch, BrokerStartFailed, PortInUse
+from streamdag.errors import BrokerLayoutMismatch, BrokerStartFailed, ConfigError, PortInUse
 from streamdag.settings import get_settings
 
 THREE = ClusterLayout(
     "c1", (NodeLayout(1, 29092, 31001), NodeLayout(2, 29093, 31002), NodeLayout(3, 29094, 31003))
 )
+
+
+def test_the_public_api() -> None:
+    assert sorted(streamdag.broker.__all__) == [
+        "BrokerInfo",
+        "ClusterInfo",
+        "LocalBroker",
+        "LocalCluster",
+        "NodeInfo",
+        "SECURITY_MODES",
+        "Security",
+        "free_port",
+        "free_port_run",
+    ]
 
 
 def _props(text: str) -> dict[str, str]:
@@ -180,6 +195,11 @@ def test_every_client_port_of_a_new_cluster_must_be_free(tmp_path: Path) -> None
         with pytest.raises(PortInUse, match=f"port {port + 2}"):
             _cluster(tmp_path).start(nodes=3, port=port)
     assert read_layout(tmp_path) is None
+
+
+def test_a_cluster_whose_ports_would_pass_65535_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="65534-65536"):
+        _cluster(tmp_path).start(nodes=3, port=65534)
 
 
 def test_cli_refuses_a_taken_cluster_port_in_one_line(tmp_path: Path) -> None:

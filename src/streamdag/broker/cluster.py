@@ -26,12 +26,10 @@ from streamdag.broker.config import BrokerTls, server_properties
 from streamdag.broker.layout import (
     HOST,
     ClusterLayout,
-    NodeLayout,
     Security,
-    new_cluster_id,
+    plan_layout,
     read_layout,
     read_single,
-    recorded_security,
     write_layout,
 )
 from streamdag.broker.process import Jvm, NodeProcess, finish_format
@@ -45,9 +43,7 @@ from streamdag.errors import (
     PortInUse,
 )
 
-__all__ = ["DEFAULT_PORT", "ClusterInfo", "LocalCluster", "NodeInfo"]
-
-DEFAULT_PORT = 9092
+__all__ = ["ClusterInfo", "LocalCluster", "NodeInfo"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +135,7 @@ class LocalCluster:
         self._refuse_if_running()
         jvm = self._jvm()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        layout = self._plan(nodes, port, security)
+        layout = plan_layout(self.data_dir, nodes=nodes, port=port, security=security)
         procs = [self._process(layout, node.id) for node in layout.nodes]
         tls = self._tls(layout, new=not any(p.formatted() for p in procs))
         for proc in procs:
@@ -272,83 +268,6 @@ class LocalCluster:
             pid = self._process(layout, node.id).pid()
             if pid is not None:
                 raise BrokerAlreadyRunning(str(self.data_dir), pid, layout.bootstrap)
-
-    def _plan(
-        self, nodes: int | None, port: int | None, security: Security | None
-    ) -> ClusterLayout:
-        """The layout to start: the recorded one, checked against what is asked, or a new one."""
-        recorded = self.layout()
-        if recorded is not None:
-            recorded_nodes: int | None = len(recorded.nodes)
-        else:
-            recorded_nodes = 1 if read_single(self.data_dir) else None
-        nodes = nodes or recorded_nodes or 1
-        where = str(self.data_dir)
-        if recorded_nodes is not None and nodes != recorded_nodes:
-            kind = "cluster" if recorded_nodes > 1 else "broker"
-            raise BrokerLayoutMismatch(
-                where,
-                f"it holds a {recorded_nodes}-node {kind}; start it with --nodes "
-                f"{recorded_nodes} or pick another --data-dir",
-            )
-        was = recorded_security(self.data_dir)
-        security = security or was or "plaintext"
-        if was is not None and security != was:
-            raise BrokerLayoutMismatch(
-                where,
-                f"its broker was set up with --security {was}; start it so or pick another "
-                "--data-dir",
-            )
-        if nodes == 1:
-            return self._plan_single(port, security)
-        if recorded is not None:
-            first, last = recorded.nodes[0].port, recorded.nodes[-1].port
-            if port is not None and port != first:
-                raise BrokerLayoutMismatch(
-                    where,
-                    f"its cluster listens on ports {first}-{last} (recorded at first start); "
-                    "drop --port or pick another --data-dir",
-                )
-            for node in recorded.nodes:
-                for p in (node.port, node.controller_port):
-                    if not ports.port_free(p):
-                        raise PortInUse(p)
-            return recorded
-        port = port or DEFAULT_PORT
-        client_ports = list(range(port, port + nodes))
-        for p in client_ports:
-            if not ports.port_free(p):
-                raise PortInUse(p)
-        controller_ports: list[int] = []
-        for _ in range(nodes):
-            taken = [*client_ports, *controller_ports]
-            controller_ports.append(ports.free_port_run(avoid=taken))
-        layout_nodes = tuple(
-            NodeLayout(i + 1, client_ports[i], controller_ports[i]) for i in range(nodes)
-        )
-        return ClusterLayout(new_cluster_id(), layout_nodes, security)
-
-    def _plan_single(self, port: int | None, security: Security) -> ClusterLayout:
-        """One node keeps its old freedom: another port on request, and a new controller
-        port when the recorded one is taken."""
-        meta = read_single(self.data_dir)
-        stored_port = meta.get("port")
-        if port is None:
-            port = stored_port if isinstance(stored_port, int) else DEFAULT_PORT
-        if not ports.port_free(port):
-            raise PortInUse(port)
-        controller_port = meta.get("controller_port")
-        while (
-            not isinstance(controller_port, int)
-            or controller_port == port
-            or not ports.port_free(controller_port)
-        ):
-            # Nothing listens on ``port`` yet, so a free port may be that one: pick again.
-            controller_port = ports.free_port()
-        cluster_id = meta.get("cluster_id")
-        if not isinstance(cluster_id, str):
-            cluster_id = new_cluster_id()
-        return ClusterLayout(cluster_id, (NodeLayout(1, port, controller_port),), security)
 
     def _tls(self, layout: ClusterLayout, *, new: bool) -> BrokerTls | None:
         if layout.security == "plaintext":

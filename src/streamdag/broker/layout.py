@@ -1,4 +1,5 @@
-"""The recorded shape of a local broker or cluster: node ids, ports, cluster id, security.
+"""The shape of a local broker or cluster: node ids, ports, cluster id, security; recorded
+at first start and checked at every later one.
 
 Written to the data dir at first start, so every later start, and a restart of one node,
 finds the same ports and the same KRaft cluster:
@@ -22,12 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from streamdag.broker import ports
+from streamdag.errors import BrokerLayoutMismatch, ConfigError, PortInUse
+
 __all__ = [
     "SECURITY_MODES",
     "ClusterLayout",
     "NodeLayout",
     "Security",
     "new_cluster_id",
+    "plan_layout",
     "read_layout",
     "write_layout",
 ]
@@ -36,6 +41,7 @@ Security = Literal["plaintext", "sasl_ssl"]
 SECURITY_MODES: tuple[Security, ...] = ("plaintext", "sasl_ssl")
 
 HOST = "127.0.0.1"
+DEFAULT_PORT = 9092
 
 
 def new_cluster_id() -> str:
@@ -143,7 +149,7 @@ def read_layout(data_dir: Path) -> ClusterLayout | None:
     return None
 
 
-def recorded_security(data_dir: Path) -> Security | None:
+def _recorded_security(data_dir: Path) -> Security | None:
     """The security of whatever was recorded in ``data_dir``, even an incomplete record."""
     layout = read_layout(data_dir)
     if layout is not None:
@@ -172,3 +178,83 @@ def write_layout(data_dir: Path, layout: ClusterLayout) -> None:
         ],
     }
     _cluster_file(data_dir).write_text(json.dumps(cluster, indent=2))
+
+
+def plan_layout(
+    data_dir: Path, *, nodes: int | None, port: int | None, security: Security | None
+) -> ClusterLayout:
+    """The layout to start: the recorded one, checked against what is asked, or a new one."""
+    recorded = read_layout(data_dir)
+    if recorded is not None:
+        recorded_nodes: int | None = len(recorded.nodes)
+    else:
+        recorded_nodes = 1 if read_single(data_dir) else None
+    nodes = nodes or recorded_nodes or 1
+    where = str(data_dir)
+    if recorded_nodes is not None and nodes != recorded_nodes:
+        kind = "cluster" if recorded_nodes > 1 else "broker"
+        raise BrokerLayoutMismatch(
+            where,
+            f"it holds a {recorded_nodes}-node {kind}; start it with --nodes "
+            f"{recorded_nodes} or pick another --data-dir",
+        )
+    was = _recorded_security(data_dir)
+    security = security or was or "plaintext"
+    if was is not None and security != was:
+        raise BrokerLayoutMismatch(
+            where,
+            f"its broker was set up with --security {was}; start it so or pick another --data-dir",
+        )
+    if nodes == 1:
+        return _plan_single(data_dir, port, security)
+    if recorded is not None:
+        first, last = recorded.nodes[0].port, recorded.nodes[-1].port
+        if port is not None and port != first:
+            raise BrokerLayoutMismatch(
+                where,
+                f"its cluster listens on ports {first}-{last} (recorded at first start); "
+                "drop --port or pick another --data-dir",
+            )
+        for node in recorded.nodes:
+            for p in (node.port, node.controller_port):
+                if not ports.port_free(p):
+                    raise PortInUse(p)
+        return recorded
+    port = port or DEFAULT_PORT
+    if port + nodes - 1 > 65535:
+        raise ConfigError(f"ports {port}-{port + nodes - 1} go past 65535; pick a lower --port")
+    client_ports = list(range(port, port + nodes))
+    for p in client_ports:
+        if not ports.port_free(p):
+            raise PortInUse(p)
+    controller_ports: list[int] = []
+    for _ in range(nodes):
+        taken = [*client_ports, *controller_ports]
+        controller_ports.append(ports.free_port_run(avoid=taken))
+    layout_nodes = tuple(
+        NodeLayout(i + 1, client_ports[i], controller_ports[i]) for i in range(nodes)
+    )
+    return ClusterLayout(new_cluster_id(), layout_nodes, security)
+
+
+def _plan_single(data_dir: Path, port: int | None, security: Security) -> ClusterLayout:
+    """One node keeps its old freedom: another port on request, and a new controller
+    port when the recorded one is taken."""
+    meta = read_single(data_dir)
+    stored_port = meta.get("port")
+    if port is None:
+        port = stored_port if isinstance(stored_port, int) else DEFAULT_PORT
+    if not ports.port_free(port):
+        raise PortInUse(port)
+    controller_port = meta.get("controller_port")
+    while (
+        not isinstance(controller_port, int)
+        or controller_port == port
+        or not ports.port_free(controller_port)
+    ):
+        # Nothing listens on ``port`` yet, so a free port may be that one: pick again.
+        controller_port = ports.free_port()
+    cluster_id = meta.get("cluster_id")
+    if not isinstance(cluster_id, str):
+        cluster_id = new_cluster_id()
+    return ClusterLayout(cluster_id, (NodeLayout(1, port, controller_port),), security)
