@@ -13,6 +13,7 @@ error-topic records); nothing else inspects error classes to pick a status.
     │   ├── BrokerAlreadyRunning
     │   ├── PortInUse
     │   ├── BrokerNotRunning
+    │   ├── BrokerLayoutMismatch       (a start that does not fit the recorded cluster)
     │   └── BrokerStartFailed
     ├── KafkaError                      kafka            (wraps confluent-kafka errors)
     │   └── TopicMismatch               kafka
@@ -41,6 +42,7 @@ from typing import ClassVar
 __all__ = [
     "BrokerAlreadyRunning",
     "BrokerError",
+    "BrokerLayoutMismatch",
     "BrokerNotRunning",
     "BrokerStartFailed",
     "ConfigError",
@@ -143,6 +145,15 @@ class BrokerNotRunning(BrokerError):
     def __init__(self, data_dir: str) -> None:
         self.data_dir = data_dir
         super().__init__(f"no broker runs on data dir {data_dir}")
+
+
+class BrokerLayoutMismatch(BrokerError):
+    """A start asks for nodes, ports or security other than the data dir recorded."""
+
+    def __init__(self, data_dir: str, problem: str) -> None:
+        self.data_dir = data_dir
+        self.problem = problem
+        super().__init__(f"data dir {data_dir}: {problem}")
 
 
 class BrokerStartFailed(BrokerError):

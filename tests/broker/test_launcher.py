@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamdag.broker import LocalBroker, free_port
-from streamdag.broker.launcher import new_cluster_id
+from streamdag.broker.layout import new_cluster_id
 from streamdag.errors import BrokerAlreadyRunning, JavaNotFound, KafkaJarsMissing, PortInUse
 from streamdag.kafka import TopicSpec, ensure_topics
 from streamdag.settings import get_settings
@@ -159,7 +159,7 @@ def test_a_controller_port_equal_to_the_broker_port_is_picked_again(
     controller can be that very port; the launcher must pick again."""
     port, other = free_port(), free_port()
     picks = iter([port, other])
-    monkeypatch.setattr("streamdag.broker.launcher.free_port", lambda: next(picks))
+    monkeypatch.setattr("streamdag.broker.ports.free_port", lambda: next(picks))
     broker = LocalBroker(tmp_path / "kraft", libs_dir=get_settings().kafka_libs)
     try:
         info = broker.start(port=port)

@@ -1,5 +1,18 @@
-"""A local Apache Kafka (KRaft) broker for development, tests and the demo."""
+"""A local Apache Kafka (KRaft) broker or cluster for development, tests and the demo."""
 
-from streamdag.broker.launcher import BrokerInfo, LocalBroker, free_port
+from streamdag.broker.cluster import ClusterInfo, LocalCluster, NodeInfo
+from streamdag.broker.launcher import BrokerInfo, LocalBroker
+from streamdag.broker.layout import SECURITY_MODES, Security
+from streamdag.broker.ports import free_port, free_port_run
 
-__all__ = ["BrokerInfo", "LocalBroker", "free_port"]
+__all__ = [
+    "SECURITY_MODES",
+    "BrokerInfo",
+    "ClusterInfo",
+    "LocalBroker",
+    "LocalCluster",
+    "NodeInfo",
+    "Security",
+    "free_port",
+    "free_port_run",
+]

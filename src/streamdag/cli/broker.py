@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import click
 
-from streamdag.broker import LocalBroker
+from streamdag.broker import SECURITY_MODES, ClusterInfo, LocalCluster, Security
 from streamdag.settings import get_settings
 
 __all__ = ["broker"]
@@ -20,9 +21,9 @@ _data_dir = click.option(
 )
 
 
-def _broker(data_dir: Path | None) -> LocalBroker:
+def _cluster(data_dir: Path | None) -> LocalCluster:
     settings = get_settings()
-    return LocalBroker(
+    return LocalCluster(
         data_dir or settings.broker_data_dir,
         libs_dir=settings.kafka_libs,
         java_home=settings.java_home,
@@ -30,9 +31,13 @@ def _broker(data_dir: Path | None) -> LocalBroker:
     )
 
 
+def _pids(info: ClusterInfo) -> str:
+    return ", ".join(str(node.pid) for node in info.nodes if node.pid is not None)
+
+
 @click.group()
 def broker() -> None:
-    """Run a local Apache Kafka (KRaft, one node) for development and tests."""
+    """Run a local Apache Kafka (KRaft) broker or cluster for development and tests."""
 
 
 @broker.command()
@@ -40,7 +45,29 @@ def broker() -> None:
     "--port",
     type=click.IntRange(1, 65535),
     default=None,
-    help="Listener port on 127.0.0.1 [default: the last one used, else 9092]",
+    help="Client port of node 1 on 127.0.0.1; node i listens on PORT+i-1 "
+    "[default: the recorded one, else 9092]",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 5),
+    default=None,
+    help="Nodes of the cluster, each broker and controller; 3 gives replication factor 3 "
+    "and min.insync.replicas 2 [default: the recorded count, else 1]",
+)
+@click.option(
+    "--security",
+    type=click.Choice(SECURITY_MODES),
+    default=None,
+    help="sasl_ssl: TLS with a local CA and a SCRAM-SHA-512 user; clients connect with "
+    "the printed client.properties [default: the recorded mode, else plaintext]",
+)
+@click.option(
+    "--node",
+    "node_id",
+    type=click.IntRange(1),
+    default=None,
+    help="Start only this node of a recorded cluster (after a stop or a crash), with its data.",
 )
 @_data_dir
 @click.option(
@@ -50,32 +77,86 @@ def broker() -> None:
     show_default=True,
     help="Seconds to wait for the broker to accept produce and consume.",
 )
-def start(port: int | None, data_dir: Path | None, timeout: float) -> None:
-    """Start the broker in the background; print its bootstrap address when ready."""
+def start(
+    port: int | None,
+    nodes: int | None,
+    security: Security | None,
+    node_id: int | None,
+    data_dir: Path | None,
+    timeout: float,
+) -> None:
+    """Start the broker in the background; print its bootstrap list when ready (and, when
+    secured, the path of client.properties on a second line)."""
+    cluster = _cluster(data_dir)
     began = time.monotonic()
-    info = _broker(data_dir).start(port=port, timeout=timeout)
-    click.echo(f"{info.bootstrap}", nl=True)
+    if node_id is not None:
+        if port is not None or nodes is not None or security is not None:
+            raise click.UsageError(
+                "--node starts a recorded node: drop --port, --nodes, --security"
+            )
+        info = cluster.start_node(node_id, timeout=timeout)
+        what = f"node {node_id} started"
+    else:
+        info = cluster.start(nodes=nodes, port=port, security=security, timeout=timeout)
+        what = "broker" if len(info.nodes) == 1 else f"{len(info.nodes)}-node cluster"
+        what += " ready"
+    click.echo(info.bootstrap)
+    if info.client_properties is not None:
+        click.echo(str(info.client_properties))
     click.echo(
-        f"broker ready in {time.monotonic() - began:.1f}s (pid {info.pid}, data {info.data_dir})",
+        f"{what} in {time.monotonic() - began:.1f}s (pid {_pids(info)}, data {info.data_dir})",
         err=True,
     )
+    if info.client_properties is not None:
+        click.echo(f"clients connect with --kafka-config {info.client_properties}", err=True)
 
 
 @broker.command()
 @_data_dir
 def stop(data_dir: Path | None) -> None:
-    """Stop the broker cleanly (SIGTERM, then wait)."""
-    info = _broker(data_dir).stop()
-    click.echo(f"stopped broker pid {info.pid} ({info.bootstrap})")
+    """Stop the broker, every node of a cluster, cleanly (SIGTERM, then wait)."""
+    info = _cluster(data_dir).stop()
+    click.echo(f"stopped broker pid {_pids(info)} ({info.bootstrap})")
 
 
 @broker.command()
 @_data_dir
-def status(data_dir: Path | None) -> None:
-    """Say whether the broker of a data dir runs, and where; exit 1 when it does not."""
-    b = _broker(data_dir)
-    info = b.status()
-    if info is None:
-        click.echo(f"not running (data {b.data_dir})")
+@click.option("--json", "as_json", is_flag=True, help="Print the cluster and its nodes as JSON.")
+def status(data_dir: Path | None, as_json: bool) -> None:
+    """Say whether the broker (every node of a cluster) runs, and where; exit 1 unless
+    every node runs."""
+    cluster = _cluster(data_dir)
+    info = cluster.status()
+    if as_json:
+        click.echo(json.dumps(_as_json(cluster.data_dir, info), indent=2))
+    elif info is None or not any(node.running for node in info.nodes):
+        click.echo(f"not running (data {cluster.data_dir})")
+    elif len(info.nodes) == 1:
+        click.echo(f"running at {info.bootstrap} (pid {_pids(info)}, data {info.data_dir})")
+    else:
+        up = sum(node.running for node in info.nodes)
+        click.echo(f"{up} of {len(info.nodes)} nodes running (data {info.data_dir})")
+        for node in info.nodes:
+            state = f"running (pid {node.pid})" if node.running else "not running"
+            click.echo(f"  node {node.id} at {node.bootstrap}: {state}")
+    if info is None or not info.running:
         raise click.exceptions.Exit(1)
-    click.echo(f"running at {info.bootstrap} (pid {info.pid}, data {info.data_dir})")
+
+
+def _as_json(data_dir: Path, info: ClusterInfo | None) -> dict[str, object]:
+    """The status without secrets: client.properties is named, never read out."""
+    if info is None:
+        return {"data_dir": str(data_dir), "running": False, "nodes": []}
+    return {
+        "data_dir": str(info.data_dir),
+        "cluster_id": info.cluster_id,
+        "running": info.running,
+        "bootstrap": info.bootstrap,
+        "security": info.security,
+        "client_properties": None
+        if info.client_properties is None
+        else str(info.client_properties),
+        "nodes": [
+            {"id": n.id, "pid": n.pid, "port": n.port, "running": n.running} for n in info.nodes
+        ],
+    }
