@@ -7,6 +7,7 @@ those reports; ``explain`` turns the most telling one into a sentence for people
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any
 
@@ -75,8 +76,11 @@ class Diagnosis:
                 f"{where}: TLS handshake failed ({_short(text)}): check security.protocol "
                 f"(now {protocol}) and the ssl.* settings"
             )
+        plaintext = protocol in ("PLAINTEXT", "SASL_PLAINTEXT")
         if "security.protocol" in lowered or (
-            protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and "disconnected" in lowered
+            plaintext
+            and ("disconnected" in lowered or code == ClientError._ALL_BROKERS_DOWN)
+            and _listens(self.kafka.bootstrap_servers)
         ):
             return (
                 f"{where}: the broker closed the connection at once; security.protocol is "
@@ -90,6 +94,17 @@ class Diagnosis:
                 f"{self.kafka.bootstrap_servers} ({_short(text)})"
             )
         return f"{where}: {failure} ({_short(text)})"
+
+
+def _listens(servers: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at the first of ``servers``: a broker
+    that closes a plaintext client's connection at once is a TLS listener."""
+    host, _, port = servers.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _short(text: str) -> str:
