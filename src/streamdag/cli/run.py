@@ -32,8 +32,8 @@ __all__ = ["run"]
     "--instance-id",
     default=None,
     metavar="ID",
-    help="A stable id for this process (static group membership; a restart "
-    "fences its predecessor's transactions at once).",
+    help="A stable id for this process: its transactional producers are named by it, "
+    "so a restart fences its predecessor's open transactions at once.",
 )
 @click.option(
     "--processes",

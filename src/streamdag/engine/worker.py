@@ -120,8 +120,11 @@ class StepWorker:
             # Partition i of every source topic must land on the same worker, with its join
             # state: the range assignor gives that for co-partitioned topics.
             overrides["partition.assignment.strategy"] = "range"
-        if self.instance_id:
-            overrides["group.instance.id"] = client_id
+        # No static membership (group.instance.id): when the group coordinator's broker
+        # dies, librdkafka's rejoin under the same instance id can be fenced by its own
+        # earlier member id, a fatal consumer error that would stop the step for good. The
+        # instance id names the transactional producer instead, which is what fences a
+        # dead predecessor's open transaction at once.
         self.consumer = Consumer(
             consumer_config(self.kafka, plan.group_id, client_id=client_id, **overrides)
         )
