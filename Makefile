@@ -30,10 +30,13 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium (the web view's browser test needs it)"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-# The test session starts its own broker on a free port (tests/conftest.py) and stops it
-# whatever the outcome.
+# Each of the two test processes starts its own broker on a free port (tests/conftest.py)
+# and stops it whatever the outcome; a file's tests stay in one process, so a module's
+# fixtures (a 3-node cluster) are made once. Most tests wait on Kafka, so two processes
+# share the 2 cores well.
+TEST_PROCESSES ?= 2
 test: setup $(CHROMIUM)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not kafka" $(PYTEST_ARGS)
