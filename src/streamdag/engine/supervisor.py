@@ -142,7 +142,7 @@ class Supervisor:
 
     def _stop_children(self) -> bool:
         """SIGTERM every child, wait up to ``grace_s``, SIGKILL what is left. True if each
-        running child exited 0."""
+        running child exited 0, or of the SIGTERM itself."""
         running = [c.process for c in self.children if c.process and c.process.poll() is None]
         for process in running:
             process.send_signal(signal.SIGTERM)
@@ -150,7 +150,9 @@ class Supervisor:
         clean = True
         for process in running:
             try:
-                clean &= process.wait(max(0.0, deadline - time.monotonic())) == 0
+                # A child still starting has no handler yet: SIGTERM ends it at once, as asked.
+                code = process.wait(max(0.0, deadline - time.monotonic()))
+                clean &= code in (0, -signal.SIGTERM)
             except subprocess.TimeoutExpired:
                 log.warning("worker process pid %d did not stop in time: killed", process.pid)
                 process.kill()
