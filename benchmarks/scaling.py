@@ -112,6 +112,7 @@ class Workers:
         self, spec_file: Path, bootstrap: str, count: int, cost_ms: float, *, one_parent: bool
     ) -> None:
         # One `streamdag run --processes N`, or N `streamdag run` of their own.
+        self.count = count  # group members to expect
         starts = 1 if one_parent else count
         extra = ["--processes", str(count)] if one_parent else []
         self.logs = [spec_file.with_suffix(f".worker-{i}.log") for i in range(starts)]
@@ -176,8 +177,13 @@ def wait_until_stable(
         seen = f"{description.state.name}, {len(description.members)} members, {assigned} assigned"
         if (
             description.state == ConsumerGroupState.STABLE
-            and len(description.members) == len(workers.procs)
+            and len(description.members) == workers.count
             and assigned == partitions
+            # Not between the two rounds of a cooperative rebalance: everyone has work.
+            and (
+                partitions < workers.count
+                or all(m.assignment.topic_partitions for m in description.members)
+            )
         ):
             return
         time.sleep(0.2)
