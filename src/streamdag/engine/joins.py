@@ -172,9 +172,6 @@ class JoinState:
             self._dirty.discard(key)
             self._gone.pop(key, None)
 
-    def partitions(self) -> set[int]:
-        return {e.partition for e in self.entries.values()}
-
     # -- pieces in, completions out ----------------------------------------------------
     def add(self, source: str, env: Envelope, now_ms: float) -> Completion | None:
         key = join_key(env)

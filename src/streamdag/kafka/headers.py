@@ -1,4 +1,4 @@
-"""Record headers of the pipeline topics (DESIGN.md, "Topics: derived streams").
+"""Record headers of the pipeline topics (docs/architecture.md, "Topics").
 
 Headers travel with each request through the whole graph: user ``x-*`` headers and trace
 context pass through every step untouched; streamdag's own headers are re-stamped by each

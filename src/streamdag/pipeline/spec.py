@@ -1,4 +1,4 @@
-"""The pipeline spec: pydantic models of the YAML (see DESIGN.md, "Pipeline spec").
+"""The pipeline spec: pydantic models of the YAML (see docs/pipelines.md).
 
 Field-level rules live here; rules that need the whole graph (unknown references,
 cycles, joins) live in ``graph.py`` so that each message can name the offending field.

@@ -1,4 +1,4 @@
-"""Derived topic and consumer-group names (DESIGN.md, "Topics: derived streams")."""
+"""Derived topic and consumer-group names (docs/architecture.md, "Topics")."""
 
 from __future__ import annotations
 
