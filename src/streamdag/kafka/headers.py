@@ -29,6 +29,7 @@ __all__ = [
     "VALUE_DROPPED",
     "ErrorInfo",
     "Headers",
+    "forwarded",
     "get_header",
     "passthrough",
 ]
@@ -77,6 +78,19 @@ def get_header(
         if key == name and raw is not None:
             value = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
     return value
+
+
+def forwarded(
+    caller_headers: Iterable[tuple[str, str]], request_id: str, caller: str | None
+) -> dict[str, str]:
+    """What a front door hands on with a pipeline request: the caller's ``x-*`` and
+    ``traceparent`` headers, the request id, and the authenticated caller's name (never
+    one the caller sent: ``streamdag-caller`` is not among the headers taken)."""
+    headers = {k: v for k, v in caller_headers if k.startswith("x-") or k == TRACEPARENT}
+    headers[REQUEST_ID] = request_id
+    if caller is not None:
+        headers[CALLER] = caller
+    return headers
 
 
 def passthrough(

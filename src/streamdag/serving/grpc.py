@@ -27,7 +27,7 @@ from streamdag.errors import (
     StreamdagError,
     Unauthenticated,
 )
-from streamdag.kafka.headers import CALLER
+from streamdag.kafka.headers import REQUEST_ID, forwarded
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, inference_pb2
 from streamdag.runtimes import TensorSpec
 from streamdag.serving.auth import Tokens
@@ -53,7 +53,6 @@ GRPC_STATUS: Final[dict[str, grpc.StatusCode]] = {
 }
 """The one mapping from ``StreamdagError.code`` to gRPC status; other codes are INTERNAL."""
 
-REQUEST_ID = "x-request-id"
 # gRPC metadata keys are lowercase tokens; "grpc-" keys belong to the transport.
 _KEY = re.compile(r"^(?!grpc-)[0-9a-z_.-]+$")
 _log = logging.getLogger("streamdag.serving")
@@ -115,20 +114,15 @@ class InferenceServicer:
         metadata = _metadata(context)
         # The request id is the message's id, else the x-request-id metadata, else new.
         request.id = request.id or metadata.get(REQUEST_ID) or uuid.uuid4().hex
-        forwarded = {k: v for k, v in metadata.items() if k.startswith("x-") or k == "traceparent"}
-        forwarded[REQUEST_ID] = request.id
         # Only the interceptor names the caller, never the caller's own metadata.
-        forwarded.pop(CALLER, None)
-        caller = _caller.get()
-        if caller is not None:
-            forwarded[CALLER] = caller
+        headers = forwarded(metadata.items(), request.id, _caller.get())
         # Metadata values are ASCII; an id that is not stays in the message only, and one
         # over the limit (refused) is not echoed: the trailer would exceed the client's cap.
         echo = len(request.id) <= MAX_REQUEST_ID_LENGTH and _sendable(REQUEST_ID, request.id)
         trailing = ((REQUEST_ID, request.id),) if echo else ()
         try:
             response, reply = await self._dp.infer_with_headers(
-                request, timeout=context.time_remaining(), headers=forwarded
+                request, timeout=context.time_remaining(), headers=headers
             )
         except Exception as exc:
             await _abort(context, exc, trailing)

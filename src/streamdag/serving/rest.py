@@ -36,7 +36,7 @@ from streamdag.errors import (
     Unauthenticated,
 )
 from streamdag.kafka import KafkaConnection
-from streamdag.kafka.headers import CALLER
+from streamdag.kafka.headers import REQUEST_ID, forwarded
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, error_body
 from streamdag.serving.auth import Tokens
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
@@ -67,7 +67,6 @@ HTTP_STATUS: Final[dict[str, int]] = {
 }
 """The one mapping from ``StreamdagError.code`` to HTTP status; other codes are 500."""
 
-REQUEST_ID = "x-request-id"
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 # Reply headers that describe this HTTP message, not the pipeline's reply.
 _OWN_HEADERS = frozenset({"content-length", "content-type", "content-encoding", "connection"})
@@ -307,17 +306,8 @@ async def _render(response: ModelInferResponse, form: OutputForm) -> tuple[bytes
 def _forwarded(request: Request) -> dict[str, str]:
     """The caller's headers that travel with a request through a pipeline, and the name of
     the caller's token; a ``streamdag-caller`` header the caller sent is dropped."""
-    headers = {
-        key: value
-        for key, value in request.headers.items()
-        if key.startswith("x-") or key == "traceparent"
-    }
-    headers[REQUEST_ID] = request.state.request_id
-    headers.pop(CALLER, None)
     caller = getattr(request.state, _CALLER_STATE, None)
-    if caller is not None:
-        headers[CALLER] = caller
-    return headers
+    return forwarded(request.headers.items(), request.state.request_id, caller)
 
 
 def _infer_reply(
