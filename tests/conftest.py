@@ -78,15 +78,16 @@ def write_spec(tmp_path: Path) -> Callable[[str], Path]:
 
 
 @pytest.fixture
-def workers(tmp_path: Path, bootstrap: str) -> Iterator[Callable[[Path], Workers]]:
-    """``workers(spec_path)``: `streamdag run` processes of that pipeline, each killed at the
-    end of the test if still running; logs in the test's folder."""
+def workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Workers]]:
+    """``workers(spec_path[, bootstrap])``: `streamdag run` processes of that pipeline on the
+    session broker (or the cluster at ``bootstrap``), each killed at the end of the test if
+    still running; logs in the test's folder."""
     made: list[Workers] = []
 
-    def make(spec: Path) -> Workers:
+    def make(spec: Path, bootstrap: str | None = None) -> Workers:
         logs = tmp_path / "worker-logs"
         logs.mkdir(exist_ok=True)
-        w = Workers(spec, bootstrap, logs)
+        w = Workers(spec, bootstrap or request.getfixturevalue("bootstrap"), logs)
         made.append(w)
         return w
 

@@ -21,8 +21,9 @@ import streamdag.broker
 from streamdag.broker import LocalCluster, free_port_run
 from streamdag.broker.config import BrokerTls, server_properties
 from streamdag.broker.layout import ClusterLayout, NodeLayout, read_layout, write_layout
-from streamdag.broker.security import SecurityFiles, read_properties, scram_credential
+from streamdag.broker.security import SecurityFiles, scram_credential
 from streamdag.errors import BrokerLayoutMismatch, BrokerStartFailed, ConfigError, PortInUse
+from streamdag.kafka.connection import read_properties
 from streamdag.settings import get_settings
 
 THREE = ClusterLayout(

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamdag.broker import LocalCluster, free_port_run
-from streamdag.broker.security import read_properties
+from streamdag.kafka.connection import read_properties
 from streamdag.settings import get_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -43,20 +43,6 @@ steps:
 """
 
 
-@pytest.fixture
-def workers(tmp_path: Path, bootstrap: str) -> Callable[[Path], Workers]:
-    made: list[Workers] = []
-
-    def make(spec: Path) -> Workers:
-        w = Workers(spec, bootstrap, tmp_path)
-        made.append(w)
-        return w
-
-    yield make  # type: ignore[misc]
-    for w in made:
-        w.stop_all()
-
-
 def _wait_for_results(bootstrap: str, pipeline: str, at_least: int) -> None:
     results = read_results(bootstrap, pipeline, until=at_least, timeout=60)
     assert len(results) >= at_least, "the pipeline produced nothing before the kill"

@@ -68,20 +68,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalClu
         local.stop()
 
 
-@pytest.fixture
-def cluster_workers(tmp_path: Path) -> Iterator[Callable[[Path, str], Workers]]:
-    made: list[Workers] = []
-
-    def make(spec: Path, bootstrap: str) -> Workers:
-        w = Workers(spec, bootstrap, tmp_path)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop_all()
-
-
 def _backlog(
     bootstrap: str, pipeline_spec: Callable[[str], Path], guarantee: str, prefix: str = "k"
 ) -> tuple[Path, PipelineSpec]:
@@ -163,12 +149,12 @@ def test_exactly_once_while_a_broker_dies_mid_stream(
     target: str,
     cluster: tuple[LocalCluster, ClusterInfo],
     pipeline_spec: Callable[[str], Path],
-    cluster_workers: Callable[[Path, str], Workers],
+    workers: Callable[..., Workers],
 ) -> None:
     local, info = cluster
     bootstrap = info.bootstrap
     path, spec = _backlog(bootstrap, pipeline_spec, "exactly_once")
-    w = cluster_workers(path, bootstrap)
+    w = workers(path, bootstrap)
     w.start("--instance-id", INSTANCE)
     read_results(bootstrap, spec.name, until=500, timeout=120)
     if target == "partition-leader":
@@ -224,7 +210,7 @@ def test_a_rolling_restart_under_load_loses_nothing(
     cluster: tuple[LocalCluster, ClusterInfo],
     pipeline_spec: Callable[[str], Path],
     tmp_path: Path,
-    cluster_workers: Callable[[Path, str], Workers],
+    workers: Callable[..., Workers],
 ) -> None:
     """Both guarantees at once: one pipeline each, the same three restarts."""
     local, info = cluster
@@ -244,8 +230,8 @@ def test_a_rolling_restart_under_load_loses_nothing(
         least.name,
         ((f"k{i}", {"x": np.array([[i, -i]], dtype=np.int64)}) for i in range(REQUESTS)),
     )
-    cluster_workers(exactly_path, bootstrap).start("--instance-id", INSTANCE)
-    cluster_workers(least_path, bootstrap).start("--instance-id", INSTANCE)
+    workers(exactly_path, bootstrap).start("--instance-id", INSTANCE)
+    workers(least_path, bootstrap).start("--instance-id", INSTANCE)
     read_results(bootstrap, exactly.name, until=300, timeout=120)
     for node in info.nodes:
         current = local.status()

@@ -34,7 +34,7 @@ from streamdag.broker.layout import (
 )
 from streamdag.broker.process import Jvm, NodeProcess, finish_format
 from streamdag.broker.readiness import wait_for_listener, wait_for_node, wait_until_ready
-from streamdag.broker.security import USERNAME, SecurityFiles, read_properties, scram_credential
+from streamdag.broker.security import USERNAME, SecurityFiles, scram_credential
 from streamdag.errors import (
     BrokerAlreadyRunning,
     BrokerLayoutMismatch,
@@ -42,6 +42,7 @@ from streamdag.errors import (
     BrokerStartFailed,
     PortInUse,
 )
+from streamdag.kafka.connection import read_properties
 
 __all__ = ["ClusterInfo", "LocalCluster", "NodeInfo"]
 

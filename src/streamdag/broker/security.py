@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from streamdag.errors import BrokerStartFailed
+from streamdag.kafka.connection import read_properties
 
 __all__ = [
     "SCRAM_MECHANISM",
     "USERNAME",
     "SecurityFiles",
     "client_settings",
-    "read_properties",
     "scram_credential",
 ]
 
@@ -101,19 +101,6 @@ def client_settings(bootstrap: str, *, password: str, ca: Path) -> dict[str, str
         "sasl.password": password,
         "ssl.ca.location": str(ca.resolve()),
     }
-
-
-def read_properties(path: Path) -> dict[str, str]:
-    """``key=value`` lines of a Java-style properties file (comments and blanks skipped)."""
-    props: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", "!")):
-            continue
-        key, sep, value = line.partition("=")
-        if sep:
-            props[key.strip()] = value.strip()
-    return props
 
 
 def write_private(path: Path, text: str) -> None:
