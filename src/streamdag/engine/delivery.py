@@ -156,9 +156,12 @@ class TransactionalDelivery(Delivery):
         consumer: Consumer,
         kafka: KafkaConnection,
         transactional_id: str,
+        *,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
         super().__init__(consumer)
+        self._producer_factory = producer_factory
         self._config = producer_config(
             kafka,
             transactional_id=transactional_id,
@@ -169,7 +172,7 @@ class TransactionalDelivery(Delivery):
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
-        producer = Producer(self._config)
+        producer = self._producer_factory(self._config)
         # Fences any earlier producer with this transactional id and aborts its open
         # transaction, so a restarted worker never sees a zombie's half-written batch.
         # While the cluster is unreachable this keeps trying, up to _OUTAGE_S.
@@ -247,12 +250,13 @@ class AtLeastOnceDelivery(Delivery):
         client_id: str,
         *,
         commit_interval_s: float = 0.1,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
         super().__init__(consumer)
         # Reports only for failed records: a Python callback per success would contend
         # for the GIL with the model thread and slow every flush.
-        self._producer = Producer(
+        self._producer = producer_factory(
             producer_config(
                 kafka,
                 client_id=client_id,
