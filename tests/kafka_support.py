@@ -137,7 +137,9 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *args: str, command: str = "run") -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, command: str = "run", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"worker-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
             [
@@ -153,6 +155,7 @@ class Workers:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.spec.parent,
+            env=None if env is None else {**os.environ, **env},
         )
         log.close()
         self.procs.append(proc)

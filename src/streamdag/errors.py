@@ -30,6 +30,7 @@ error-topic records); nothing else inspects error classes to pick a status.
     │   └── RepositoryChangesRefused    (a server started without --allow-repository-changes)
     ├── ModelError                      model_error      (the model raised)
     ├── DeadlineExceeded                deadline_exceeded
+    │   └── ModelHung                       (calls still running long past their timeout)
     └── Unavailable                     unavailable
 
 Third-party errors are translated where they enter (``raise KafkaError(...) from exc``).
@@ -53,6 +54,7 @@ __all__ = [
     "KafkaError",
     "KafkaJarsMissing",
     "ModelError",
+    "ModelHung",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
@@ -272,6 +274,19 @@ class ModelError(StreamdagError):
 
 class DeadlineExceeded(StreamdagError):
     code = "deadline_exceeded"
+
+
+class ModelHung(DeadlineExceeded):
+    """So many model calls are still running past their timeout that the worker must be
+    replaced: it leaves its group and exits, and its batch is redone elsewhere."""
+
+    def __init__(self, what: str, hung: int, timeout_s: float) -> None:
+        self.what = what
+        self.hung = hung
+        super().__init__(
+            f"{what}: {hung} calls still running long past their {timeout_s:g}s timeout; "
+            "this worker exits so a fresh one takes over"
+        )
 
 
 class Unavailable(StreamdagError):

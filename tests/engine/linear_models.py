@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import numpy as np
@@ -55,3 +57,11 @@ def half_mega_on_five(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if np.any(x == 5):
         return {"y": np.ones((x.shape[0], 150_000), dtype=np.float32)}
     return {"y": x * 2}
+
+
+def hangs_when_told(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Never returns in a worker started with HANG_FOR_TEST set (a model wedged in a
+    native call); scales like ``scale`` elsewhere."""
+    if os.environ.get("HANG_FOR_TEST"):
+        threading.Event().wait()
+    return {"y": inputs["x"] * 2}

@@ -9,6 +9,7 @@ so delivering it again leaves each result on the cluster once (exactly_once)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from confluent_kafka import TopicPartition
 
 from streamdag.engine import delivery as d
 from streamdag.engine.envelope import OutRecord
+from streamdag.engine.timeouts import Deadline
 from streamdag.kafka import KafkaConnection
 from tests.engine.fake_kafka import (
     HANG,
@@ -278,3 +280,20 @@ def test_the_commit_interval_groups_batches_under_one_flush(cluster: FakeCluster
     delivery.deliver([], [])
     assert cluster.calls.count("flush") == 1
     assert cluster.offsets == {(TOPIC, 0): 20, (TOPIC, 1): 7}
+
+
+def test_a_revoke_deadline_bounds_the_retries_and_the_batch_is_redone(
+    cluster: FakeCluster,
+) -> None:
+    cluster.fail("commit_transaction", *[retriable()] * 1000)
+    delivery, consumer = transactional(cluster)  # transaction timeout: 10 s
+    started = time.monotonic()
+    assert delivery.deliver(RECORDS, OFFSETS, Deadline(0.5)) is False
+    assert time.monotonic() - started < 3.0
+    assert_rolled_back_and_rewound(cluster, consumer)
+
+
+def test_at_least_once_under_a_revoke_deadline_commits_at_once(cluster: FakeCluster) -> None:
+    delivery, _ = at_least_once(cluster)
+    assert delivery.deliver(RECORDS, OFFSETS, Deadline(5.0)) is True
+    assert_committed_once(cluster)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamdag.errors import InvalidInput, ModelError, StreamdagError
+from streamdag.errors import InvalidInput, ModelError, ModelHung, StreamdagError
 
 __all__ = [
     "Failure",
@@ -162,6 +162,8 @@ def _run_alone(
             if rows is not None:
                 outputs = split(outputs, [rows])[0]
             return Success(outputs, attempts=attempt)
+        except ModelHung:
+            raise  # not this request's failure: the worker must go
         except Exception as exc:
             if attempt >= policy.max_attempts or not _retryable(exc):
                 code, message = _error_of(exc)
@@ -194,6 +196,8 @@ def run_batch(
                 for i, part in zip(group, split(outputs, counts), strict=True):
                     outcomes[i] = Success(part)
                 continue
+            except ModelHung:
+                raise
             except Exception:
                 pass
         for i in group:

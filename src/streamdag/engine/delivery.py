@@ -21,6 +21,9 @@ The transaction opens only after the model ran, so a slow model never holds one 
 ``at_least_once`` (AtLeastOnceDelivery): produce with the idempotent producer, flush, and
 commit the offsets only after every record was acknowledged; a failed delivery rewinds and
 redoes the batch. Duplicates can appear only after a crash between flush and commit.
+
+A ``Deadline`` given to ``deliver`` or ``commit`` (the worker's revoke path) bounds every
+wait above, the replacement of a failed producer included: each takes what is left of it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from streamdag.engine.envelope import OutRecord
+from streamdag.engine.timeouts import Deadline
 from streamdag.kafka import KafkaConnection, producer_config
 
 __all__ = ["AtLeastOnceDelivery", "Delivery", "TransactionalDelivery", "rewind"]
@@ -48,12 +52,15 @@ _HUNG_GRACE_S = 5.0  # past its own deadline, a call this late is taken as hung
 _OUTAGE_S = 300.0  # how long a worker waits for an unreachable cluster before it gives up
 
 
-def rewind(consumer: Consumer, partitions: Sequence[TopicPartition]) -> None:
+def rewind(
+    consumer: Consumer, partitions: Sequence[TopicPartition], deadline: Deadline | None = None
+) -> None:
     """Seek ``partitions`` back to their committed offsets, so uncommitted work is redone."""
     if not partitions:
         return
+    timeout = _TIMEOUT_S if deadline is None else max(deadline.left(_TIMEOUT_S), 0.1)
     try:
-        committed = consumer.committed(list(partitions), timeout=_TIMEOUT_S)
+        committed = consumer.committed(list(partitions), timeout=timeout)
     except KafkaException as exc:
         log.warning("cannot read committed offsets to rewind: %s", exc)
         return
@@ -138,11 +145,16 @@ class Delivery(ABC):
         self.consumer = consumer
 
     @abstractmethod
-    def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
+    def deliver(
+        self,
+        records: Sequence[OutRecord],
+        offsets: Sequence[TopicPartition],
+        deadline: Deadline | None = None,
+    ) -> bool:
         """True when records and offsets are committed; False when the batch was rolled back
         and the consumer rewound, so the caller fetches and processes it again."""
 
-    def commit(self) -> bool:
+    def commit(self, deadline: Deadline | None = None) -> bool:
         """Commit what ``deliver`` left uncommitted (before a revocation or shutdown)."""
         return True
 
@@ -171,19 +183,27 @@ class TransactionalDelivery(Delivery):
         self._transaction_timeout_s = float(self._config["transaction.timeout.ms"]) / 1000
         self._producer = self._new_producer()
 
-    def _new_producer(self) -> Producer:
+    def _new_producer(self, deadline: Deadline | None = None) -> Producer:
         producer = self._producer_factory(self._config)
         # Fences any earlier producer with this transactional id and aborts its open
         # transaction, so a restarted worker never sees a zombie's half-written batch.
         # While the cluster is unreachable this keeps trying, up to _OUTAGE_S.
-        _retry(producer.init_transactions, "init_transactions", for_s=_OUTAGE_S)
+        for_s = _OUTAGE_S if deadline is None else deadline.left(_OUTAGE_S)
+        _retry(producer.init_transactions, "init_transactions", for_s=for_s)
         return producer
 
-    def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
+    def deliver(
+        self,
+        records: Sequence[OutRecord],
+        offsets: Sequence[TopicPartition],
+        deadline: Deadline | None = None,
+    ) -> bool:
         producer = self._producer
         # The broker aborts a transaction older than transaction.timeout.ms: retrying its
         # calls past that could only fail, so that is as long as they are retried.
         for_s = self._transaction_timeout_s
+        if deadline is not None:
+            for_s = deadline.left(for_s)
         try:
             producer.begin_transaction()
             _produce(producer, records)
@@ -204,35 +224,37 @@ class TransactionalDelivery(Delivery):
             return True
         except _Hung as exc:
             log.error("%s; giving this producer up for a new one", exc)
-            self._producer = self._new_producer()  # fences the hung one; never touched again
-            rewind(self.consumer, offsets)
+            # Fences the hung one, which is never touched again.
+            self._producer = self._new_producer(deadline)
+            rewind(self.consumer, offsets, deadline)
             return False
         except KafkaException as exc:
             error = exc.args[0]
             log.warning("transaction failed (%s); the batch will be redone", error.str())
             if error.txn_requires_abort():
-                self._abort()
+                self._abort(deadline)
             else:
                 # Fatal (fenced), or still failing when the broker gives the transaction
                 # up: a new producer fences this one, and whatever it left open is aborted
                 # unless it was committed; the rewind below reads which.
-                self._recreate()
-            rewind(self.consumer, offsets)
+                self._recreate(deadline)
+            rewind(self.consumer, offsets, deadline)
             return False
 
-    def _abort(self) -> None:
+    def _abort(self, deadline: Deadline | None) -> None:
         try:
-            self._producer.abort_transaction(_TIMEOUT_S)
+            timeout = _TIMEOUT_S if deadline is None else max(deadline.left(_TIMEOUT_S), 0.1)
+            self._producer.abort_transaction(timeout)
         except KafkaException as exc:
             log.warning("abort failed (%s); recreating the producer", exc.args[0].str())
-            self._recreate()
+            self._recreate(deadline)
 
-    def _recreate(self) -> None:
+    def _recreate(self, deadline: Deadline | None) -> None:
         """A fatal error (fenced, e.g. after the broker lost track of the transaction) ends
         this producer; a new one with the same transactional id takes over."""
         with contextlib.suppress(KafkaException):  # a producer in a fatal state raises
             self._producer.flush(0)
-        self._producer = self._new_producer()
+        self._producer = self._new_producer(deadline)
 
     def close(self) -> None:
         self._producer.flush(_TIMEOUT_S)
@@ -276,22 +298,27 @@ class AtLeastOnceDelivery(Delivery):
         if err is not None:
             self._failed.append(err.str())
 
-    def deliver(self, records: Sequence[OutRecord], offsets: Sequence[TopicPartition]) -> bool:
+    def deliver(
+        self,
+        records: Sequence[OutRecord],
+        offsets: Sequence[TopicPartition],
+        deadline: Deadline | None = None,
+    ) -> bool:
         _produce(self._producer, records)
         self._producer.poll(0)
         for tp in offsets:
             self._uncommitted[(tp.topic, tp.partition)] = tp.offset
-        if time.monotonic() - self._last_commit >= self.commit_interval_s:
-            return self.commit()
+        if deadline is not None or time.monotonic() - self._last_commit >= self.commit_interval_s:
+            return self.commit(deadline)
         return True
 
-    def commit(self) -> bool:
+    def commit(self, deadline: Deadline | None = None) -> bool:
         """Wait for every produced record, then commit the offsets of their batches; on a
         failed delivery rewind instead, so those batches are done again."""
         self._last_commit = time.monotonic()
         if not self._uncommitted and not len(self._producer):
             return True
-        unsent = self._producer.flush(_TIMEOUT_S)
+        unsent = self._producer.flush(_TIMEOUT_S if deadline is None else deadline.left(_TIMEOUT_S))
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()]
         self._uncommitted = {}
         if self._failed or unsent:
@@ -300,7 +327,7 @@ class AtLeastOnceDelivery(Delivery):
                 self._failed[0] if self._failed else f"{unsent} unsent",
             )
             self._failed = []
-            rewind(self.consumer, offsets)
+            rewind(self.consumer, offsets, deadline)
             return False
         if not offsets:
             return True

@@ -123,7 +123,10 @@ class PipelineRunner:
         try:
             worker.run()
         except BaseException as exc:
-            log.exception("worker of step %s failed", worker.plan.step)
+            if isinstance(exc, StreamdagError):  # says what happened; no traceback needed
+                log.error("worker of step %s failed: %s", worker.plan.step, exc)
+            else:
+                log.exception("worker of step %s failed", worker.plan.step)
             self._failures.append(exc)
             self.stop_event.set()  # one dead worker stops the process: let a supervisor see it
 

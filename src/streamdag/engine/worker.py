@@ -7,17 +7,25 @@ be killed, restarted or multiplied at any moment.
 
 Rebalances: a revocation that arrives while a batch is in flight first finishes and
 commits that batch (the partitions are still ours inside the callback); lost partitions
-(a missed session) drop the batch uncommitted, for their new owner to redo.
+(a missed session) drop the batch uncommitted, for their new owner to redo. The whole
+revoke path (waiting for the model, producing, sending offsets, committing, replacing a
+failed producer) shares one deadline, well inside max.poll.interval.ms; a batch whose
+model is still running when it passes is dropped uncommitted, like a lost one.
+
+A model call that outlives the step's ``timeout`` fails its request with
+deadline_exceeded; once ``_MAX_HUNG`` such calls are still running, the worker drops its
+batches uncommitted, leaves the group and fails, so the process exits non-zero for its
+supervisor to replace, and the batch is redone by the partitions' next owner.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -34,7 +42,8 @@ from streamdag.engine.envelope import OutRecord, decode_records
 from streamdag.engine.joins import restore_partitions
 from streamdag.engine.logic import StepLogic
 from streamdag.engine.plan import StepPlan
-from streamdag.errors import DeadlineExceeded
+from streamdag.engine.timeouts import Deadline, TimedCalls
+from streamdag.errors import ModelHung
 from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.observability import metrics, tracing
 from streamdag.observability.logging import record_context
@@ -56,6 +65,17 @@ _AHEAD_BYTES = 64 * 1024 * 1024
 # Between consumer-lag measurements (one watermark request per assigned partition).
 _LAG_EVERY_S = 5.0
 _BEAT_EVERY_S = 1.0
+# The revoke path's budget, and never more than half of max.poll.interval.ms: the group's
+# other members wait for this worker's revoke before the rebalance can end.
+_REVOKE_S = 30.0
+# Model calls still running past their timeout before the worker gives up and exits.
+_MAX_HUNG = 3
+
+
+class BatchState(enum.Enum):
+    WORKING = "working"  # fetched; the model thread works on it (or will)
+    DELIVERED = "delivered"  # handed to the delivery (committed, or rolled back and refetched)
+    DROPPED = "dropped"  # never to be committed: partitions lost or rewound, or the model hung
 
 
 class _Batch:
@@ -63,7 +83,7 @@ class _Batch:
         self.messages = messages
         self.size = sum(len(m) for m in messages)  # bytes of the records' values
         self.future: Future[tuple[list[OutRecord], list[Span]]] | None = None
-        self.done = False
+        self.state = BatchState.WORKING
 
     def offsets(self) -> list[TopicPartition]:
         nxt: dict[tuple[str, int], int] = {}
@@ -99,7 +119,12 @@ class StepWorker:
         self._pending: list[_Batch] = []
         self._stash: list[Any] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{plan.step}")
-        self._timeout_pool: ThreadPoolExecutor | None = None
+        self._timed = (
+            None
+            if plan.timeout_s is None
+            else TimedCalls(f"model {plan.model}", plan.timeout_s, _MAX_HUNG)
+        )
+        self._revoke_s = _REVOKE_S
         self._paused: list[TopicPartition] = []
         self.logic = StepLogic(plan, self._predict)
         self._lag_due = 0.0
@@ -116,6 +141,7 @@ class StepWorker:
             "max.poll.interval.ms": 300_000,
             **self._consumer_overrides,
         }
+        self._revoke_s = min(_REVOKE_S, float(overrides["max.poll.interval.ms"]) / 2000)
         if plan.join is not None:
             # Partition i of every source topic must land on the same worker, with its join
             # state: the range assignor gives that for co-partitioned topics.
@@ -159,6 +185,8 @@ class StepWorker:
     def _shutdown(self) -> None:
         try:
             self._complete_pending()  # SIGTERM: finish and commit what was fetched
+        except ModelHung:
+            pass  # already raised from the loop: its batches are dropped
         finally:
             self._close()
 
@@ -170,8 +198,6 @@ class StepWorker:
         finally:
             self.consumer.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
-            if self._timeout_pool is not None:
-                self._timeout_pool.shutdown(wait=False, cancel_futures=True)
             log.info(
                 "worker stop: pipeline=%s step=%s",
                 self.plan.pipeline,
@@ -193,24 +219,36 @@ class StepWorker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("rebalance: step=%s revoked %s", self.plan.step, _fmt(partitions), extra=self._ctx)
-        self._complete_pending()  # commit first: the partitions are still ours here
-        if not self.delivery.commit():
+        deadline = Deadline(self._revoke_s)
+        # Commit first: the partitions are still ours here.
+        self._complete_pending(deadline)
+        if not self.delivery.commit(deadline):
             self._stash = []
         revoked = {(p.topic, p.partition) for p in partitions}
         self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in revoked]
-        if self.logic.join is not None:
-            self.logic.join.drop_partitions({p.partition for p in partitions})
+        self._drop_join_state({p.partition for p in partitions})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("rebalance: step=%s lost %s", self.plan.step, _fmt(partitions), extra=self._ctx)
-        for batch in self._pending:
-            batch.done = True  # cannot commit any more; the new owner redoes it
-        for batch in self._pending:
-            if batch.future is not None:
-                wait([batch.future])  # the model thread must be done with the join state
+        self._drop(self._pending)  # cannot commit any more; the new owner redoes them
         self._stash = []
-        if self.logic.join is not None:
-            self.logic.join.drop_partitions({p.partition for p in partitions})
+        self._drop_join_state({p.partition for p in partitions})
+
+    def _drop(self, batches: Sequence[_Batch]) -> None:
+        for batch in batches:
+            batch.state = BatchState.DROPPED
+
+    def _drop_join_state(self, partitions: set[int]) -> None:
+        """Forget the join state of ``partitions``. It belongs to the model thread, so the
+        forgetting runs there, after any batch it is still working on."""
+        join = self.logic.join
+        if join is None or not partitions:
+            return
+        running = [b.future for b in self._pending if b.future is not None]
+        if running and not all(f.done() for f in running):
+            self._executor.submit(join.drop_partitions, partitions)
+        else:
+            join.drop_partitions(partitions)
 
     # -- the loop ----------------------------------------------------------------------
     def _fetch(self) -> list[Any]:
@@ -299,36 +337,55 @@ class StepWorker:
             return True
         return len(self._pending) > 1 and sum(b.size for b in self._pending) > _AHEAD_BYTES
 
-    def _complete_pending(self) -> None:
+    def _complete_pending(self, deadline: Deadline | None = None) -> None:
         while self._pending:
-            self._complete(self._pending[0])
+            self._complete(self._pending[0], deadline)
 
-    def _complete(self, batch: _Batch) -> None:
-        """Wait for the batch's records (serving the group meanwhile) and deliver them; on
-        a rollback, drop every later batch too: the consumer was rewound past them."""
-        assert batch.future is not None
+    def _complete(self, batch: _Batch, deadline: Deadline | None = None) -> None:
+        """Wait for the batch's records (serving the group meanwhile, until ``deadline``)
+        and deliver them; on a rollback, drop every later batch too: the consumer was
+        rewound past them. A hung model drops every batch and raises ``ModelHung``."""
+        future = batch.future
+        assert future is not None
         try:
-            if not batch.done:
-                done, _ = wait([batch.future], timeout=_KEEPALIVE_S)
-                if not done:
-                    self._keep_alive(batch)
-            if batch.done:  # lost meanwhile: nothing may be committed
-                batch.future.result()
-                return
-            records, spans = batch.future.result()
-            batch.done = True
+            if batch.state is BatchState.WORKING and not future.done():
+                if deadline is not None:
+                    wait([future], timeout=deadline.left())
+                else:
+                    done, _ = wait([future], timeout=_KEEPALIVE_S)
+                    if not done:
+                        self._keep_alive(batch)
+            if batch.state is BatchState.WORKING and not future.done():
+                log.warning(
+                    "revoke: step=%s model still busy after %gs; batch dropped uncommitted",
+                    self.plan.step,
+                    self._revoke_s,
+                    extra=self._ctx,
+                )
+                self._drop(self._pending)
+                self._stash = []
+            if batch.state is BatchState.DROPPED:
+                return  # nothing may be committed; whoever owns the partitions redoes it
+            try:
+                records, spans = future.result()
+            except ModelHung as exc:
+                log.error("step=%s: %s", self.plan.step, exc, extra=self._ctx)
+                self._drop(self._pending)
+                self._stash = []
+                raise
+            batch.state = BatchState.DELIVERED
             produce_ns = time.time_ns()
-            delivered = self.delivery.deliver(records, batch.offsets())
+            delivered = self.delivery.deliver(records, batch.offsets(), deadline)
             _end_spans(spans, produce_ns, delivered)
             if delivered:
                 out = sum(1 for r in records if r.topic == self.plan.outputs_topic)
                 metrics.RECORDS_OUT.labels(*self._labels).inc(out)
             else:
                 later = [b for b in self._pending if b is not batch]
+                self._drop(later)
                 for other in later:
-                    other.done = True
                     if other.future is not None:
-                        other.future.result()  # let it finish before the state reload
+                        wait([other.future])  # let it finish before the state reload
                 self._pending = [batch]
                 self._stash = []  # rewound: these will be fetched again
                 # The join state in memory ran ahead of what was committed: reload it.
@@ -347,7 +404,7 @@ class StepWorker:
         self.consumer.pause(assignment)
         self._paused.extend(assignment)
         assert batch.future is not None
-        while not batch.done and not batch.future.done():
+        while batch.state is BatchState.WORKING and not batch.future.done():
             msg = self.consumer.poll(0.1)
             if msg is not None and msg.error() is None:
                 self._stash.append(msg)
@@ -367,18 +424,10 @@ class StepWorker:
             return inputs
         started = time.perf_counter()
         try:
-            if self.plan.timeout_s is None:
+            if self._timed is None:
                 return self.model.predict(inputs)
-            if self._timeout_pool is None:
-                self._timeout_pool = ThreadPoolExecutor(4, thread_name_prefix="model-timeout")
-            try:
-                return self._timeout_pool.submit(self.model.predict, inputs).result(
-                    self.plan.timeout_s
-                )
-            except FutureTimeout:
-                raise DeadlineExceeded(
-                    f"model {self.plan.model} did not answer within {self.plan.timeout_s:g}s"
-                ) from None
+            model = self.model
+            return self._timed.call(lambda: model.predict(inputs))
         finally:
             metrics.MODEL_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
 
