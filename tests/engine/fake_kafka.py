@@ -175,6 +175,10 @@ class FakeConsumer:
         self.cluster = cluster
         self.positions: dict[tuple[str, int], int] = {}
         self.seeks: list[tuple[str, int, int]] = []
+        self.assigned: list[tuple[str, int]] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in self.assigned]
 
     def consumer_group_metadata(self) -> object:
         return object()

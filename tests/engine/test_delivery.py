@@ -49,6 +49,7 @@ def transactional(cluster: FakeCluster, **config: object) -> tuple[d.Delivery, F
         consumer,  # type: ignore[arg-type]
         KAFKA,
         "group.txn",
+        commit_interval_s=config.pop("commit_interval_s", 0.0),  # type: ignore[arg-type]
         producer_factory=cluster.producer,  # type: ignore[arg-type]
         **config,
     )
@@ -297,3 +298,60 @@ def test_at_least_once_under_a_revoke_deadline_commits_at_once(cluster: FakeClus
     delivery, _ = at_least_once(cluster)
     assert delivery.deliver(RECORDS, OFFSETS, Deadline(5.0)) is True
     assert_committed_once(cluster)
+
+
+# Several batches per commit
+
+
+def batches(n: int) -> list[tuple[list[OutRecord], list[TopicPartition]]]:
+    return [
+        (
+            [OutRecord("p.out", f"b{i}", f"b{i}".encode(), [])],
+            [TopicPartition(TOPIC, i % 2, 20 + i)],
+        )
+        for i in range(n)
+    ]
+
+
+def test_batches_within_the_interval_share_one_transaction(cluster: FakeCluster) -> None:
+    delivery, _ = transactional(cluster, commit_interval_s=3600)
+    for records, offsets in batches(4):
+        assert delivery.deliver(records, offsets) is True
+    assert cluster.records == [] and cluster.offsets == COMMITTED_BEFORE  # not yet visible
+    assert delivery.commit() is True
+    assert values(cluster) == [b"b0", b"b1", b"b2", b"b3"]
+    assert cluster.offsets == {(TOPIC, 0): 22, (TOPIC, 1): 23}
+    assert cluster.calls.count("begin_transaction") == 1
+    assert cluster.calls.count("commit_transaction") == 1
+    assert delivery.commit() is True  # nothing open: nothing to do
+    assert cluster.calls.count("commit_transaction") == 1
+
+
+def test_a_failed_commit_rolls_back_every_batch_since_the_last_and_rewinds_all(
+    cluster: FakeCluster,
+) -> None:
+    delivery, consumer = transactional(cluster, commit_interval_s=3600)
+    # A partition this worker fetched from but has delivered nothing of yet: the worker
+    # drops those fetched batches too, so it must be rewound as well.
+    consumer.assigned = [(TOPIC, 0), (TOPIC, 1), (TOPIC, 2)]
+    cluster.offsets[(TOPIC, 2)] = 4
+    for records, offsets in batches(3):
+        delivery.deliver(records, offsets)
+    cluster.fail("commit_transaction", abortable())
+    assert delivery.commit() is False
+    assert cluster.records == []
+    assert consumer.positions == {(TOPIC, 0): 10, (TOPIC, 1): 5, (TOPIC, 2): 4}
+    for records, offsets in batches(3):
+        delivery.deliver(records, offsets)
+    assert delivery.commit() is True
+    assert values(cluster) == [b"b0", b"b1", b"b2"]
+
+
+def test_the_interval_passing_commits_on_the_next_batch(cluster: FakeCluster) -> None:
+    delivery, _ = transactional(cluster, commit_interval_s=0.05)
+    first, second = batches(2)
+    delivery.deliver(*first)
+    assert cluster.records == []
+    time.sleep(0.06)
+    assert delivery.deliver(*second) is True
+    assert values(cluster) == [b"b0", b"b1"]

@@ -1,29 +1,39 @@
-"""Writing a batch's results and committing its input offsets, per delivery guarantee.
+"""Writing batches' results and committing their input offsets, per delivery guarantee.
 
-``exactly_once`` (TransactionalDelivery), one Kafka transaction per batch, in this order:
-    1. begin_transaction
-    2. produce every result, error reply, errors-topic and changelog record
-    3. send_offsets_to_transaction(the batch's next offsets, the consumer's group metadata)
+Both guarantees commit on an interval (``commit_interval_s``, 100 ms, as Kafka Streams
+does under exactly-once), so under load one commit covers several micro-batches, and at
+once whenever the worker has nothing else to do (no new records, a model still working, a
+revocation, shutdown), so a lone request never waits for the interval.
+
+``exactly_once`` (TransactionalDelivery), one Kafka transaction per commit, in this order:
+    1. begin_transaction                    (at the first batch after a commit)
+    2. produce every result, error reply, errors-topic and changelog record of each batch
+    3. send_offsets_to_transaction(the batches' next offsets, the consumer's group metadata)
     4. commit_transaction
-Readers use read_committed, so a batch's records appear together with its offsets or not
-at all. Failures by class:
+Readers use read_committed, so the batches' records appear together with their offsets or
+not at all. Failures by class:
     retriable      (e.g. a timeout)        -> the same call again, until the broker would
                                               abort the transaction (transaction.timeout.ms);
                                               still failing then, as fatal
-    abortable      (txn_requires_abort)    -> abort, rewind the consumer, the batch is redone
+    abortable      (txn_requires_abort)    -> abort, rewind the consumer, the batches since
+                                              the last commit are redone
     fatal          (e.g. producer fenced)  -> new producer (init_transactions, which fences
                                               the old one), rewind, redo
 A worker thus rides out a broker restart: init_transactions keeps trying while the
 cluster is unreachable (up to 5 minutes), and the rewind reads the committed offsets, so a
 batch whose commit did land is not redone.
-The transaction opens only after the model ran, so a slow model never holds one open.
+The worker commits before it waits for a model, so a slow model never holds a transaction
+open.
 
-``at_least_once`` (AtLeastOnceDelivery): produce with the idempotent producer, flush, and
-commit the offsets only after every record was acknowledged; a failed delivery rewinds and
-redoes the batch. Duplicates can appear only after a crash between flush and commit.
+``at_least_once`` (AtLeastOnceDelivery): produce with the idempotent producer; at commit,
+flush, and commit the offsets only after every record was acknowledged; a failed delivery
+rewinds and redoes the batches since the last commit. Duplicates can appear only after a
+crash between flush and commit.
 
-A ``Deadline`` given to ``deliver`` or ``commit`` (the worker's revoke path) bounds every
-wait above, the replacement of a failed producer included: each takes what is left of it.
+``deliver`` and ``commit`` return False when the batches since the last commit were rolled
+back and the consumer rewound: the worker drops what it fetched since and fetches again.
+A ``Deadline`` given to them (the worker's revoke path) bounds every wait above, the
+replacement of a failed producer included: each takes what is left of it.
 """
 
 from __future__ import annotations
@@ -55,7 +65,18 @@ _OUTAGE_S = 300.0  # how long a worker waits for an unreachable cluster before i
 def rewind(
     consumer: Consumer, partitions: Sequence[TopicPartition], deadline: Deadline | None = None
 ) -> None:
-    """Seek ``partitions`` back to their committed offsets, so uncommitted work is redone."""
+    """Seek ``partitions``, and every other assigned partition, back to their committed
+    offsets, so uncommitted work is redone: the worker drops every batch fetched since the
+    last commit, those of other partitions too."""
+    with contextlib.suppress(KafkaException):
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        partitions = [
+            *partitions,
+            *(
+                TopicPartition(t, p)
+                for t, p in assigned - {(tp.topic, tp.partition) for tp in partitions}
+            ),
+        ]
     if not partitions:
         return
     timeout = _TIMEOUT_S if deadline is None else max(deadline.left(_TIMEOUT_S), 0.1)
@@ -139,10 +160,12 @@ def _bounded(call: Callable[[], None], seconds: float, what: str) -> None:
 
 
 class Delivery(ABC):
-    """Writes one batch's records and commits its offsets; see the module docstring."""
+    """Writes batches' records and commits their offsets; see the module docstring."""
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: Consumer, commit_interval_s: float) -> None:
         self.consumer = consumer
+        self.commit_interval_s = commit_interval_s
+        self._last_commit = time.monotonic()
 
     @abstractmethod
     def deliver(
@@ -151,12 +174,18 @@ class Delivery(ABC):
         offsets: Sequence[TopicPartition],
         deadline: Deadline | None = None,
     ) -> bool:
-        """True when records and offsets are committed; False when the batch was rolled back
-        and the consumer rewound, so the caller fetches and processes it again."""
+        """Write one batch's records and take its offsets; commit when the interval passed
+        (or ``deadline`` is given). False when the batches since the last commit were
+        rolled back and the consumer rewound, so the caller fetches them again."""
 
+    @abstractmethod
     def commit(self, deadline: Deadline | None = None) -> bool:
-        """Commit what ``deliver`` left uncommitted (before a revocation or shutdown)."""
-        return True
+        """Commit what ``deliver`` wrote since the last commit; False as for ``deliver``."""
+
+    def _due(self, deadline: Deadline | None) -> bool:
+        return deadline is not None or time.monotonic() - self._last_commit >= (
+            self.commit_interval_s
+        )
 
     @abstractmethod
     def close(self) -> None: ...
@@ -169,10 +198,11 @@ class TransactionalDelivery(Delivery):
         kafka: KafkaConnection,
         transactional_id: str,
         *,
+        commit_interval_s: float = 0.1,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
-        super().__init__(consumer)
+        super().__init__(consumer, commit_interval_s)
         self._producer_factory = producer_factory
         self._config = producer_config(
             kafka,
@@ -182,6 +212,8 @@ class TransactionalDelivery(Delivery):
         )
         self._transaction_timeout_s = float(self._config["transaction.timeout.ms"]) / 1000
         self._producer = self._new_producer()
+        self._open = False  # a transaction is begun and not yet committed
+        self._offsets: dict[tuple[str, int], int] = {}  # of the batches in it
 
     def _new_producer(self, deadline: Deadline | None = None) -> Producer:
         producer = self._producer_factory(self._config)
@@ -198,21 +230,37 @@ class TransactionalDelivery(Delivery):
         offsets: Sequence[TopicPartition],
         deadline: Deadline | None = None,
     ) -> bool:
+        for tp in offsets:
+            self._offsets[(tp.topic, tp.partition)] = tp.offset
+        try:
+            if not self._open:
+                self._producer.begin_transaction()
+                self._open = True
+            _produce(self._producer, records)
+        except KafkaException as exc:
+            return self._rolled_back(exc, deadline)
+        if self._due(deadline):
+            return self.commit(deadline)
+        return True
+
+    def commit(self, deadline: Deadline | None = None) -> bool:
+        self._last_commit = time.monotonic()
+        if not self._open:
+            return True
         producer = self._producer
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
         # The broker aborts a transaction older than transaction.timeout.ms: retrying its
         # calls past that could only fail, so that is as long as they are retried.
         for_s = self._transaction_timeout_s
         if deadline is not None:
             for_s = deadline.left(for_s)
         try:
-            producer.begin_transaction()
-            _produce(producer, records)
             if offsets:
                 metadata = self.consumer.consumer_group_metadata()
                 _bounded(
                     lambda: _retry(
                         lambda timeout: producer.send_offsets_to_transaction(
-                            list(offsets), metadata, timeout
+                            offsets, metadata, timeout
                         ),
                         "send_offsets_to_transaction",
                         for_s=for_s,
@@ -221,25 +269,36 @@ class TransactionalDelivery(Delivery):
                     "send_offsets_to_transaction",
                 )
             _retry(producer.commit_transaction, "commit_transaction", for_s=for_s)
-            return True
         except _Hung as exc:
             log.error("%s; giving this producer up for a new one", exc)
             # Fences the hung one, which is never touched again.
             self._producer = self._new_producer(deadline)
+            self._forget()
             rewind(self.consumer, offsets, deadline)
             return False
         except KafkaException as exc:
-            error = exc.args[0]
-            log.warning("transaction failed (%s); the batch will be redone", error.str())
-            if error.txn_requires_abort():
-                self._abort(deadline)
-            else:
-                # Fatal (fenced), or still failing when the broker gives the transaction
-                # up: a new producer fences this one, and whatever it left open is aborted
-                # unless it was committed; the rewind below reads which.
-                self._recreate(deadline)
-            rewind(self.consumer, offsets, deadline)
-            return False
+            return self._rolled_back(exc, deadline)
+        self._forget()
+        return True
+
+    def _rolled_back(self, exc: KafkaException, deadline: Deadline | None) -> bool:
+        error = exc.args[0]
+        log.warning("transaction failed (%s); its batches will be redone", error.str())
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+        if error.txn_requires_abort():
+            self._abort(deadline)
+        else:
+            # Fatal (fenced), or still failing when the broker gives the transaction
+            # up: a new producer fences this one, and whatever it left open is aborted
+            # unless it was committed; the rewind below reads which.
+            self._recreate(deadline)
+        self._forget()
+        rewind(self.consumer, offsets, deadline)
+        return False
+
+    def _forget(self) -> None:
+        self._open = False
+        self._offsets = {}
 
     def _abort(self, deadline: Deadline | None) -> None:
         try:
@@ -261,9 +320,9 @@ class TransactionalDelivery(Delivery):
 
 
 class AtLeastOnceDelivery(Delivery):
-    """Produce now, commit offsets every ``commit_interval_s``: a flush then waits for the
-    acknowledgement of every batch produced since the last commit, so the wait is shared
-    by many batches. Offsets are committed only after that flush succeeded."""
+    """Produce now, commit offsets at commit: a flush then waits for the acknowledgement
+    of every batch produced since the last commit, so the wait is shared by many batches.
+    Offsets are committed only after that flush succeeded."""
 
     def __init__(
         self,
@@ -275,7 +334,7 @@ class AtLeastOnceDelivery(Delivery):
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
-        super().__init__(consumer)
+        super().__init__(consumer, commit_interval_s)
         # Reports only for failed records: a Python callback per success would contend
         # for the GIL with the model thread and slow every flush.
         self._producer = producer_factory(
@@ -289,10 +348,8 @@ class AtLeastOnceDelivery(Delivery):
                 },
             )
         )
-        self.commit_interval_s = commit_interval_s
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._failed: list[str] = []
-        self._last_commit = time.monotonic()
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -308,7 +365,7 @@ class AtLeastOnceDelivery(Delivery):
         self._producer.poll(0)
         for tp in offsets:
             self._uncommitted[(tp.topic, tp.partition)] = tp.offset
-        if deadline is not None or time.monotonic() - self._last_commit >= self.commit_interval_s:
+        if self._due(deadline):
             return self.commit(deadline)
         return True
 

@@ -223,7 +223,7 @@ class StepWorker:
         # Commit first: the partitions are still ours here.
         self._complete_pending(deadline)
         if not self.delivery.commit(deadline):
-            self._stash = []
+            self._rewound()
         revoked = {(p.topic, p.partition) for p in partitions}
         self._stash = [m for m in self._stash if (m.topic(), m.partition()) not in revoked]
         self._drop_join_state({p.partition for p in partitions})
@@ -237,6 +237,18 @@ class StepWorker:
     def _drop(self, batches: Sequence[_Batch]) -> None:
         for batch in batches:
             batch.state = BatchState.DROPPED
+
+    def _rewound(self) -> None:
+        """The delivery rolled back every batch since its last commit and rewound the
+        consumer: drop what was fetched since, and reload the join state, which ran ahead
+        of what was committed."""
+        self._drop(self._pending)
+        if self.logic.join is not None:
+            for batch in self._pending:
+                if batch.future is not None:
+                    wait([batch.future])  # the model thread must be done with the join state
+        self._stash = []
+        self._restore({p.partition for p in self.consumer.assignment()})
 
     def _drop_join_state(self, partitions: set[int]) -> None:
         """Forget the join state of ``partitions``. It belongs to the model thread, so the
@@ -330,7 +342,7 @@ class StepWorker:
         while self._pending and (not messages or self._too_far_ahead()):
             self._complete(self._pending[0])
         if not messages and not self._pending and not self.delivery.commit():
-            self._stash = []  # idle: commit what is produced; a rollback means refetch
+            self._rewound()  # idle: commit what is produced; a rollback means refetch
 
     def _too_far_ahead(self) -> bool:
         if len(self._pending) > _AHEAD:
@@ -351,9 +363,12 @@ class StepWorker:
             if batch.state is BatchState.WORKING and not future.done():
                 if deadline is not None:
                     wait([future], timeout=deadline.left())
-                else:
-                    done, _ = wait([future], timeout=_KEEPALIVE_S)
-                    if not done:
+                elif not wait([future], timeout=self.delivery.commit_interval_s).done:
+                    # A slow model: commit what was delivered rather than hold it open.
+                    if not self.delivery.commit():
+                        self._rewound()
+                        return
+                    if not wait([future], timeout=_KEEPALIVE_S).done:
                         self._keep_alive(batch)
             if batch.state is BatchState.WORKING and not future.done():
                 log.warning(
@@ -381,15 +396,7 @@ class StepWorker:
                 out = sum(1 for r in records if r.topic == self.plan.outputs_topic)
                 metrics.RECORDS_OUT.labels(*self._labels).inc(out)
             else:
-                later = [b for b in self._pending if b is not batch]
-                self._drop(later)
-                for other in later:
-                    if other.future is not None:
-                        wait([other.future])  # let it finish before the state reload
-                self._pending = [batch]
-                self._stash = []  # rewound: these will be fetched again
-                # The join state in memory ran ahead of what was committed: reload it.
-                self._restore({p.partition for p in self.consumer.assignment()})
+                self._rewound()
         finally:
             if batch in self._pending:
                 self._pending.remove(batch)
