@@ -23,7 +23,10 @@ SPECS: pydantic.TypeAdapter[ModelSpec] = pydantic.TypeAdapter(ModelSpec)
 def test_public_api_is_locked() -> None:
     assert sorted(streamdag.runtimes.__all__) == [
         "BatchConfig",
+        "CustomModel",
+        "CustomModelSpec",
         "DATATYPES",
+        "ENTRY_POINT_GROUP",
         "Model",
         "ModelMetadata",
         "ModelSpec",
@@ -33,6 +36,7 @@ def test_public_api_is_locked() -> None:
         "OnnxModelSpec",
         "PythonModel",
         "PythonModelSpec",
+        "RuntimeSpec",
         "SklearnModel",
         "SklearnModelSpec",
         "TensorDecl",
@@ -41,6 +45,10 @@ def test_public_api_is_locked() -> None:
         "check_outputs",
         "create_model",
         "datatype_of",
+        "get_runtime",
+        "register_runtime",
+        "resolve_uri",
+        "runtime_names",
     ]
     for name in streamdag.runtimes.__all__:
         assert hasattr(streamdag.runtimes, name), name
