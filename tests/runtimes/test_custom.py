@@ -74,7 +74,7 @@ def test_parameters_reach_a_plain_class_as_keyword_arguments(handler_module: Wri
 def test_a_runtime_class_gets_its_parameters_validated_by_its_spec_class() -> None:
     model = custom("streamdag_keywords:KeywordModel", keywords=["fever"])
     out = model.predict({"text": objects(b"High Fever", b"none")})
-    assert out["count"].tolist() == [1, 0]
+    assert out["keywords_count"].tolist() == [1, 0]
     with pytest.raises(ConfigError) as info:
         custom("streamdag_keywords:KeywordModel", keywords=[])
     assert str(info.value).startswith(

@@ -1,8 +1,9 @@
 """Runtime ``keywords``: which of a list of keywords each text mentions.
 
-It takes one BYTES tensor of UTF-8 texts, one per row, and gives ``matches`` (BOOL, one
-column per keyword, in the order declared) and ``count`` (INT64, how many keywords the row
-mentions). A keyword matches as a whole word, ignoring case unless ``case_sensitive``.
+It takes one BYTES tensor of UTF-8 texts, one per row, and gives two tensors named after
+``output``: ``<output>`` (BOOL, one column per keyword, in the order declared) and
+``<output>_count`` (INT64, how many of the keywords the row mentions). A keyword matches as
+a whole word, ignoring case unless ``case_sensitive``.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ class KeywordSpec(RuntimeSpec):
 
     keywords: list[str] = Field(min_length=1, description="The words to look for.")
     input: str = Field(default="text", description="The name of the input tensor.")
+    output: str = Field(
+        default="keywords", pattern=r"^\w+$", description="<output> and <output>_count."
+    )
     case_sensitive: bool = False
 
     @property
     def output_names(self) -> list[str] | None:
         # Known without loading, so the spec loader can check references to them.
-        return ["matches", "count"]
+        return [self.output, f"{self.output}_count"]
 
 
 class KeywordModel(Model):
@@ -63,8 +67,8 @@ class KeywordModel(Model):
             platform="keywords",
             inputs=[TensorSpec(self.spec.input, "BYTES", [-1])],
             outputs=[
-                TensorSpec("matches", "BOOL", [-1, len(self.spec.keywords)]),
-                TensorSpec("count", "INT64", [-1]),
+                TensorSpec(self.spec.output, "BOOL", [-1, len(self.spec.keywords)]),
+                TensorSpec(f"{self.spec.output}_count", "INT64", [-1]),
             ],
         )
 
@@ -88,7 +92,10 @@ class KeywordModel(Model):
                 ) from exc
             found = {self._fold(match) for match in self._pattern.findall(text)}
             matches[row] = [word in found for word in wanted]
-        outputs = {"matches": matches, "count": matches.sum(axis=1, dtype=np.int64)}
+        outputs = {
+            self.spec.output: matches,
+            f"{self.spec.output}_count": matches.sum(axis=1, dtype=np.int64),
+        }
         check_outputs(meta, outputs, rows)
         return outputs
 
