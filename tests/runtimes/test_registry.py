@@ -169,23 +169,24 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: None) -> Callable[..., None]:
-    """``install(dist, {name: "module:attr"})``: a distribution on sys.path whose entry
-    points declare runtimes, as pip would leave it; the SHOUT module goes with it."""
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry: None) -> Callable[..., str]:
+    """``install(dist, {name: "SHOUT:attr"})``: a distribution on sys.path whose entry
+    points declare runtimes, as pip would leave it, with the SHOUT module (whose name it
+    returns) beside it."""
     site = tmp_path / "site"
     site.mkdir()
     module = f"shout_runtime_{uuid.uuid4().hex[:8]}"
     (site / f"{module}.py").write_text(SHOUT)
     monkeypatch.setattr(sys, "path", [str(site), *sys.path])
 
-    def make(dist: str, entries: dict[str, str]) -> None:
+    def make(dist: str, entries: dict[str, str]) -> str:
         info = site / f"{dist}-0.1.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
         lines = [f"{name} = {target.replace('SHOUT', module)}" for name, target in entries.items()]
         (info / "entry_points.txt").write_text("[streamdag.runtimes]\n" + "\n".join(lines) + "\n")
+        return module
 
-    make.module = module  # type: ignore[attr-defined]
     return make
 
 
@@ -196,12 +197,12 @@ def _pipeline(tmp_path: Path, runtime: str) -> Path:
 
 
 def test_a_plugin_is_a_runtime_by_its_entry_point_name(
-    tmp_path: Path, install: Callable[..., None]
+    tmp_path: Path, install: Callable[..., str]
 ) -> None:
-    install("shout-runtime", {"shout": "SHOUT:Shout"})
+    module = install("shout-runtime", {"shout": "SHOUT:Shout"})
     assert runtime_names()[:5] == ["python", "onnx", "sklearn", "oip", "custom"]
     assert "shout" in runtime_names()
-    assert install.module not in sys.modules  # type: ignore[attr-defined]  # imported on use
+    assert module not in sys.modules  # imported when a pipeline uses it
     spec = load_spec(_pipeline(tmp_path, "shout, suffix: '?'"))
     model = create_model("m", spec.models["m"], spec.base_dir)
     model.load()
@@ -211,7 +212,7 @@ def test_a_plugin_is_a_runtime_by_its_entry_point_name(
 
 
 def test_a_broken_plugin_fails_only_the_pipelines_using_it_naming_it(
-    tmp_path: Path, install: Callable[..., None]
+    tmp_path: Path, install: Callable[..., str]
 ) -> None:
     install("broken-runtime", {"broken": "no_such_module_xyz:Thing"})
     with pytest.raises(SpecError) as info:
@@ -239,7 +240,7 @@ def test_a_broken_plugin_fails_only_the_pipelines_using_it_naming_it(
     ],
 )
 def test_a_plugin_that_is_not_a_runtime_is_refused_by_name(
-    install: Callable[..., None], target: str, fault: str
+    install: Callable[..., str], target: str, fault: str
 ) -> None:
     install("odd-runtime", {"odd": target})
     with pytest.raises(ConfigError) as info:
@@ -248,7 +249,7 @@ def test_a_plugin_that_is_not_a_runtime_is_refused_by_name(
     assert str(info.value).endswith(fault)
 
 
-def test_two_plugins_of_one_name_are_both_named(install: Callable[..., None]) -> None:
+def test_two_plugins_of_one_name_are_both_named(install: Callable[..., str]) -> None:
     install("first-runtime", {"shout": "SHOUT:Shout"})
     install("second-runtime", {"shout": "SHOUT:Shout"})
     with pytest.raises(ConfigError, match="two plug-ins claim runtime 'shout'") as info:
@@ -258,7 +259,7 @@ def test_two_plugins_of_one_name_are_both_named(install: Callable[..., None]) ->
 
 
 def test_a_plugin_cannot_replace_a_builtin(
-    install: Callable[..., None], caplog: pytest.LogCaptureFixture
+    install: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:
     install("sneaky-runtime", {"python": "SHOUT:Shout"})
     assert get_runtime("python") is PythonModel
