@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 JARS   := .kafka/libs/.fetched-stamp
+# The example runtime plug-in (docs/runtimes.md), installed so its entry point is found.
+EXAMPLE_RUNTIME := examples/keywords_runtime
 # The web view's end-to-end test drives Debian's headless Chromium.
 CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
@@ -14,10 +16,11 @@ KEEP ?=
 
 setup: $(STAMP) $(JARS)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(EXAMPLE_RUNTIME)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e $(EXAMPLE_RUNTIME)
 	@touch $@
 
 $(JARS): kafka/pom.xml

@@ -165,7 +165,9 @@ BAD_CASES = {
     "unknown runtime": (
         ("ner: {runtime: python,", "ner: {runtime: pytorch,"),
         "models.ner.runtime",
-        "unknown or missing runtime 'pytorch' (runtimes: 'python', 'onnx', 'sklearn', 'oip')",
+        # Installed plug-ins follow the built-in runtimes.
+        "unknown or missing runtime 'pytorch' (runtimes: 'python', 'onnx', 'sklearn', 'oip', "
+        "'custom'",
     ),
     "unknown field": (
         ("join_window_ms: 5000", "join_windw_ms: 5000"),

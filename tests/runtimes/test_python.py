@@ -10,7 +10,14 @@ import pydantic
 import pytest
 
 from streamdag.errors import ConfigError, InvalidInput, ModelError
-from streamdag.runtimes import ModelMetadata, PythonModel, PythonModelSpec, TensorSpec
+from streamdag.pipeline import load_spec
+from streamdag.runtimes import (
+    ModelMetadata,
+    PythonModel,
+    PythonModelSpec,
+    TensorSpec,
+    create_model,
+)
 
 Write = Callable[[str], str]
 Make = Callable[[str], PythonModel]
@@ -367,3 +374,82 @@ def test_outputs_named_only_are_not_checked_and_cannot_be_mixed(functions: str) 
             handler="m:run",
             outputs=["y", {"name": "n", "datatype": "INT64"}],
         )
+
+
+WITH_PARAMETERS = """
+import numpy as np
+from streamdag.runtimes import Model
+
+def flag(inputs, parameters):
+    return {"urgent": inputs["score"] >= parameters["threshold"]}
+
+def plain(inputs):
+    return {"y": inputs["x"]}
+
+class Scaler(Model):
+    def __init__(self, spec):
+        self.factor = spec.parameters["factor"]
+
+    def load(self):
+        pass
+
+    def predict(self, inputs):
+        return {"y": inputs["x"] * self.factor}
+
+class NoArguments(Scaler):
+    def __init__(self):
+        self.factor = 1
+"""
+
+PARAMETERS_PIPELINE = """
+name: params
+models:
+  triage:
+    runtime: python
+    handler: "MODULE:flag"
+    parameters: {threshold: 0.8}
+  scale:
+    runtime: python
+    handler: "MODULE:Scaler"
+    parameters: {factor: 10}
+steps:
+  - {name: triage, model: triage}
+  - {name: scale, model: scale}
+"""
+
+
+def test_yaml_parameters_reach_python_handlers(handler_module: Write, tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(PARAMETERS_PIPELINE.replace("MODULE", handler_module(WITH_PARAMETERS)))
+    spec = load_spec(path)
+    triage = create_model("triage", spec.models["triage"], spec.base_dir)
+    triage.load()
+    urgent = triage.predict({"score": np.array([0.5, 0.8, 0.95])})["urgent"]
+    assert urgent.tolist() == [False, True, True]
+    scale = create_model("scale", spec.models["scale"], spec.base_dir)
+    scale.load()
+    assert scale.predict({"x": np.array([1, 2])})["y"].tolist() == [10, 20]
+
+
+@pytest.mark.parametrize(
+    ("attr", "fault"),
+    [
+        (
+            "plain",
+            "handler '{h}' takes no `parameters` argument, so it cannot receive parameters: factor",
+        ),
+        (
+            "NoArguments",
+            "handler class '{h}' takes no arguments, so it cannot receive "
+            "parameters; let its __init__ take the model spec and read spec.parameters",
+        ),
+    ],
+)
+def test_parameters_a_handler_cannot_take_are_a_config_error(
+    handler_module: Write, attr: str, fault: str
+) -> None:
+    handler = f"{handler_module(WITH_PARAMETERS)}:{attr}"
+    spec = PythonModelSpec(runtime="python", handler=handler, parameters={"factor": 2})
+    with pytest.raises(ConfigError) as info:
+        PythonModel("m", spec).load()
+    assert str(info.value) == "model m: " + fault.format(h=handler)

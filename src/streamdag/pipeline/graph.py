@@ -6,12 +6,11 @@ the field and the fault in one line.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from streamdag.pipeline.spec import PIPELINE_SOURCE, InputRef, PipelineSpec, StepSpec
-from streamdag.runtimes.config import ModelSpec, PythonModelSpec, SklearnModelSpec
+from streamdag.runtimes.config import RuntimeSpec
 
 __all__ = ["Graph", "Problem", "StepNode", "build_graph", "check_spec"]
 
@@ -48,13 +47,10 @@ class Graph:
         return [n.name for n in self.nodes.values() if source in n.sources]
 
 
-def declared_outputs(model: ModelSpec) -> set[str] | None:
+def declared_outputs(model: RuntimeSpec) -> set[str] | None:
     """Tensor names a model is known to produce, or None when only running it would tell."""
-    if isinstance(model, SklearnModelSpec):
-        return set(model.outputs)
-    if isinstance(model, PythonModelSpec) and model.output_names is not None:
-        return set(model.output_names)
-    return None
+    names = model.output_names
+    return set(names) if names is not None else None
 
 
 def _sources(step: StepSpec) -> tuple[str, ...]:
@@ -122,19 +118,6 @@ def _check_step(
             )
 
 
-def _check_handler(name: str, model: PythonModelSpec) -> Iterator[Problem]:
-    module = model.handler.partition(":")[0]
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        yield (
-            f"models.{name}.handler",
-            (f"module {module!r} not found (looked next to the spec file and on sys.path)"),
-        )
-
-
 def _find_cycle(nodes: dict[str, tuple[str, ...]]) -> list[str] | None:
     """A cycle among steps as a path a -> b -> a, or None."""
     state: dict[str, int] = {}
@@ -171,8 +154,8 @@ def check_spec(spec: PipelineSpec) -> list[Problem]:
     for i, step in enumerate(spec.steps):
         problems.extend(_check_step(spec, i, step, steps))
     for name, model in spec.models.items():
-        if isinstance(model, PythonModelSpec):
-            problems.extend(_check_handler(name, model))
+        # Each runtime checks what its own fields alone cannot show (a handler module).
+        problems.extend((f"models.{name}.{field}", what) for field, what in model.problems())
     for j, out in enumerate(spec.output.steps):
         if out not in steps:
             problems.append((f"output.steps[{j}]", f"unknown step {out!r}"))

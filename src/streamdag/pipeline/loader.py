@@ -15,16 +15,10 @@ from streamdag.pipeline.spec import PipelineSpec
 
 __all__ = ["load_spec", "parse_spec"]
 
-_RUNTIME_TAGS = {"python", "onnx", "sklearn", "oip"}
-
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    for k, item in enumerate(loc):
-        # pydantic puts the discriminator's value into the path of a tagged union member
-        # (models.<name>.<runtime>.field); users never wrote that level, so drop it.
-        if k == 2 and loc[0] == "models" and item in _RUNTIME_TAGS:
-            continue
+    for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
@@ -32,20 +26,8 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
-def _error_path(error: Any) -> str:
-    path = _field_path(error["loc"])
-    # A bad discriminator is the fault of the `runtime` field, which pydantic leaves out.
-    if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
-        path += ".runtime"
-    return path
-
-
 def _describe(error: Any) -> str:
     msg: str = error["msg"].removeprefix("Value error, ")
-    if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
-        ctx = error.get("ctx", {})
-        tag = f" {ctx['tag']!r}" if "tag" in ctx else ""
-        return f"unknown or missing runtime{tag} (runtimes: {ctx.get('expected_tags', '')})"
     if error["type"] in {"missing", "extra_forbidden"}:
         return "field required" if error["type"] == "missing" else "unknown field"
     value = error.get("input")
@@ -71,7 +53,7 @@ def parse_spec(
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        _raise(source, [(_error_path(e), _describe(e)) for e in exc.errors()])
+        _raise(source, [(_field_path(e["loc"]), _describe(e)) for e in exc.errors()])
         raise  # unreachable: _raise always raises
     base = (base_dir or Path.cwd()).resolve()
     spec._base_dir = base

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from streamdag.runtimes.config import ModelSpec
+from streamdag.runtimes.registry import ModelSpec
 
 __all__ = [
     "PIPELINE_SOURCE",

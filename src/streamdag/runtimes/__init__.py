@@ -1,6 +1,8 @@
-"""Models and the runtimes that run them: the ``Model`` interface, ``python``, ``onnx``,
-``sklearn``, ``oip`` (a remote OIP server), and ``create_model`` to pick one from a
-declaration."""
+"""Models and the runtimes that run them: the ``Model`` interface, the built-in runtimes
+``python``, ``onnx``, ``sklearn``, ``oip`` (a remote OIP server) and ``custom`` (a class of
+your own), the registry that finds a runtime by name (plug-ins included), and
+``create_model`` to build one from a declaration. docs/runtimes.md shows how to write one.
+"""
 
 from streamdag.runtimes.base import (
     DATATYPES,
@@ -11,24 +13,27 @@ from streamdag.runtimes.base import (
     check_outputs,
     datatype_of,
 )
-from streamdag.runtimes.config import (
-    BatchConfig,
+from streamdag.runtimes.config import BatchConfig, RuntimeSpec, TensorDecl, resolve_uri
+from streamdag.runtimes.custom import CustomModel, CustomModelSpec
+from streamdag.runtimes.oip import OipModel, OipModelSpec
+from streamdag.runtimes.onnx import OnnxModel, OnnxModelSpec
+from streamdag.runtimes.python import PythonModel, PythonModelSpec
+from streamdag.runtimes.registry import (
+    ENTRY_POINT_GROUP,
     ModelSpec,
-    OipModelSpec,
-    OnnxModelSpec,
-    PythonModelSpec,
-    SklearnModelSpec,
-    TensorDecl,
+    create_model,
+    get_runtime,
+    register_runtime,
+    runtime_names,
 )
-from streamdag.runtimes.oip import OipModel
-from streamdag.runtimes.onnx import OnnxModel
-from streamdag.runtimes.python import PythonModel
-from streamdag.runtimes.registry import create_model
-from streamdag.runtimes.sklearn import SklearnModel
+from streamdag.runtimes.sklearn import SklearnModel, SklearnModelSpec
 
 __all__ = [
     "DATATYPES",
+    "ENTRY_POINT_GROUP",
     "BatchConfig",
+    "CustomModel",
+    "CustomModelSpec",
     "Model",
     "ModelMetadata",
     "ModelSpec",
@@ -38,6 +43,7 @@ __all__ = [
     "OnnxModelSpec",
     "PythonModel",
     "PythonModelSpec",
+    "RuntimeSpec",
     "SklearnModel",
     "SklearnModelSpec",
     "TensorDecl",
@@ -46,4 +52,8 @@ __all__ = [
     "check_outputs",
     "create_model",
     "datatype_of",
+    "get_runtime",
+    "register_runtime",
+    "resolve_uri",
+    "runtime_names",
 ]

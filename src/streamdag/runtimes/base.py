@@ -7,9 +7,10 @@ several requests concatenated); BYTES tensors are numpy object arrays of ``bytes
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +18,7 @@ from numpy.typing import NDArray
 from streamdag.errors import ConfigError, InvalidInput, ModelError
 from streamdag.protocol.datatypes import DATATYPES
 from streamdag.protocol.datatypes import datatype_of as protocol_datatype_of
+from streamdag.runtimes.config import RuntimeSpec
 
 __all__ = [
     "DATATYPES",
@@ -75,8 +77,26 @@ class Model(ABC):
     """A model that the engine and the servers run on micro-batches.
 
     The lifecycle is ``load()`` once, ``predict()`` any number of times, ``unload()`` once.
-    Write a subclass and name it as a ``python`` handler to bring your own model.
+    Write a subclass and name it as a ``python`` handler or a ``custom`` implementation to
+    bring your own model; give it a ``spec_class`` to make it a runtime of its own
+    (docs/runtimes.md).
     """
+
+    spec_class: ClassVar[type[RuntimeSpec] | None] = None
+    """A runtime's declaration: the ``RuntimeSpec`` subclass that validates what a pipeline
+    writes under ``models:`` for it. None for a plain model."""
+
+    @classmethod
+    def from_spec(cls, name: str, spec: RuntimeSpec, base_dir: Path) -> Self:
+        """The runtime of model ``name`` as ``spec`` (a ``spec_class`` instance) declares it,
+        not loaded yet. Called wherever a pipeline is read, so keep it cheap: the work
+        belongs in ``load()``. ``base_dir`` is the pipeline file's folder, which relative
+        paths are resolved against. The default calls ``cls(name, spec)``; a failure is a
+        ``ConfigError``.
+        """
+        # Model itself takes no arguments; a runtime relying on this default takes these two.
+        build = cast("Callable[[str, RuntimeSpec], Self]", cls)
+        return build(name, spec)
 
     @abstractmethod
     def load(self) -> None:

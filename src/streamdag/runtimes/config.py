@@ -1,12 +1,15 @@
-"""Declarations of models as they appear under ``models:`` in a pipeline spec.
+"""What every model declaration under ``models:`` shares: ``RuntimeSpec``, the base of each
+runtime's own declaration class, with micro-batching (``BatchConfig``) and a per-call
+deadline; and ``TensorDecl``, a declared input or output.
 
-Each runtime owns its declaration; ``runtime`` picks the class. Paths (``uri``) are
-resolved against the folder of the spec file by the spec loader.
+A runtime declares the rest of its fields in its own subclass (see docs/runtimes.md); the
+registry picks the subclass by the ``runtime`` field.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,13 +17,15 @@ from streamdag.protocol.datatypes import DATATYPES
 
 __all__ = [
     "BatchConfig",
-    "ModelSpec",
-    "OipModelSpec",
-    "OnnxModelSpec",
-    "PythonModelSpec",
-    "SklearnModelSpec",
+    "Problem",
+    "RuntimeSpec",
     "TensorDecl",
+    "literal_runtime",
+    "resolve_uri",
 ]
+
+Problem = tuple[str, str]
+"""(field path, what is wrong); the path is relative to the model's declaration."""
 
 
 class BatchConfig(BaseModel):
@@ -32,13 +37,29 @@ class BatchConfig(BaseModel):
     max_wait_ms: float = Field(default=5.0, ge=0, le=60_000)
 
 
-class _BaseModelSpec(BaseModel):
+class RuntimeSpec(BaseModel):
+    """A model's declaration: the fields every runtime shares. A runtime subclasses it
+    with its own fields; unknown fields are refused, so typos show up at load."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    runtime: str = Field(min_length=1, description="The name the runtime is registered under.")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     timeout_ms: int | None = Field(
         default=None, ge=1, description="Per-call deadline; a call past it counts as a failure."
     )
+
+    @property
+    def output_names(self) -> list[str] | None:
+        """The output tensors the model is known to give, or None when only running it
+        would tell; the spec loader checks references to a step's outputs against them."""
+        return None
+
+    def problems(self) -> list[Problem]:
+        """What is wrong with this declaration that its fields alone do not show (a handler
+        module that cannot be found, say); called by the spec loader, so it must not load
+        the model. The default finds nothing."""
+        return []
 
 
 class TensorDecl(BaseModel):
@@ -69,99 +90,19 @@ class TensorDecl(BaseModel):
         return value
 
 
-class PythonModelSpec(_BaseModelSpec):
-    """A Python function ``dict[str, ndarray] -> dict[str, ndarray]`` or a Model class."""
-
-    runtime: Literal["python"]
-    handler: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:attr")
-    inputs: list[TensorDecl] | None = Field(
-        default=None,
-        description="The input tensors the handler takes, when declared: requests are checked "
-        "against them (at the front door too) and model metadata shows them.",
-    )
-    outputs: list[str] | list[TensorDecl] | None = Field(
-        default=None,
-        description="The tensors the handler returns, when declared: names, or name, datatype "
-        "and shape each, which model metadata then shows and every result is checked against.",
-    )
-
-    @property
-    def output_names(self) -> list[str] | None:
-        if self.outputs is None:
-            return None
-        return [o if isinstance(o, str) else o.name for o in self.outputs]
-
-    @field_validator("outputs", mode="before")
-    @classmethod
-    def _outputs_alike(cls, value: object) -> object:
-        if isinstance(value, list) and value:
-            named = [isinstance(o, str) for o in value]
-            if any(named) and not all(named):
-                raise ValueError(
-                    "declare every output with name and datatype, or name them all, not a mix"
-                )
-        return value
-
-    @field_validator("inputs")
-    @classmethod
-    def _unique_inputs(cls, value: list[TensorDecl] | None) -> list[TensorDecl] | None:
-        if value is not None:
-            names = [decl.name for decl in value]
-            twice = sorted({n for n in names if names.count(n) > 1})
-            if twice:
-                raise ValueError(f"input {twice[0]!r} is declared more than once")
-            if not value:
-                raise ValueError("declare at least one input, or leave inputs out")
-        return value
+def resolve_uri(uri: str, base_dir: Path) -> Path:
+    """A model file's path: ``~`` expanded, and a relative ``uri`` taken from ``base_dir``
+    (the pipeline file's folder)."""
+    path = Path(uri).expanduser()
+    return path if path.is_absolute() else base_dir / path
 
 
-class OnnxModelSpec(_BaseModelSpec):
-    """An ONNX file run by onnxruntime on CPU."""
-
-    runtime: Literal["onnx"]
-    uri: str
-    intra_op_threads: int = Field(default=1, ge=0)
-
-
-SklearnMethod = Literal["predict", "predict_proba", "decision_function", "transform"]
-
-
-def _default_sklearn_outputs() -> list[SklearnMethod]:
-    return ["predict"]
-
-
-class SklearnModelSpec(_BaseModelSpec):
-    """A joblib-pickled scikit-learn estimator; one input tensor, named outputs."""
-
-    runtime: Literal["sklearn"]
-    uri: str
-    input: str = "input"
-    outputs: list[SklearnMethod] = Field(default_factory=_default_sklearn_outputs, min_length=1)
-
-
-class OipModelSpec(_BaseModelSpec):
-    """A model on a remote Open Inference Protocol server (Triton, MLServer, streamdag)."""
-
-    runtime: Literal["oip"]
-    protocol: Literal["grpc", "rest"] = "grpc"
-    url: str = Field(
-        min_length=1, description="gRPC host:port, or the REST base URL (http://host:port)."
-    )
-    model: str = Field(min_length=1, description="The model's name on the remote server.")
-    version: str | None = None
-    attempts: int = Field(
-        default=3,
-        ge=1,
-        le=20,
-        description="Tries per call while the server is unavailable (gRPC UNAVAILABLE, no "
-        "connection, HTTP 503), all within timeout_ms (default 30 s).",
-    )
-    backoff_ms: float = Field(
-        default=100.0, ge=0, le=60_000, description="Wait before the 2nd try; doubled after."
-    )
-
-
-ModelSpec = Annotated[
-    PythonModelSpec | OnnxModelSpec | SklearnModelSpec | OipModelSpec,
-    Field(discriminator="runtime"),
-]
+def literal_runtime(spec_class: type[RuntimeSpec]) -> str | None:
+    """The one ``runtime`` value a spec class takes when it declares ``runtime:
+    Literal["name"]``, else None (it takes any name, as the base class does)."""
+    annotation = spec_class.model_fields["runtime"].annotation
+    if get_origin(annotation) is Literal:
+        values = get_args(annotation)
+        if len(values) == 1 and isinstance(values[0], str):
+            return values[0]
+    return None

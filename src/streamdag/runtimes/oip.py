@@ -21,13 +21,14 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, cast
+from typing import Any, Final, Literal, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 import grpc
 import httpx
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 from numpy.typing import NDArray
+from pydantic import Field
 
 from streamdag import protocol as oip
 from streamdag.errors import (
@@ -41,7 +42,7 @@ from streamdag.errors import (
     error_for_code,
 )
 from streamdag.runtimes.base import Model, ModelMetadata, TensorSpec, check_inputs, check_outputs
-from streamdag.runtimes.config import OipModelSpec
+from streamdag.runtimes.config import RuntimeSpec
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -49,6 +50,7 @@ __all__ = [
     "GrpcClient",
     "OipClient",
     "OipModel",
+    "OipModelSpec",
     "RestClient",
     "open_client",
 ]
@@ -75,6 +77,28 @@ _HTTP_CODES: Final = {
 }
 
 _T = TypeVar("_T")
+
+
+class OipModelSpec(RuntimeSpec):
+    """A model on a remote Open Inference Protocol server (Triton, MLServer, streamdag)."""
+
+    runtime: Literal["oip"]
+    protocol: Literal["grpc", "rest"] = "grpc"
+    url: str = Field(
+        min_length=1, description="gRPC host:port, or the REST base URL (http://host:port)."
+    )
+    model: str = Field(min_length=1, description="The model's name on the remote server.")
+    version: str | None = None
+    attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Tries per call while the server is unavailable (gRPC UNAVAILABLE, no "
+        "connection, HTTP 503), all within timeout_ms (default 30 s).",
+    )
+    backoff_ms: float = Field(
+        default=100.0, ge=0, le=60_000, description="Wait before the 2nd try; doubled after."
+    )
 
 
 class OipClient(Protocol):
@@ -310,6 +334,8 @@ def _path(model: str, version: str, suffix: str) -> str:
 class OipModel(Model):
     """Runs ``spec.model`` of a remote OIP server; ``metadata()`` is the remote model's (shapes
     ``-1`` where variable) under this model's name. gRPC carries raw tensors, REST JSON."""
+
+    spec_class = OipModelSpec
 
     def __init__(self, name: str, spec: OipModelSpec) -> None:
         self.name = name

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from numpy.typing import NDArray
+from pydantic import Field
 
 from streamdag.errors import ConfigError, ModelError
 from streamdag.runtimes._text import decode_utf8, encode_utf8
 from streamdag.runtimes.base import Model, ModelMetadata, TensorSpec, check_inputs, check_outputs
-from streamdag.runtimes.config import OnnxModelSpec
+from streamdag.runtimes.config import RuntimeSpec, resolve_uri
 
-__all__ = ["OnnxModel"]
+__all__ = ["OnnxModel", "OnnxModelSpec"]
 
 _DATATYPES: dict[str, str] = {
     "tensor(bool)": "BOOL",
@@ -31,6 +32,14 @@ _DATATYPES: dict[str, str] = {
 }
 
 
+class OnnxModelSpec(RuntimeSpec):
+    """An ONNX file run by onnxruntime on CPU."""
+
+    runtime: Literal["onnx"]
+    uri: str
+    intra_op_threads: int = Field(default=1, ge=0)
+
+
 class OnnxModel(Model):
     """Runs an ONNX file with onnxruntime's CPUExecutionProvider.
 
@@ -38,12 +47,19 @@ class OnnxModel(Model):
     BYTES inputs are decoded from UTF-8 and string outputs encoded back to BYTES.
     """
 
+    spec_class = OnnxModelSpec
+
     def __init__(self, name: str, spec: OnnxModelSpec, path: Path) -> None:
         self.name = name
         self.spec = spec
         self.path = path
         self._session: Any = None
         self._metadata: ModelMetadata | None = None
+
+    @classmethod
+    def from_spec(cls, name: str, spec: RuntimeSpec, base_dir: Path) -> OnnxModel:
+        onnx = cast(OnnxModelSpec, spec)
+        return cls(name, onnx, resolve_uri(onnx.uri, base_dir))
 
     def load(self) -> None:
         if not self.path.is_file():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from streamdag.errors import ConfigError, ModelError
 from streamdag.runtimes._text import decode_utf8, encode_utf8
@@ -18,9 +19,29 @@ from streamdag.runtimes.base import (
     check_outputs,
     datatype_of,
 )
-from streamdag.runtimes.config import SklearnModelSpec
+from streamdag.runtimes.config import RuntimeSpec, resolve_uri
 
-__all__ = ["SklearnModel"]
+__all__ = ["SklearnModel", "SklearnModelSpec"]
+
+
+SklearnMethod = Literal["predict", "predict_proba", "decision_function", "transform"]
+
+
+def _default_sklearn_outputs() -> list[SklearnMethod]:
+    return ["predict"]
+
+
+class SklearnModelSpec(RuntimeSpec):
+    """A joblib-pickled scikit-learn estimator; one input tensor, named outputs."""
+
+    runtime: Literal["sklearn"]
+    uri: str
+    input: str = "input"
+    outputs: list[SklearnMethod] = Field(default_factory=_default_sklearn_outputs, min_length=1)
+
+    @property
+    def output_names(self) -> list[str] | None:
+        return list(self.outputs)
 
 
 class SklearnModel(Model):
@@ -33,12 +54,19 @@ class SklearnModel(Model):
     its method; text labels come back as BYTES, floats as FP64, sparse results dense.
     """
 
+    spec_class = SklearnModelSpec
+
     def __init__(self, name: str, spec: SklearnModelSpec, path: Path) -> None:
         self.name = name
         self.spec = spec
         self.path = path
         self._estimator: Any = None
         self._metadata: ModelMetadata | None = None
+
+    @classmethod
+    def from_spec(cls, name: str, spec: RuntimeSpec, base_dir: Path) -> SklearnModel:
+        sklearn = cast(SklearnModelSpec, spec)
+        return cls(name, sklearn, resolve_uri(sklearn.uri, base_dir))
 
     def load(self) -> None:
         if not self.path.is_file():
