@@ -16,9 +16,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamdag.kafka import consumer_config, producer_config
 from streamdag.kafka.headers import (
-    ATTEMPT,
-    PIPELINE,
-    PIPELINE_VERSION,
     REQUEST_ID,
     REQUEST_TS,
     STEP,
@@ -167,12 +164,7 @@ class PythonFloor(RawLoop):
         )
         consumer.subscribe([self.source])
         names = ("m", self.pipeline)
-        step = [
-            (PIPELINE, self.pipeline.encode()),
-            (PIPELINE_VERSION, b"1"),
-            (STEP, b"s"),
-            (ATTEMPT, b"1"),
-        ]
+        named = [(STEP, b"s")]  # on the pipeline's outputs topic, as the engine writes
         pending: dict[tuple[str, int], int] = {}
         committed = time.monotonic()
         try:
@@ -191,9 +183,11 @@ class PythonFloor(RawLoop):
                         step_value, final_value = response_bytes(
                             {"y": y[i : i + 1]}, id=rid, model_version="1", model_names=names
                         )
-                        headers = [(REQUEST_ID, key), (REQUEST_TS, now), *step]
+                        headers = [(REQUEST_ID, key), (REQUEST_TS, now)]
                         producer.produce(self.sink, step_value, key, headers=headers)
-                        producer.produce(self.final_sink, final_value, key, headers=headers)
+                        producer.produce(
+                            self.final_sink, final_value, key, headers=[*headers, *named]
+                        )
                         pending[(m.topic(), m.partition())] = m.offset() + 1
                     producer.poll(0)
                 if pending and time.monotonic() - committed >= 0.1:

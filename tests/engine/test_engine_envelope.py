@@ -247,6 +247,7 @@ def test_result_record_carries_user_headers_and_stamps_its_own() -> None:
         version="3",
         step="sections",
         attempts=2,
+        own_topic="streamdag.triage.sections.outputs",
     )
     assert record.topic == "streamdag.triage.sections.outputs"
     assert record.key == "req-1"
@@ -255,11 +256,12 @@ def test_result_record_carries_user_headers_and_stamps_its_own() -> None:
     assert values(hs, "x-tenant") == ["acme"]
     assert values(hs, "traceparent") == [TRACEPARENT.decode()]
     assert values(hs, "x-request-id") == ["req-1"]
-    assert values(hs, "streamdag-pipeline") == ["triage"]
-    assert values(hs, "streamdag-pipeline-version") == ["3"]
-    assert values(hs, "streamdag-step") == ["sections"]
-    assert values(hs, "streamdag-attempt") == ["2"]
+    assert values(hs, "streamdag-attempt") == ["2"]  # a retry: how many the model needed
     assert values(hs, "streamdag-request-ts") == [str(RECORD_TS)]
+    # The topic names the pipeline and the step; the upstream step's headers stay behind.
+    assert values(hs, "streamdag-pipeline") == []
+    assert values(hs, "streamdag-pipeline-version") == []
+    assert values(hs, "streamdag-step") == []
     # The value is protobuf, whatever the request was; no error on a success.
     assert values(hs, "content-type") == []
     assert values(hs, "streamdag-error") == []
@@ -328,9 +330,7 @@ def test_error_reply_is_an_empty_response_with_the_error_header() -> None:
     assert values(record.headers, "x-request-id") == ["req-3"]
     assert values(record.headers, "x-tenant") == ["acme"]
     assert values(record.headers, "traceparent") == [TRACEPARENT.decode()]
-    assert values(record.headers, "streamdag-step") == ["sections"]
     assert values(record.headers, "streamdag-attempt") == ["3"]
-    assert values(record.headers, "streamdag-pipeline-version") == ["3"]
 
     response = response_from_bytes(record.value)
     assert response.id == "req-3"
@@ -407,6 +407,25 @@ def test_result_records_for_two_topics_differ_only_in_model_name() -> None:
         response = response_from_bytes(record.value)
         assert (response.model_name, response.id, response.model_version) == (name, "req-3", "1")
         np.testing.assert_array_equal(decode_response(response)["y"], outputs["y"])
+
+
+def test_a_first_try_writes_no_attempt_and_only_a_shared_topic_names_the_step() -> None:
+    env = incoming(key=b"req-4")
+    step_record, final_record = result_records(
+        env,
+        [("streamdag.triage.coder.outputs", "icd"), ("streamdag.triage.outputs", "triage")],
+        {"y": np.array([[1.5]], dtype=np.float32)},
+        pipeline="triage",
+        version="1",
+        step="coder",
+        attempts=1,
+        own_topic="streamdag.triage.coder.outputs",
+    )
+    assert values(step_record.headers, "streamdag-step") == []
+    assert values(final_record.headers, "streamdag-step") == ["coder"]
+    for record in (step_record, final_record):
+        assert values(record.headers, "streamdag-attempt") == []
+        assert values(record.headers, "x-request-id") == ["req-4"]
 
 
 def test_a_request_from_a_client_is_given_a_call_named_by_its_place() -> None:

@@ -71,8 +71,8 @@ def test_three_step_linear_pipeline_gives_every_result(
         assert r.headers["x-request-id"] == r.request_id.encode()
         assert r.headers["x-tenant"] == b"clinic-7"
         assert r.headers["traceparent"].startswith(b"00-aaaa")
-        assert r.headers["streamdag-pipeline"] == spec.name.encode()
-        assert r.headers["streamdag-step"] == b"add-up"
+        assert r.headers["streamdag-step"] == b"add-up"  # the outputs topic names no step
+        assert "streamdag-pipeline" not in r.headers  # the topic names the pipeline
 
 
 POISON = """

@@ -121,7 +121,7 @@ def test_trace_follows_a_request_through_every_topic_in_order(ran: Ran) -> None:
         ("x", "INT64", (1,), (3,))
     ]
     split = trace.hops[1].record
-    assert split.headers["streamdag-step"] == "split"
+    assert split.step == "split"
     assert {t.name: t.head for t in split.tensors} == {"a": (4,), "b": (30,)}
     final = trace.hops[-1].record
     assert {t.name: t.head for t in final.tensors} == {"total": (41,), "parts": (2,)}

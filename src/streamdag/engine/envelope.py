@@ -8,7 +8,6 @@ the ``streamdag-error`` header.
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -193,26 +192,24 @@ def _set_problem(env: Envelope, exc: Exception) -> None:
         env.problem = DecodeError(f"cannot decode record: {type(exc).__name__}: {exc}")
 
 
-def _stamp(env: Envelope, *, pipeline: str, version: str, step: str, attempts: int) -> h.Headers:
+def _stamp(env: Envelope, *, attempts: int) -> h.Headers:
+    """The headers of a record a step writes: what it carries, the request id and time,
+    and ``streamdag-attempt`` when the model needed more than one. The pipeline and the
+    step are the topic's; a record on a topic shared by steps names its step (``_named``)."""
     headers = h.passthrough(env.headers, drop=_RESTAMPED)
     headers.append((h.REQUEST_ID, env.request_id.encode()))
     headers.append((h.REQUEST_TS, str(env.request_ts_ms).encode()))
-    headers += _step_headers(pipeline, version, step, attempts)
+    if attempts > 1:
+        headers.append((h.ATTEMPT, str(attempts).encode()))
     return headers
+
+
+def _named(headers: h.Headers, step: str) -> h.Headers:
+    return [*headers, (h.STEP, step.encode())]
 
 
 # Carried headers that every step writes afresh.
 _RESTAMPED = frozenset({h.REQUEST_ID, h.REQUEST_TS})
-
-
-@functools.lru_cache(maxsize=1024)
-def _step_headers(pipeline: str, version: str, step: str, attempts: int) -> h.Headers:
-    return [
-        (h.PIPELINE, pipeline.encode()),
-        (h.PIPELINE_VERSION, version.encode()),
-        (h.STEP, step.encode()),
-        (h.ATTEMPT, str(attempts).encode()),
-    ]
 
 
 def result_records(
@@ -226,10 +223,12 @@ def result_records(
     attempts: int,
     partitions: dict[str, int] | None = None,
     model_names: tuple[str, ...] | None = None,
+    own_topic: str | None = None,
 ) -> list[OutRecord]:
     """One result record per ``(topic, model_name)`` target, encoded once; ``partitions``
     pins the records of some topics to a partition. ``model_names``: the targets' names,
-    if the caller has them at hand.
+    if the caller has them at hand. Records to a topic other than ``own_topic`` (the
+    step's outputs) name the step in ``streamdag-step``.
 
     The tensors are serialized a single time for all targets (see ``response_bytes``).
     """
@@ -239,13 +238,13 @@ def result_records(
         model_version=version,
         model_names=model_names or tuple([name for _, name in targets]),
     )
-    headers = _stamp(env, pipeline=pipeline, version=version, step=step, attempts=attempts)
+    headers = _stamp(env, attempts=attempts)
     return [
         OutRecord(
             topic,
             env.request_id,
             value,
-            headers,
+            headers if topic == own_topic else _named(headers, step),
             partitions.get(topic) if partitions else None,
         )
         for (topic, _), value in zip(targets, values, strict=True)
@@ -264,9 +263,7 @@ def error_reply(
 ) -> OutRecord:
     """An error reply (a response without outputs) or, with ``original``, the failed record
     itself as it arrived, for the errors topic. Both carry ``streamdag-error``."""
-    headers = _stamp(
-        env, pipeline=pipeline, version=version, step=error.step, attempts=error.attempts
-    )
+    headers = _stamp(env, attempts=error.attempts)
     headers.append((h.ERROR, error.encode()))
     if original:
         headers += [
@@ -297,11 +294,14 @@ def marker_record(
     pipeline: str,
     version: str,
     step: str,
+    named: bool = False,
 ) -> OutRecord:
     """A record without outputs that tells downstream steps about a request: ``error``
     (an upstream step failed it; the error travels in ``streamdag-error``) or ``skip`` (no
-    step on this path ran for it)."""
-    headers = _stamp(env, pipeline=pipeline, version=version, step=step, attempts=0)
+    step on this path ran for it). ``named``: on a topic that does not name the step."""
+    headers = _stamp(env, attempts=0)
+    if named:
+        headers = _named(headers, step)
     parameters: dict[str, bool | str] = {}
     if kind == "error":
         error = h.get_header(env.headers, h.ERROR)

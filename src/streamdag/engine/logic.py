@@ -276,6 +276,7 @@ class StepLogic:
             # The waiting gateway reads one partition of the pipeline's outputs.
             partitions=None if partition is None else {plan.replies_topic: partition},
             model_names=self._target_names,
+            own_topic=plan.outputs_topic,
         )
         # The records of one result differ only in their model name: size the largest.
         size = record_size(max(records, key=lambda r: len(r.value or b"")))
@@ -308,6 +309,7 @@ class StepLogic:
             pipeline=plan.pipeline,
             version=plan.version,
             step=plan.step,
+            named=topic is not None,
         )
 
     def _skip(self, env: Envelope) -> list[OutRecord]:

@@ -1,8 +1,11 @@
 """The step worker: one consumer-group member that turns input records into results.
 
-Loop: fetch a micro-batch -> decode -> run the model in a helper thread while the consumer
-stays alive (paused partitions, polled) -> deliver results and offsets together (see
-``delivery.py``). A worker keeps nothing between batches: all state is in Kafka, so it can
+Loop: fetch a micro-batch -> decode -> run the model -> deliver results and offsets
+together (see ``delivery.py``). A fast model (its calls take under ``_INLINE_MODEL_S`` per
+batch, on average) runs on the worker's own thread: one thread fetches, decodes, runs the
+model, encodes and produces, and no other is woken. A slower one runs in a helper thread
+while the consumer stays alive (paused partitions, polled) and earlier batches are
+delivered. A worker keeps nothing between batches: all state is in Kafka, so it can
 be killed, restarted or multiplied at any moment.
 
 Rebalances: a revocation that arrives while a batch is in flight first finishes and
@@ -24,9 +27,9 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from opentelemetry.trace import Span, StatusCode
@@ -53,6 +56,8 @@ __all__ = ["StepWorker"]
 
 log = logging.getLogger("streamdag.engine.worker")
 
+T = TypeVar("T")
+
 # Between keep-alive polls while the model runs; far below max.poll.interval.ms.
 _KEEPALIVE_S = 1.0
 # Batches fetched ahead of the one being delivered: the model thread keeps working while
@@ -64,6 +69,9 @@ _AHEAD = 2
 _AHEAD_BYTES = 64 * 1024 * 1024
 # Between consumer-lag measurements (one watermark request per assigned partition).
 _LAG_EVERY_S = 5.0
+# Below this much model time per batch (a moving average), the worker's own thread runs
+# the model: handing each batch to a helper thread and back costs more than it overlaps.
+_INLINE_MODEL_S = 0.005
 _BEAT_EVERY_S = 1.0
 # The revoke path's budget, and never more than half of max.poll.interval.ms: the group's
 # other members wait for this worker's revoke before the rebalance can end.
@@ -125,6 +133,8 @@ class StepWorker:
             else TimedCalls(f"model {plan.model}", plan.timeout_s, _MAX_HUNG)
         )
         self._revoke_s = _REVOKE_S
+        self._model_s = 0.0  # model time of the batch being processed
+        self.model_s_per_batch = 0.0  # moving average of it
         self._paused: list[TopicPartition] = []
         self.logic = StepLogic(plan, self._predict)
         self._lag_due = 0.0
@@ -335,8 +345,12 @@ class StepWorker:
         if messages or (not self._pending and self.logic.due(time.time() * 1000)):
             metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
             batch = _Batch(messages)
-            batch.future = self._executor.submit(self._process, messages, time.time_ns())
             self._pending.append(batch)
+            if len(self._pending) == 1 and self.model_s_per_batch < _INLINE_MODEL_S:
+                batch.future = _run_here(self._process, messages, time.time_ns())
+                self._complete(batch)
+                return
+            batch.future = self._executor.submit(self._process, messages, time.time_ns())
         # Deliver the oldest batch while the model works on newer ones; when no new
         # records came, deliver what is there.
         while self._pending and (not messages or self._too_far_ahead()):
@@ -422,8 +436,11 @@ class StepWorker:
         self, messages: Sequence[Any], fetched_ns: int
     ) -> tuple[list[OutRecord], list[Span]]:
         plan = self.plan
+        self._model_s = 0.0
         envelopes = decode_records(messages, plan.is_request_topic, model_name=plan.pipeline)
         records = self.logic.process(envelopes, fetched_ns=fetched_ns)
+        if self._model_s:
+            self.model_s_per_batch += 0.2 * (self._model_s - self.model_s_per_batch)
         return records, self.logic.take_spans()
 
     def _predict(self, inputs: Arrays) -> Arrays:
@@ -436,7 +453,19 @@ class StepWorker:
             model = self.model
             return self._timed.call(lambda: model.predict(inputs))
         finally:
-            metrics.MODEL_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self._model_s += elapsed
+            metrics.MODEL_SECONDS.labels(*self._labels).observe(elapsed)
+
+
+def _run_here(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` on this thread, as a finished future."""
+    future: Future[T] = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
 
 
 def _end_spans(spans: list[Span], produce_ns: int, delivered: bool) -> None:
