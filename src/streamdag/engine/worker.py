@@ -134,7 +134,9 @@ class StepWorker:
         )
         self._revoke_s = _REVOKE_S
         self._model_s = 0.0  # model time of the batch being processed
-        self.model_s_per_batch = 0.0  # moving average of it
+        # Its moving average; None until measured: the first batches run on the model
+        # thread, so a model that turns out slow never stops the consumer's polling.
+        self.model_s_per_batch: float | None = None
         self._paused: list[TopicPartition] = []
         self.logic = StepLogic(plan, self._predict)
         self._lag_due = 0.0
@@ -346,7 +348,8 @@ class StepWorker:
             metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
             batch = _Batch(messages)
             self._pending.append(batch)
-            if len(self._pending) == 1 and self.model_s_per_batch < _INLINE_MODEL_S:
+            fast = self.model_s_per_batch is not None and self.model_s_per_batch < _INLINE_MODEL_S
+            if len(self._pending) == 1 and fast:
                 batch.future = _run_here(self._process, messages, time.time_ns())
                 self._complete(batch)
                 return
@@ -440,7 +443,10 @@ class StepWorker:
         envelopes = decode_records(messages, plan.is_request_topic, model_name=plan.pipeline)
         records = self.logic.process(envelopes, fetched_ns=fetched_ns)
         if self._model_s:
-            self.model_s_per_batch += 0.2 * (self._model_s - self.model_s_per_batch)
+            average = self.model_s_per_batch
+            self.model_s_per_batch = (
+                self._model_s if average is None else average + 0.2 * (self._model_s - average)
+            )
         return records, self.logic.take_spans()
 
     def _predict(self, inputs: Arrays) -> Arrays:
