@@ -398,7 +398,8 @@ def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
     spec = pipeline()
     too_large = (
         rf"^pipeline {spec.name}: the request makes a Kafka record of \d+ bytes, "
-        r"over the limit of 1000000 bytes \(message.max.bytes\)$"
+        r"over the limit of 1000000 bytes \(message.max.bytes\); a payload store carries "
+        r"larger requests \(--payload-store or STREAMDAG_PAYLOAD_STORE\)$"
     )
     with gateway_server(spec, bootstrap) as server:
         http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")

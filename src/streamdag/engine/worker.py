@@ -47,6 +47,7 @@ from streamdag.errors import ModelHung
 from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.observability import metrics, tracing
 from streamdag.observability.logging import record_context
+from streamdag.payloads import PayloadStore
 from streamdag.runtimes import Model
 
 __all__ = ["StepWorker"]
@@ -106,8 +107,10 @@ class StepWorker:
         *,
         instance_id: str | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self.plan = plan
+        self.payloads = payloads
         self.model = model
         self.kafka = kafka
         self.stop = stop
@@ -126,7 +129,7 @@ class StepWorker:
         )
         self._revoke_s = _REVOKE_S
         self._paused: list[TopicPartition] = []
-        self.logic = StepLogic(plan, self._predict)
+        self.logic = StepLogic(plan, self._predict, payloads)
         self._lag_due = 0.0
         self._beat_due = 0.0
         self._ctx = record_context(plan.pipeline, plan.step)
@@ -415,7 +418,9 @@ class StepWorker:
         self, messages: Sequence[Any], fetched_ns: int
     ) -> tuple[list[OutRecord], list[Span]]:
         plan = self.plan
-        envelopes = decode_records(messages, plan.is_request_topic, model_name=plan.pipeline)
+        envelopes = decode_records(
+            messages, plan.is_request_topic, model_name=plan.pipeline, payloads=self.payloads
+        )
         records = self.logic.process(envelopes, fetched_ns=fetched_ns)
         return records, self.logic.take_spans()
 
