@@ -111,9 +111,11 @@ class PayloadStore:
         return data
 
     # -- sweeping ----------------------------------------------------------------------
-    def sweep(self, older_than_s: float, *, now: float | None = None) -> list[str]:
+    def sweep(
+        self, older_than_s: float, *, now: float | None = None, dry_run: bool = False
+    ) -> list[str]:
         """Delete the hour folders whose every object is older than ``older_than_s``; the
-        URLs of the folders deleted."""
+        URLs of the folders deleted (with ``dry_run``: due, left in place)."""
         cutoff = (time.time() if now is None else now) - older_than_s
         # A folder holds objects written until the end of its hour.
         last_hour = time.strftime("%Y%m%d%H", time.gmtime(cutoff - 3600))
@@ -126,13 +128,16 @@ class PayloadStore:
             hour = entry.rsplit("/", 1)[-1]
             if not _HOUR.match(hour) or hour > last_hour:
                 continue
+            if dry_run:
+                removed.append(f"{self.url}/{hour}")
+                continue
             try:
                 self.fs.rm(entry, recursive=True)
             except FileNotFoundError:
                 continue  # another sweeper was first
             self._made.discard(hour)
             removed.append(f"{self.url}/{hour}")
-        if removed:
+        if removed and not dry_run:
             log.info("payload store %s: removed %s", self.url, ", ".join(removed))
         return removed
 
