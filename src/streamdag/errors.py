@@ -31,7 +31,9 @@ error-topic records); nothing else inspects error classes to pick a status.
     ├── ModelError                      model_error      (the model raised)
     ├── DeadlineExceeded                deadline_exceeded
     │   └── ModelHung                       (calls still running long past their timeout)
-    └── Unavailable                     unavailable
+    ├── Unavailable                     unavailable
+    └── PayloadLost                     data_loss        (a payload-store object missing or
+                                                          not what its record says)
 
 Third-party errors are translated where they enter (``raise KafkaError(...) from exc``).
 """
@@ -57,6 +59,7 @@ __all__ = [
     "ModelHung",
     "ModelNotFound",
     "NotFound",
+    "PayloadLost",
     "PayloadTooLarge",
     "PermissionDenied",
     "PipelineNotFound",
@@ -235,7 +238,8 @@ class RecordTooLarge(PayloadTooLarge):
     def _describe(self) -> str:
         return (
             f"pipeline {self.pipeline}: the request makes a Kafka record of {self.size} bytes, "
-            f"over the limit of {self.limit} bytes (message.max.bytes)"
+            f"over the limit of {self.limit} bytes (message.max.bytes); a payload store "
+            "carries larger requests (--payload-store or STREAMDAG_PAYLOAD_STORE)"
         )
 
 
@@ -293,6 +297,13 @@ class Unavailable(StreamdagError):
     code = "unavailable"
 
 
+class PayloadLost(StreamdagError):
+    """A record names a payload-store object that is gone, unreadable, or whose bytes do
+    not match the size and SHA-256 the record gives; the message names the object."""
+
+    code = "data_loss"
+
+
 # Errors that take just a message; PayloadTooLarge and the *NotFound subclasses take
 # domain arguments and are raised where those are known.
 _BY_CODE: dict[str, type[StreamdagError]] = {
@@ -306,6 +317,7 @@ _BY_CODE: dict[str, type[StreamdagError]] = {
         KafkaError,
         ResourceExhausted,
         Unauthenticated,
+        PayloadLost,
     )
 }
 

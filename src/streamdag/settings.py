@@ -104,6 +104,23 @@ class Settings(BaseSettings):
         description="PEM CA certificates: `streamdag serve` then requires a client "
         "certificate signed by one of them (mutual TLS) on both ports.",
     )
+    payload_store: str | None = Field(
+        default=None,
+        description="URL of the payload store (file:///dir, s3://bucket/prefix, gs://...) "
+        "that carries records over payload_inline_max_bytes; unset: no store, such "
+        "requests are refused at the door and such results fail.",
+    )
+    payload_inline_max_bytes: int = Field(
+        default=900_000,
+        ge=1024,
+        description="Records larger than this go to the payload store, with a stub in Kafka.",
+    )
+    payload_retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="Seconds payload-store objects are kept at least; never less than the "
+        "longest retention.ms of the streamdag.* topics.",
+    )
     token: SecretStr | None = Field(
         default=None,
         description="Bearer token `streamdag infer` sends (as --token).",

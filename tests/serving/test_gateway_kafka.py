@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -391,14 +392,16 @@ def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
     bootstrap: str, pipeline: Callable[..., PipelineSpec]
 ) -> None:
     """The server takes bodies up to 64 MB, but a record of the inputs topic holds 1 MB
-    (librdkafka's message.max.bytes): larger requests are 413 / RESOURCE_EXHAUSTED naming
-    the limit, and nothing is produced. One that fits goes through."""
+    (librdkafka's message.max.bytes): larger requests are 413 / RESOURCE_EXHAUSTED at once,
+    naming the limit and the payload store that lifts it, and nothing is produced. One
+    that fits goes through."""
     from kafka_support import read_topic
 
     spec = pipeline()
     too_large = (
         rf"^pipeline {spec.name}: the request makes a Kafka record of \d+ bytes, "
-        r"over the limit of 1000000 bytes \(message.max.bytes\)$"
+        r"over the limit of 1000000 bytes \(message.max.bytes\); a payload store carries "
+        r"larger requests \(--payload-store or STREAMDAG_PAYLOAD_STORE\)$"
     )
     with gateway_server(spec, bootstrap) as server:
         http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
@@ -407,8 +410,10 @@ def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
             x = np.zeros((1, megabytes * 250_000), dtype=np.float32)
             rest_input = triton_http.InferInput("x", list(x.shape), "FP32")
             rest_input.set_data_from_numpy(x)
+            started = time.monotonic()
             with pytest.raises(InferenceServerException) as caught:
                 http.infer(spec.name, [rest_input])
+            assert time.monotonic() - started < 1.0  # refused at once, not after a timeout
             assert caught.value.status() == "413"
             assert re.match(too_large, caught.value.message())
             grpc_input = triton_grpc.InferInput("x", list(x.shape), "FP32")

@@ -42,6 +42,7 @@ def test_each_front_door_maps_error_codes_in_one_table() -> None:
         "deadline_exceeded": 504,
         "unavailable": 503,
         "model_error": 500,
+        "data_loss": 500,
         "internal": 500,
     }
     assert GRPC_STATUS == {
@@ -52,6 +53,7 @@ def test_each_front_door_maps_error_codes_in_one_table() -> None:
         "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
         "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
         "unavailable": grpc.StatusCode.UNAVAILABLE,
+        "data_loss": grpc.StatusCode.DATA_LOSS,
     }
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, resolve_kafka
+from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
 from streamdag.errors import NotFound
 from streamdag.observability.errors_view import list_failures, replay_failures
 from streamdag.observability.render import format_failures, format_replay
 from streamdag.observability.scan import format_time, parse_since
+from streamdag.payloads import store_from_settings
 from streamdag.pipeline import errors_topic, load_spec
 
 __all__ = ["errors"]
@@ -48,6 +49,7 @@ __all__ = ["errors"]
 @click.option("--force", is_flag=True, help="With --replay: also requests sent again since.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @kafka_options
+@payload_store_option
 def errors(
     spec_file: Path,
     since: str,
@@ -60,6 +62,7 @@ def errors(
     as_json: bool,
     bootstrap: str | None,
     kafka_config: Path | None,
+    payload_store: str | None,
 ) -> None:
     """List the failed records of a pipeline (time, step, code, message, attempts, request
     id, the record that failed); with --replay, send those requests again.
@@ -71,8 +74,16 @@ def errors(
     spec = load_spec(spec_file)
     since_ms = parse_since(since)
     kafka = resolve_kafka(bootstrap, kafka_config)
+    payloads = store_from_settings(payload_store)
     failures = list_failures(
-        spec, kafka, since_ms=since_ms, step=step, code=code, request_ids=request_ids, limit=limit
+        spec,
+        kafka,
+        since_ms=since_ms,
+        step=step,
+        code=code,
+        request_ids=request_ids,
+        limit=limit,
+        payloads=payloads,
     )
     absent = sorted(set(request_ids) - {f.request_id for f in failures})
     if replay and absent:
@@ -91,7 +102,7 @@ def errors(
                 f"no failed records in {errors_topic(spec.name)} since {format_time(since_ms)}"
             )
         return
-    result = replay_failures(spec, kafka, failures, force=force)
+    result = replay_failures(spec, kafka, failures, force=force, payloads=payloads)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, resolve_kafka
+from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
 from streamdag.observability.inspect import last_records, trace_request
 from streamdag.observability.render import format_records, format_trace
 from streamdag.observability.scan import parse_since
+from streamdag.payloads import store_from_settings
 from streamdag.pipeline import load_spec
 
 __all__ = ["inspect_command"]
@@ -45,6 +46,7 @@ DEFAULT_LAST = 10
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @kafka_options
+@payload_store_option
 def inspect_command(
     spec_file: Path,
     request_id: str | None,
@@ -55,6 +57,7 @@ def inspect_command(
     as_json: bool,
     bootstrap: str | None,
     kafka_config: Path | None,
+    payload_store: str | None,
 ) -> None:
     """Follow one request through every topic of a pipeline, in order of time, or show
     the last records of one of its topics.
@@ -69,8 +72,9 @@ def inspect_command(
     spec = load_spec(spec_file)
     since_ms = parse_since(since) if since is not None else None
     kafka = resolve_kafka(bootstrap, kafka_config)
+    payloads = store_from_settings(payload_store)
     if request_id is not None:
-        trace = trace_request(spec, kafka, request_id, since_ms=since_ms)
+        trace = trace_request(spec, kafka, request_id, since_ms=since_ms, payloads=payloads)
         lines = [json.dumps(trace.to_dict(), indent=2)] if as_json else format_trace(trace)
     else:
         records = last_records(
@@ -79,6 +83,7 @@ def inspect_command(
             last or DEFAULT_LAST,
             source=step or topic or "outputs",
             since_ms=since_ms,
+            payloads=payloads,
         )
         if as_json:
             lines = [json.dumps([r.to_dict() for r in records], indent=2)]

@@ -14,6 +14,7 @@ from streamdag.cli.demo import demo
 from streamdag.cli.errors import errors
 from streamdag.cli.infer import infer
 from streamdag.cli.inspect import inspect_command
+from streamdag.cli.payloads import payloads
 from streamdag.cli.run import run as run_command
 from streamdag.cli.serve import serve
 from streamdag.cli.topics import topics
@@ -53,6 +54,7 @@ cli.add_command(serve)
 cli.add_command(infer)
 cli.add_command(inspect_command)
 cli.add_command(errors)
+cli.add_command(payloads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from streamdag.kafka import KafkaConnection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["kafka_options", "resolve_kafka"]
+__all__ = ["kafka_options", "payload_store_option", "resolve_kafka"]
 
 
 def kafka_options(func: F) -> F:
@@ -39,3 +39,15 @@ def kafka_options(func: F) -> F:
 
 def resolve_kafka(bootstrap: str | None, kafka_config: Path | None) -> KafkaConnection:
     return KafkaConnection.from_settings(bootstrap=bootstrap, config_file=kafka_config)
+
+
+def payload_store_option(func: F) -> F:
+    """``--payload-store URL``: where records too large for Kafka keep their values."""
+    return click.option(
+        "--payload-store",
+        "payload_store",
+        default=None,
+        metavar="URL",
+        help="Payload store for records over STREAMDAG_PAYLOAD_INLINE_MAX_BYTES "
+        "(file:///dir, s3://bucket/prefix, gs://...) [env STREAMDAG_PAYLOAD_STORE]",
+    )(func)

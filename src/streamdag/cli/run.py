@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, resolve_kafka
+from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
 from streamdag.engine import PipelineRunner, handle_signals
 from streamdag.engine.supervisor import Supervisor
 from streamdag.errors import StreamdagError
 from streamdag.observability.metrics import serve_metrics
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
+from streamdag.payloads import store_from_settings
 from streamdag.pipeline import load_spec
 
 __all__ = ["run"]
@@ -22,6 +23,7 @@ __all__ = ["run"]
 @click.argument("spec_file", metavar="PIPELINE.yaml", type=click.Path(path_type=Path))
 @click.option("--steps", default=None, metavar="A,B", help="Run only these steps.")
 @kafka_options
+@payload_store_option
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -51,6 +53,7 @@ def run(
     steps: str | None,
     bootstrap: str | None,
     kafka_config: Path | None,
+    payload_store: str | None,
     metrics_port: int | None,
     instance_id: str | None,
     processes: int,
@@ -65,6 +68,7 @@ def run(
             command += ["--steps", steps] if steps else []
             command += ["--bootstrap", bootstrap] if bootstrap else []
             command += ["--kafka-config", str(kafka_config)] if kafka_config else []
+            command += ["--payload-store", payload_store] if payload_store else []
             if metrics_port is not None:
                 command += ["--metrics-port", str(metrics_port + k if metrics_port else 0)]
             command += ["--instance-id", f"{instance_id}-{k}"] if instance_id else []
@@ -77,7 +81,11 @@ def run(
     spec = load_spec(spec_file)
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
     runner = PipelineRunner(
-        spec, resolve_kafka(bootstrap, kafka_config), steps=chosen, instance_id=instance_id
+        spec,
+        resolve_kafka(bootstrap, kafka_config),
+        steps=chosen,
+        instance_id=instance_id,
+        payloads=store_from_settings(payload_store),
     )
     if metrics_port is not None:
         serve_metrics(metrics_port)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, resolve_kafka
+from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
+from streamdag.payloads import store_from_settings
 from streamdag.pipeline import load_spec
 from streamdag.serving import build_gateway
 from streamdag.serving import serve as run_server
@@ -90,6 +91,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     "(mutual TLS) [env STREAMDAG_SERVE_TLS_CLIENT_CA].",
 )
 @kafka_options
+@payload_store_option
 def serve(
     spec_files: tuple[Path, ...],
     http_port: int,
@@ -104,6 +106,7 @@ def serve(
     tls_client_ca: Path | None,
     bootstrap: str | None,
     kafka_config: Path | None,
+    payload_store: str | None,
 ) -> None:
     """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C.
 
@@ -112,7 +115,7 @@ def serve(
     tls = TlsFiles.from_settings(cert=tls_cert, key=tls_key, client_ca=tls_client_ca)
     specs = [load_spec(path) for path in spec_files]
     kafka = resolve_kafka(bootstrap, kafka_config)
-    gateway = build_gateway(specs, kafka)
+    gateway = build_gateway(specs, kafka, payloads=store_from_settings(payload_store))
     configure_tracing("streamdag-serve")
     try:
         asyncio.run(

@@ -3,7 +3,9 @@
 The inputs topic holds ``ModelInferRequest`` (protobuf, or OIP JSON when the header
 ``content-type`` is ``application/json``); every outputs topic holds ``ModelInferResponse``
 whose ``id`` is the request id. An error reply is a response without outputs that carries
-the ``streamdag-error`` header.
+the ``streamdag-error`` header. A record with header ``streamdag-payload`` holds a stub:
+its value is in the payload store (``streamdag.payloads``), and is decoded from there;
+``Envelope.value`` stays the stub, so join state and the errors topic keep it small.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from streamdag.errors import DecodeError, InvalidInput
+from streamdag.errors import DecodeError, InvalidInput, PayloadLost, StreamdagError
 from streamdag.kafka import headers as h
 from streamdag.protocol import (
     ModelInferRequest,
@@ -27,6 +29,9 @@ from streamdag.protocol import (
     response_from_bytes,
 )
 from streamdag.protocol.codec import decode_requests, decode_responses, response_bytes
+
+if TYPE_CHECKING:
+    from streamdag.payloads import PayloadStore
 
 __all__ = [
     "Envelope",
@@ -80,7 +85,7 @@ class Envelope:
     value: bytes
     arrays: Arrays = field(default_factory=dict)
     error: h.ErrorInfo | None = None
-    problem: InvalidInput | None = None
+    problem: StreamdagError | None = None
     request_ts_ms: int = 0
 
     @property
@@ -94,30 +99,39 @@ def _request_id(key: bytes | None, headers: h.Headers, body_id: str = "") -> str
     return h.get_header(headers, h.REQUEST_ID) or body_id or uuid.uuid4().hex
 
 
-def decode_record(msg: Any, *, is_request: bool, model_name: str = "") -> Envelope:
+def decode_record(
+    msg: Any, *, is_request: bool, model_name: str = "", payloads: PayloadStore | None = None
+) -> Envelope:
     """Decode a confluent-kafka message of the inputs topic (``is_request``) or of a step's
     outputs topic. Never raises: an undecodable record comes back with ``problem`` set."""
-    return decode_records([msg], lambda topic: is_request, model_name=model_name)[0]
+    return decode_records(
+        [msg], lambda topic: is_request, model_name=model_name, payloads=payloads
+    )[0]
 
 
 def decode_records(
-    messages: Sequence[Any], is_request: Callable[[str], bool], *, model_name: str = ""
+    messages: Sequence[Any],
+    is_request: Callable[[str], bool],
+    *,
+    model_name: str = "",
+    payloads: PayloadStore | None = None,
 ) -> list[Envelope]:
     """``decode_record`` for a batch: ``is_request(topic)`` tells the inputs topic apart.
     The tensors of records with the same layout are decoded together (``decode_requests``),
-    so the per-record cost stays small."""
+    so the per-record cost stays small. A stub is resolved from ``payloads``; a missing
+    store or object is the record's ``problem``."""
     envelopes: list[Envelope] = []
     requests: list[tuple[Envelope, ModelInferRequest]] = []
     responses: list[tuple[Envelope, ModelInferResponse]] = []
     now_ms = 0
     request_ts_header, content_type_header, error_header = h.REQUEST_TS, h.CONTENT_TYPE, h.ERROR
-    call_header = h.CALL
+    call_header, payload_header = h.CALL, h.PAYLOAD
     for msg in messages:
         raw_headers = msg.headers()
         headers: h.Headers = (
             [(k, v) for k, v in raw_headers if v is not None] if raw_headers else []
         )
-        request_ts = content_type = error = call = None
+        request_ts = content_type = error = call = payload = None
         for k, v in headers:
             if k == request_ts_header:
                 request_ts = v
@@ -127,6 +141,8 @@ def decode_records(
                 error = v
             elif k == call_header:
                 call = v
+            elif k == payload_header:
+                payload = v
         key: bytes | None = msg.key()
         topic: str = msg.topic()
         requested = is_request(topic)
@@ -149,11 +165,12 @@ def decode_records(
             ts = now_ms
         env.request_ts_ms = ts
         try:
+            value = env.value if payload is None else _claim(payloads, payload)
             if requested:
                 if content_type is not None and content_type.startswith(b"application/json"):
-                    request = request_from_json(env.value, model_name=model_name)
+                    request = request_from_json(value, model_name=model_name)
                 else:
-                    request = request_from_bytes(env.value)
+                    request = request_from_bytes(value)
                 if not key:
                     env.request_id = _request_id(None, headers, request.id)
                 requests.append((env, request))
@@ -163,7 +180,7 @@ def decode_records(
                 if error is not None:
                     env.error = h.ErrorInfo.decode(error.decode("utf-8", errors="replace"))
                 else:
-                    responses.append((env, response_from_bytes(env.value)))
+                    responses.append((env, response_from_bytes(value)))
         except Exception as exc:
             _set_problem(env, exc)
     for pairs, decode in ((requests, decode_requests), (responses, decode_responses)):
@@ -183,10 +200,19 @@ def decode_records(
     return envelopes
 
 
+def _claim(payloads: PayloadStore | None, header: bytes) -> bytes:
+    if payloads is None:
+        raise PayloadLost(
+            f"the record's value is in a payload store ({header.decode(errors='replace')}), "
+            "but this worker has none: set --payload-store or STREAMDAG_PAYLOAD_STORE"
+        )
+    return payloads.claim(header)
+
+
 def _set_problem(env: Envelope, exc: Exception) -> None:
     if not env.request_id:
         env.request_id = _request_id(None, env.headers)
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, InvalidInput | PayloadLost):
         env.problem = exc
     else:  # a codec bug must not stop the partition: report the record
         env.problem = DecodeError(f"cannot decode record: {type(exc).__name__}: {exc}")
@@ -271,9 +297,10 @@ def error_reply(
             ("streamdag-source-partition", str(env.partition).encode()),
             ("streamdag-source-offset", str(env.offset).encode()),
         ]
-        content_type = h.get_header(env.headers, h.CONTENT_TYPE)
-        if content_type:
-            headers.append((h.CONTENT_TYPE, content_type.encode()))
+        for name in (h.CONTENT_TYPE, h.PAYLOAD):  # how to read the value, wherever it is
+            value = h.get_header(env.headers, name)
+            if value:
+                headers.append((name, value.encode()))
         return OutRecord(topic, env.request_id, env.value, headers)
     response = encode_response(
         model_name,

@@ -311,9 +311,10 @@ def join_key(env: Envelope) -> str:
 
 def _own(env: Envelope) -> h.Headers:
     own = [(h.REQUEST_ID, env.request_id.encode()), (h.REQUEST_TS, str(env.request_ts_ms).encode())]
-    error = h.get_header(env.headers, h.ERROR)
-    if error is not None:
-        own.append((h.ERROR, error.encode()))
+    for name in (h.ERROR, h.PAYLOAD):  # the payload header: where a stub's value is
+        value = h.get_header(env.headers, name)
+        if value is not None:
+            own.append((name, value.encode()))
     return own
 
 

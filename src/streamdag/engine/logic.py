@@ -9,8 +9,11 @@ forwards a marker, or reports a failure:
     upstream skip marker, or trigger unmet -> skip marker on the step's outputs; a sole
                                               output step also answers the caller
     result (or completed join)             -> model micro-batch -> results or failures
+    a result over the payload store's      -> its value goes to the store; the record
+    ``inline_max_bytes``                      carries a stub and ``streamdag-payload``
     a result over ``max_record_bytes``     -> failure (resource_exhausted), no retry: the
-                                              producer could never write it
+    without a payload store                   producer could never write it
+    a stub whose object is gone or changed -> failure (data_loss), no retry
 """
 
 from __future__ import annotations
@@ -34,9 +37,16 @@ from streamdag.engine.envelope import (
 )
 from streamdag.engine.joins import Completion, JoinState, piece_kind
 from streamdag.engine.plan import StepPlan
-from streamdag.errors import DeadlineExceeded, InvalidInput, ResourceExhausted
+from streamdag.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    PayloadLost,
+    ResourceExhausted,
+    StreamdagError,
+)
 from streamdag.kafka import headers as h
 from streamdag.observability import metrics, tracing
+from streamdag.payloads import PayloadStore
 from streamdag.protocol import decode_response, response_from_bytes
 
 __all__ = ["StepLogic"]
@@ -47,9 +57,12 @@ log = logging.getLogger("streamdag.engine")
 
 
 class StepLogic:
-    def __init__(self, plan: StepPlan, predict: Predict) -> None:
+    def __init__(
+        self, plan: StepPlan, predict: Predict, payloads: PayloadStore | None = None
+    ) -> None:
         self.plan = plan
         self.predict = predict
+        self.payloads = payloads
         self.labels = (plan.pipeline, plan.step)
         self._e2e = metrics.END_TO_END_SECONDS.labels(*self.labels)
         self._e2e_seconds: list[float] = []  # of this batch's answers, observed together
@@ -230,13 +243,19 @@ class StepLogic:
         inputs: Arrays = {}
         try:
             for source, piece in done.pieces.items():
-                arrays = decode_response(response_from_bytes(piece.value))
+                value = piece.value
+                stub = h.get_header(piece.headers, h.PAYLOAD)
+                if stub is not None:
+                    if self.payloads is None:
+                        raise PayloadLost(f"a join piece names a payload ({stub}) but no store")
+                    value = self.payloads.claim(stub)
+                arrays = decode_response(response_from_bytes(value))
                 by_source[source] = arrays
                 for name, array in self.plan.select(source, arrays).items():
                     # The output assembler keeps same-named tensors of two steps apart.
                     key = f"{source}.{name}" if name in inputs and self.plan.assembler else name
                     inputs[key] = array
-        except InvalidInput as exc:
+        except (InvalidInput, PayloadLost) as exc:
             return self._failure(env, Failure(exc.code, exc.message, 0))
         if not self._fires(by_source):
             return self._skip(env)
@@ -280,6 +299,13 @@ class StepLogic:
         )
         # The records of one result differ only in their model name: size the largest.
         size = record_size(max(records, key=lambda r: len(r.value or b"")))
+        if self.payloads is not None and size > min(
+            self.payloads.inline_max_bytes, plan.max_record_bytes
+        ):
+            try:
+                return self._check_in(records)
+            except StreamdagError as exc:
+                return self._failure(env, Failure(exc.code, exc.message, outcome.attempts))
         if size > plan.max_record_bytes:
             message = (
                 f"the result is {size:,} bytes, over the {plan.max_record_bytes:,}-byte limit "
@@ -287,6 +313,15 @@ class StepLogic:
             )
             return self._failure(env, Failure(ResourceExhausted.code, message, outcome.attempts))
         return records
+
+    def _check_in(self, records: list[OutRecord]) -> list[OutRecord]:
+        """The records with their values in the payload store and stubs in their place."""
+        assert self.payloads is not None
+        out = []
+        for record in records:
+            stub, header = self.payloads.check_in(record.key, record.value or b"")
+            out.append(replace(record, value=stub, headers=[*record.headers, (h.PAYLOAD, header)]))
+        return out
 
     def _to_caller(self, env: Envelope, records: list[OutRecord]) -> list[OutRecord]:
         """Put the records for the pipeline's outputs topic on the partition the waiting

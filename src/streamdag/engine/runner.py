@@ -15,6 +15,7 @@ from streamdag.engine.plan import plan_output, plan_step
 from streamdag.engine.worker import StepWorker
 from streamdag.errors import ConfigError, StreamdagError
 from streamdag.kafka import KafkaConnection, ensure_topics
+from streamdag.payloads import PayloadStore, start_sweeper
 from streamdag.pipeline import PipelineSpec, derive_topics
 from streamdag.pipeline.topics import OUTPUT_JOIN
 from streamdag.runtimes import Model, create_model
@@ -36,6 +37,7 @@ class PipelineRunner:
         *,
         steps: Sequence[str] | None = None,
         instance_id: str | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
         assembler = plan_output(spec)
         known = [s.name for s in spec.steps] + ([OUTPUT_JOIN] if assembler else [])
@@ -49,6 +51,7 @@ class PipelineRunner:
         self.kafka = KafkaConnection.of(kafka)
         self.steps = chosen
         self.instance_id = instance_id
+        self.payloads = payloads
         self.stop_event = threading.Event()
         self.ready = threading.Event()
         self._failures: list[BaseException] = []
@@ -90,6 +93,7 @@ class PipelineRunner:
                         self.kafka,
                         self.stop_event,
                         instance_id=self.instance_id,
+                        payloads=self.payloads,
                     ),
                 ),
                 name=f"step-{plan.step}",
@@ -99,6 +103,8 @@ class PipelineRunner:
         ]
         for t in threads:
             t.start()
+        if self.payloads is not None:
+            start_sweeper(self.payloads, self.kafka, self.stop_event)
         self.ready.set()
         try:
             for t in threads:

@@ -50,6 +50,7 @@ from streamdag.errors import ModelHung
 from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.observability import metrics, tracing
 from streamdag.observability.logging import record_context
+from streamdag.payloads import PayloadStore
 from streamdag.runtimes import Model
 
 __all__ = ["StepWorker"]
@@ -114,8 +115,10 @@ class StepWorker:
         *,
         instance_id: str | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self.plan = plan
+        self.payloads = payloads
         self.model = model
         self.kafka = kafka
         self.stop = stop
@@ -138,7 +141,7 @@ class StepWorker:
         # thread, so a model that turns out slow never stops the consumer's polling.
         self.model_s_per_batch: float | None = None
         self._paused: list[TopicPartition] = []
-        self.logic = StepLogic(plan, self._predict)
+        self.logic = StepLogic(plan, self._predict, payloads)
         self._lag_due = 0.0
         self._beat_due = 0.0
         self._ctx = record_context(plan.pipeline, plan.step)
@@ -440,7 +443,9 @@ class StepWorker:
     ) -> tuple[list[OutRecord], list[Span]]:
         plan = self.plan
         self._model_s = 0.0
-        envelopes = decode_records(messages, plan.is_request_topic, model_name=plan.pipeline)
+        envelopes = decode_records(
+            messages, plan.is_request_topic, model_name=plan.pipeline, payloads=self.payloads
+        )
         records = self.logic.process(envelopes, fetched_ns=fetched_ns)
         if self._model_s:
             average = self.model_s_per_batch

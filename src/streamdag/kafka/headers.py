@@ -18,6 +18,7 @@ __all__ = [
     "CARRIED",
     "CONTENT_TYPE",
     "ERROR",
+    "PAYLOAD",
     "PIPELINE",
     "PIPELINE_VERSION",
     "REPLY_TO",
@@ -57,6 +58,10 @@ CALL = "streamdag-call"
 # The name of the token a request was sent with (``streamdag serve --auth-tokens``); only
 # the front door sets it, after checking the token, and every step carries it on.
 CALLER = "streamdag-caller"
+
+# On a record whose value is a stub: where the real value is, as JSON (url, size,
+# sha256). Each record that holds a stub has its own; steps never carry it forward.
+PAYLOAD = "streamdag-payload"
 
 # On an errors-topic record whose value did not fit in a record any more: its size.
 VALUE_DROPPED = "streamdag-value-dropped"

@@ -10,7 +10,9 @@ re-sends it unchanged: same key and ``x-request-id``, same value and ``content-t
 the caller's ``x-*`` and trace headers; streamdag's own headers (``streamdag-error``,
 ``streamdag-reply-to`` and the rest) are dropped, so the new answer lands on the key's
 partition of the outputs topic. A request that was sent again after it failed (an earlier
-replay) is skipped unless forced.
+replay) is skipped unless forced. A request whose value is in the payload store goes
+again as the same stub with its ``streamdag-payload`` header, once the object it names
+was read back and found whole (``PayloadLost`` names it otherwise, and nothing is sent).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.records import RecordView, entered_ms, view_record
 from streamdag.observability.scan import Record, TopicReader
+from streamdag.payloads import PayloadStore
 from streamdag.pipeline import PipelineSpec, build_graph, errors_topic, inputs_topic
 from streamdag.pipeline.topics import OUTPUT_JOIN
 
@@ -45,7 +48,7 @@ DEFAULT_SINCE_MS = 3_600_000
 # The request entered the pipeline shortly before its ``streamdag-request-ts``, as the
 # producer's clock saw it: look a little further back.
 _LOOKBACK_SLACK_MS = 5_000
-_KEPT = (h.TRACEPARENT, h.TRACESTATE, h.CONTENT_TYPE)
+_KEPT = (h.TRACEPARENT, h.TRACESTATE, h.CONTENT_TYPE, h.PAYLOAD)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def list_failures(
     request_ids: Sequence[str] = (),
     limit: int | None = None,
     timeout: float = 60.0,
+    payloads: PayloadStore | None = None,
 ) -> list[Failure]:
     """The failed records since ``since_ms`` (default: an hour ago), oldest first, that
     match every filter given; ``limit`` keeps the newest. With ``request_ids``, only their
@@ -122,7 +126,9 @@ def list_failures(
     if limit is not None:
         records = records[-limit:]
     inputs = inputs_topic(spec.name)
-    return [Failure(view_record(r, "errors", inputs_topic=inputs)) for r in records]
+    return [
+        Failure(view_record(r, "errors", inputs_topic=inputs, payloads=payloads)) for r in records
+    ]
 
 
 def _matches(record: Record, step: str | None, code: str | None) -> bool:
@@ -151,11 +157,13 @@ def replay_failures(
     *,
     force: bool = False,
     timeout: float = 60.0,
+    payloads: PayloadStore | None = None,
 ) -> ReplayResult:
     """Send the original requests of ``failures`` to the pipeline's inputs topic again,
     once per request id (see the module docstring). Requests sent again since they failed
     are skipped unless ``force``; requests no longer on the inputs topic are reported as
-    missing. Raises ``KafkaError`` if a request cannot be written."""
+    missing. A stub's object is checked in ``payloads`` first (``PayloadLost``). Raises
+    ``KafkaError`` if a request cannot be written."""
     latest: dict[str, Failure] = {}
     for f in sorted(failures, key=lambda f: f.record.timestamp_ms):
         latest[f.request_id] = f
@@ -174,6 +182,10 @@ def replay_failures(
             result.resubmitted.append(rid)
         else:
             to_send.append((rid, original.value, replay_headers(original.headers, rid)))
+    for _, _, headers in to_send:
+        stub = h.get_header(headers, h.PAYLOAD)
+        if stub is not None and payloads is not None:
+            payloads.claim(stub)
     if to_send:
         _produce(kafka, topic, to_send, timeout)
         result.replayed.extend(rid for rid, _, _ in to_send)

@@ -31,6 +31,7 @@ from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.records import RecordView, Role, entered_ms, view_record
 from streamdag.observability.scan import Record, TopicReader, Window, format_time
+from streamdag.payloads import PayloadStore
 from streamdag.pipeline import (
     PipelineSpec,
     build_graph,
@@ -121,6 +122,7 @@ def trace_request(
     *,
     since_ms: int | None = None,
     timeout: float = 60.0,
+    payloads: PayloadStore | None = None,
 ) -> Trace:
     """Every record of ``request_id`` since ``since_ms`` (ms since the epoch; default 24 h
     ago) on the pipeline's topics. Raises ``NotFound`` if there is none, ``KafkaError`` if
@@ -151,7 +153,8 @@ def trace_request(
             f"request {request_id} not found in streamdag.{spec.name}.* (partition "
             f"{partition}) since {format_time(since)}"
         )
-    return Trace(spec.name, request_id, partition, since, _hops(found, topics, spec.name))
+    hops = _hops(found, topics, spec.name, payloads)
+    return Trace(spec.name, request_id, partition, since, hops)
 
 
 def _reply_partitions(
@@ -188,7 +191,12 @@ def _requests_missing(found: Sequence[Record], requests: str) -> bool:
     )
 
 
-def _hops(found: list[Record], topics: list[PipelineTopic], pipeline: str) -> tuple[Hop, ...]:
+def _hops(
+    found: list[Record],
+    topics: list[PipelineTopic],
+    pipeline: str,
+    payloads: PayloadStore | None = None,
+) -> tuple[Hop, ...]:
     rank = {t.topic: i for i, t in enumerate(topics)}
     by_topic = {t.topic: t for t in topics}
     # Records written in the same millisecond keep the DAG order.
@@ -197,7 +205,13 @@ def _hops(found: list[Record], topics: list[PipelineTopic], pipeline: str) -> tu
     previous: int | None = None
     for record in ordered:
         topic = by_topic[record.topic]
-        view = view_record(record, topic.role, step=topic.step, inputs_topic=inputs_topic(pipeline))
+        view = view_record(
+            record,
+            topic.role,
+            step=topic.step,
+            inputs_topic=inputs_topic(pipeline),
+            payloads=payloads,
+        )
         delta = None if previous is None else record.timestamp_ms - previous
         hops.append(Hop(view, delta))
         previous = record.timestamp_ms
@@ -212,6 +226,7 @@ def last_records(
     source: str = "outputs",
     since_ms: int | None = None,
     timeout: float = 60.0,
+    payloads: PayloadStore | None = None,
 ) -> list[RecordView]:
     """The last ``count`` records (oldest first) of a topic of the pipeline, over all its
     partitions: ``source`` is ``inputs``, ``outputs``, ``errors`` or a step name (that
@@ -235,7 +250,13 @@ def last_records(
         records = _read_back(reader, ends, lows, count, timeout)
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     return [
-        view_record(r, target.role, step=target.step, inputs_topic=inputs_topic(spec.name))
+        view_record(
+            r,
+            target.role,
+            step=target.step,
+            inputs_topic=inputs_topic(spec.name),
+            payloads=payloads,
+        )
         for r in records[-count:]
     ]
 

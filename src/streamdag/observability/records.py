@@ -7,8 +7,9 @@ topic holds responses or markers (``streamdag-error``: an error reply or error m
 it arrived, with the error and its source in headers. Tensors are summarised (name,
 datatype, shape, first values), never copied whole. The headers shown have their
 credentials redacted (``redact.py``); ``raw_headers`` keeps them as they are in Kafka, for
-replays, and is never shown. Decoding never raises: a record that cannot be decoded is
-shown with ``problem`` set.
+replays, and is never shown. A stub (header ``streamdag-payload``) is shown with the
+tensors of the object it names when a payload store is given. Decoding never raises: a
+record that cannot be decoded is shown with ``problem`` set.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from streamdag.errors import StreamdagError
 from streamdag.kafka import headers as h
 from streamdag.observability.redact import redact_headers
 from streamdag.observability.scan import Record, format_time
+from streamdag.payloads import PayloadRef, PayloadStore
 from streamdag.protocol import (
     Array,
     decode_request,
@@ -166,10 +169,16 @@ def summarise(name: str, array: Array, datatype: str) -> TensorSummary:
 
 
 def view_record(
-    record: Record, role: Role, *, step: str | None = None, inputs_topic: str = ""
+    record: Record,
+    role: Role,
+    *,
+    step: str | None = None,
+    inputs_topic: str = "",
+    payloads: PayloadStore | None = None,
 ) -> RecordView:
     """Decode ``record`` of a topic with ``role``; ``step`` names the step of a step's
-    outputs topic; ``inputs_topic`` tells which errors-topic records hold requests."""
+    outputs topic; ``inputs_topic`` tells which errors-topic records hold requests; a
+    stub's value is read from ``payloads``."""
     headers = record.headers
     error_header = h.get_header(headers, h.ERROR)
     error = h.ErrorInfo.decode(error_header) if error_header is not None else None
@@ -195,7 +204,19 @@ def view_record(
     )
     if role != "errors" and (error is not None or view.skipped):
         return view  # a marker or error reply: no tensors
-    tensors, problem = _tensors(record.value, headers, is_request=is_request)
+    stub = h.get_header(headers, h.PAYLOAD)
+    value = record.value
+    if stub is not None:
+        try:
+            if payloads is None:
+                ref = PayloadRef.decode(stub)
+                return replace(
+                    view, problem=f"{ref.size:,} bytes in {ref.url}; give --payload-store to read"
+                )
+            value = payloads.claim(stub)
+        except StreamdagError as exc:
+            return replace(view, problem=exc.message)
+    tensors, problem = _tensors(value, headers, is_request=is_request)
     return replace(view, tensors=tensors, problem=problem)
 
 

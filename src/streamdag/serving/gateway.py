@@ -11,6 +11,10 @@ header ``streamdag-call``, which the steps carry to the reply. A caller that tim
 sends the same request id again makes a new request; the late reply of the first call is
 never taken for the second.
 
+A request too large for a Kafka record goes to the payload store, if the gateway has one:
+the record carries a stub and ``streamdag-payload``; a reply that comes as a stub is read
+from the store off the event loop before it is decoded.
+
 Asynchronous jobs carry no reply partition: their results land where the request id's
 key hash puts them, and ``job`` reads that one partition of the outputs topic, from the
 job's submission (or ``job_retention`` ago, after a restart) — a job outlives the gateway
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -35,6 +40,7 @@ from opentelemetry.trace import StatusCode
 from streamdag.errors import (
     DeadlineExceeded,
     NotFound,
+    PayloadLost,
     PipelineNotFound,
     StreamdagError,
     Unavailable,
@@ -50,6 +56,7 @@ from streamdag.kafka import (
 from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability import metrics, tracing
+from streamdag.payloads import PayloadStore
 from streamdag.pipeline import PipelineSpec, derive_topics, inputs_topic, outputs_topic
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, response_from_bytes
 
@@ -77,8 +84,11 @@ class KafkaGateway:
         kafka: KafkaConnection | str,
         *,
         job_retention_s: float = 86_400,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self.kafka = KafkaConnection.of(kafka)
+        self.payloads = payloads
+        self._claims: set[asyncio.Task[None]] = set()
         self.job_retention_s = job_retention_s
         self._pipelines = {s.name: _Pipeline(s) for s in specs}
         self._by_topic = {outputs_topic(s.name): s.name for s in specs}
@@ -178,10 +188,53 @@ class KafkaGateway:
                     continue
                 pipe = self._pipelines[self._by_topic[msg.topic() or ""]]
                 future = pipe.waiting.get(call)
-                if future is not None:
+                if future is None:
+                    continue
+                if h.get_header(msg.headers(), h.PAYLOAD) is not None:
+                    self._loop.call_soon_threadsafe(self._claim_reply, future, msg.headers())
+                else:
                     self._loop.call_soon_threadsafe(_resolve, future, msg.value(), msg.headers())
         finally:
             self._consumer.close()
+
+    # -- the claim check ---------------------------------------------------------------
+    def _claim(self, headers: Any) -> bytes:
+        """The value a stub's ``streamdag-payload`` names (blocking: call off the loop)."""
+        stub = h.get_header(headers, h.PAYLOAD) or ""
+        if self.payloads is None:
+            raise PayloadLost(
+                f"the reply is in a payload store ({stub}), but the gateway has none: set "
+                "--payload-store or STREAMDAG_PAYLOAD_STORE"
+            )
+        return self.payloads.claim(stub)
+
+    def _claim_reply(self, future: asyncio.Future[Reply], headers: Any) -> None:
+        async def claim() -> None:
+            try:
+                value = await asyncio.to_thread(self._claim, headers)
+            except StreamdagError as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            _resolve(future, value, headers)
+
+        task = asyncio.ensure_future(claim())
+        self._claims.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._claims.discard)
+
+    async def _encode(
+        self, request: ModelInferRequest, headers: dict[str, str]
+    ) -> tuple[bytes, bytes | None]:
+        """The request's record value, and its ``streamdag-payload`` header when the value
+        went to the payload store (in a thread: the store may be remote)."""
+        value = request.SerializeToString()
+        if self.payloads is None:
+            return value, None
+        size = len(value) + 1024 + sum(len(k) + len(v) for k, v in headers.items())
+        if size <= min(self.payloads.inline_max_bytes, self.kafka.max_record_bytes):
+            return value, None
+        stub, header = await asyncio.to_thread(self.payloads.check_in, request.id, value)
+        return stub, header
 
     # -- requests ----------------------------------------------------------------------
     def _pipe(self, pipeline: str) -> _Pipeline:
@@ -194,6 +247,7 @@ class KafkaGateway:
         self,
         pipe: _Pipeline,
         request: ModelInferRequest,
+        encoded: tuple[bytes, bytes | None],
         headers: dict[str, str],
         reply_to: int | None,
         call: str,
@@ -211,10 +265,13 @@ class KafkaGateway:
         ]
         if reply_to is not None:
             out.append((h.REPLY_TO, str(reply_to).encode()))
+        value, stub = encoded
+        if stub is not None:
+            out.append((h.PAYLOAD, stub))
         try:
             self._producer.produce(
                 inputs_topic(pipe.spec.name),
-                request.SerializeToString(),
+                value,
                 request.id.encode(),
                 headers=out,
             )
@@ -244,9 +301,10 @@ class KafkaGateway:
         in_flight = metrics.GATEWAY_IN_FLIGHT.labels(pipeline)
         in_flight.inc()
         try:
+            encoded = await self._encode(request, headers)
             # produce only queues the record (librdkafka sends it from its own thread), so
             # it runs right here: a hop through a thread pool would delay every request.
-            self._produce(pipe, request, headers, reply_to, call)
+            self._produce(pipe, request, encoded, headers, reply_to, call)
             return await asyncio.wait_for(future, deadline)
         except TimeoutError:
             error = DeadlineExceeded(
@@ -272,7 +330,7 @@ class KafkaGateway:
         call = uuid.uuid4().hex
         pipe.submitted[request.id] = (time.time(), call)
         span, headers = _traced(pipeline, request.id, headers)
-        self._produce(pipe, request, headers, None, call)
+        self._produce(pipe, request, await self._encode(request, headers), headers, None, call)
         if span is not None:
             span.end()
         await asyncio.to_thread(self._flush)
@@ -293,7 +351,10 @@ class KafkaGateway:
             ):
                 return None
             raise NotFound(f"no job {request_id} in pipeline {pipeline}")
-        response, _ = _decode(*found)
+        value, headers = found
+        if h.get_header(headers, h.PAYLOAD) is not None and h.get_header(headers, h.ERROR) is None:
+            value = await asyncio.to_thread(self._claim, headers)
+        response, _ = _decode(value, headers)
         return response
 
     def _scan(
@@ -341,8 +402,9 @@ class KafkaGateway:
         )
 
     def max_record_bytes(self) -> int:
-        """The producer's ``message.max.bytes`` (librdkafka's default: 1,000,000)."""
-        return self.kafka.max_record_bytes
+        """The largest request the gateway can send: the producer's ``message.max.bytes``
+        (librdkafka's default: 1,000,000); no bound with a payload store."""
+        return sys.maxsize if self.payloads is not None else self.kafka.max_record_bytes
 
     # -- readiness (its own thread) -----------------------------------------------------
     # Kafka counts as reachable while a metadata request for every topic of the pipelines,

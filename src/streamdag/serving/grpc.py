@@ -50,6 +50,7 @@ GRPC_STATUS: Final[dict[str, grpc.StatusCode]] = {
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED,
     "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "data_loss": grpc.StatusCode.DATA_LOSS,
 }
 """The one mapping from ``StreamdagError.code`` to gRPC status; other codes are INTERNAL."""
 

@@ -63,6 +63,7 @@ HTTP_STATUS: Final[dict[str, int]] = {
     "deadline_exceeded": 504,
     "unavailable": 503,
     "model_error": 500,
+    "data_loss": 500,
     "internal": 500,
 }
 """The one mapping from ``StreamdagError.code`` to HTTP status; other codes are 500."""

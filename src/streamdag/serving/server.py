@@ -30,6 +30,7 @@ import uvicorn
 
 from streamdag.errors import ConfigError
 from streamdag.kafka import KafkaConnection
+from streamdag.payloads import PayloadStore
 from streamdag.pipeline import PipelineSpec
 from streamdag.serving.auth import Tokens
 from streamdag.serving.dataplane import DataPlane
@@ -46,13 +47,17 @@ _log = logging.getLogger("streamdag.serving")
 
 
 def build_gateway(
-    specs: Sequence[PipelineSpec], kafka: KafkaConnection | str
+    specs: Sequence[PipelineSpec],
+    kafka: KafkaConnection | str,
+    *,
+    payloads: PayloadStore | None = None,
 ) -> PipelineGateway | None:
     """The gateway that serves the pipelines of ``specs`` over the Kafka ``kafka`` reaches
-    (request-reply and jobs); None when there is no spec."""
+    (request-reply and jobs), with requests and replies too large for a Kafka record in
+    ``payloads``; None when there is no spec."""
     if not specs:
         return None
-    return KafkaGateway(specs, kafka)
+    return KafkaGateway(specs, kafka, payloads=payloads)
 
 
 class _Uvicorn(uvicorn.Server):
