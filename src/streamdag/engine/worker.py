@@ -140,6 +140,7 @@ class StepWorker:
         # Its moving average; None until measured: the first batches run on the model
         # thread, so a model that turns out slow never stops the consumer's polling.
         self.model_s_per_batch: float | None = None
+        self._rollbacks = 0  # how many times the delivery rolled back and rewound
         self._paused: list[TopicPartition] = []
         self.logic = StepLogic(plan, self._predict, payloads)
         self._lag_due = 0.0
@@ -257,6 +258,7 @@ class StepWorker:
         """The delivery rolled back every batch since its last commit and rewound the
         consumer: drop what was fetched since, and reload the join state, which ran ahead
         of what was committed."""
+        self._rollbacks += 1
         self._drop(self._pending)
         if self.logic.join is not None:
             for batch in self._pending:
@@ -350,12 +352,19 @@ class StepWorker:
         if messages or (not self._pending and self.logic.due(time.time() * 1000)):
             metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
             batch = _Batch(messages)
-            self._pending.append(batch)
-            fast = self.model_s_per_batch is not None and self.model_s_per_batch < _INLINE_MODEL_S
-            if len(self._pending) == 1 and fast:
+            average = self.model_s_per_batch
+            # A join's state belongs to the helper thread: a join step always runs there.
+            if average is not None and average < _INLINE_MODEL_S and self.logic.join is None:
+                # Fast: finish what the helper thread has, then work on this thread.
+                rollbacks = self._rollbacks
+                self._complete_pending()
+                if self._rollbacks != rollbacks:
+                    return  # the consumer was rewound: these records will come again
+                self._pending.append(batch)
                 batch.future = _run_here(self._process, messages, time.time_ns())
                 self._complete(batch)
                 return
+            self._pending.append(batch)
             batch.future = self._executor.submit(self._process, messages, time.time_ns())
         # Deliver the oldest batch while the model works on newer ones; when no new
         # records came, deliver what is there.
