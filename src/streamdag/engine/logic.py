@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 from opentelemetry.trace import Span, StatusCode
 
-from streamdag.engine.batching import Arrays, Failure, Outcome, run_batch
+from streamdag.engine.batching import Failure, Outcome, run_batch
 from streamdag.engine.envelope import (
     Envelope,
     OutRecord,
@@ -47,7 +47,9 @@ from streamdag.errors import (
 from streamdag.kafka import headers as h
 from streamdag.observability import metrics, tracing
 from streamdag.payloads import PayloadStore
+from streamdag.pipeline import NodeKind
 from streamdag.protocol import decode_response, response_from_bytes
+from streamdag.protocol.datatypes import Arrays
 
 __all__ = ["StepLogic"]
 
@@ -68,11 +70,13 @@ class StepLogic:
         self._e2e_seconds: list[float] = []  # of this batch's answers, observed together
         self._spans: list[Span] = []
         self._trigger_tensors = {t.tensor for t in plan.triggers}
+        # A step writes its own outputs topic (results, markers, error markers) for the
+        # steps downstream; the assembler has none: it writes only the final response.
+        self._own_outputs = plan.kind is NodeKind.STEP
         # Where a result goes, as (topic, model name): the step's outputs, and the
-        # pipeline's outputs when this step answers the caller.
-        self._targets = [] if plan.assembler else [(plan.outputs_topic, plan.model)]
-        # The pipeline's outputs topic, if this step answers the caller.
-        self._final = plan.replies_topic if plan.assembler else plan.final_topic
+        # pipeline's outputs when this node answers the caller.
+        self._targets = [(plan.outputs_topic, plan.model)] if self._own_outputs else []
+        self._final = plan.final_topic
         if self._final is not None:
             self._targets.append((self._final, plan.pipeline))
         self._target_names = tuple(name for _, name in self._targets)
@@ -253,7 +257,8 @@ class StepLogic:
                 by_source[source] = arrays
                 for name, array in self.plan.select(source, arrays).items():
                     # The output assembler keeps same-named tensors of two steps apart.
-                    key = f"{source}.{name}" if name in inputs and self.plan.assembler else name
+                    clash = name in inputs and not self._own_outputs
+                    key = f"{source}.{name}" if clash else name
                     inputs[key] = array
         except (InvalidInput, PayloadLost) as exc:
             return self._failure(env, Failure(exc.code, exc.message, 0))
@@ -346,8 +351,7 @@ class StepLogic:
         )
 
     def _skip(self, env: Envelope) -> list[OutRecord]:
-        plan = self.plan
-        out = [] if plan.assembler else [self._marker(env, "skip")]
+        out = [self._marker(env, "skip")] if self._own_outputs else []
         if self._final is not None:
             # No branch ran for this request: the caller still gets one (empty) answer.
             out.append(self._marker(env, "skip", self._final))
@@ -389,6 +393,6 @@ class StepLogic:
             failed.headers.append((h.VALUE_DROPPED, str(len(failed.value or b"")).encode()))
             failed.value = b""
         out = [failed, reply(plan.replies_topic, plan.pipeline)]
-        if not plan.assembler:
+        if self._own_outputs:
             out.append(reply(plan.outputs_topic, plan.model))
         return self._to_caller(env, out)

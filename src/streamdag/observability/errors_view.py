@@ -315,7 +315,7 @@ def _produce(
 
 
 def _check_step(spec: PipelineSpec, step: str) -> None:
-    known = list(build_graph(spec).order)
+    known = list(build_graph(spec).steps)
     if len(spec.output_steps) > 1:
         known.append(OUTPUT_JOIN)  # the output assembler fails requests too
     if step not in known:

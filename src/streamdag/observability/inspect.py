@@ -105,11 +105,11 @@ class Trace:
 
 def pipeline_topics(spec: PipelineSpec) -> list[PipelineTopic]:
     """The topics a request crosses, in DAG order: inputs, each step's outputs (in
-    ``build_graph(spec).order``), errors, outputs. Join-state topics are left out."""
+    ``build_graph(spec).steps``), errors, outputs. Join-state topics are left out."""
     p = spec.name
     return [
         PipelineTopic("inputs", None, inputs_topic(p)),
-        *(PipelineTopic("step", s, step_outputs_topic(p, s)) for s in build_graph(spec).order),
+        *(PipelineTopic("step", s, step_outputs_topic(p, s)) for s in build_graph(spec).steps),
         PipelineTopic("errors", None, errors_topic(p)),
         PipelineTopic("outputs", None, outputs_topic(p)),
     ]

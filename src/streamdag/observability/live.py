@@ -154,7 +154,7 @@ class LiveStats:
                 [source_topic(p, s) for s in graph.nodes[name].sources],
                 step_outputs_topic(p, name),
             )
-            for name in graph.order
+            for name in graph.steps
         }
         if len(spec.output_steps) > 1:
             self._steps[OUTPUT_JOIN] = (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from streamdag.kafka.admin import TopicSpec
-from streamdag.pipeline.graph import build_graph
+from streamdag.pipeline.graph import OUTPUT_JOIN, build_graph
 from streamdag.pipeline.spec import PIPELINE_SOURCE, PipelineSpec
 
 __all__ = [
@@ -11,6 +13,7 @@ __all__ = [
     "consumer_group",
     "derive_topics",
     "errors_topic",
+    "gateway_group",
     "inputs_topic",
     "join_state_topic",
     "outputs_topic",
@@ -19,8 +22,6 @@ __all__ = [
 ]
 
 PREFIX = "streamdag"
-# The assembler of a multi-step pipeline output joins like a step; "output" is reserved.
-OUTPUT_JOIN = "output"
 
 
 def inputs_topic(pipeline: str) -> str:
@@ -47,6 +48,13 @@ def consumer_group(pipeline: str, step: str) -> str:
     return f"{PREFIX}.{pipeline}.{step}"
 
 
+def gateway_group(pipelines: Iterable[str]) -> str:
+    """The consumer group of the gateways serving ``pipelines`` on their outputs topics:
+    ``streamdag.<p>.gateway`` for one pipeline, ``streamdag.<a>+<b>.gateway`` (names
+    sorted) for several, so gateways serving different sets never share a group."""
+    return f"{PREFIX}.{'+'.join(sorted(pipelines))}.gateway"
+
+
 def source_topic(pipeline: str, source: str) -> str:
     """The topic a step reads for a source (``pipeline`` or a step name)."""
     if source == PIPELINE_SOURCE:
@@ -61,11 +69,10 @@ def derive_topics(spec: PipelineSpec) -> list[TopicSpec]:
     graph = build_graph(spec)
     topics = [TopicSpec(inputs_topic(p), n)]
     for name in graph.order:
-        topics.append(TopicSpec(step_outputs_topic(p, name), n))
+        if name in graph.steps:  # the assembler writes the pipeline's outputs topic
+            topics.append(TopicSpec(step_outputs_topic(p, name), n))
         if graph.nodes[name].is_join:
             topics.append(TopicSpec(join_state_topic(p, name), n, compacted=True))
-    if len(spec.output_steps) > 1:
-        topics.append(TopicSpec(join_state_topic(p, OUTPUT_JOIN), n, compacted=True))
     topics.append(TopicSpec(errors_topic(p), n))
     topics.append(TopicSpec(outputs_topic(p), n))
     return topics

@@ -176,9 +176,10 @@ def pipeline_graph(spec: PipelineSpec) -> dict[str, Any]:
     layer = {PIPELINE_SOURCE: 0}
     nodes: list[dict[str, Any]] = [_topic("inputs", inputs_topic(p), 0)]
     edges: list[dict[str, Any]] = []
-    for name in graph.order:
+    for name in graph.steps:
         node = graph.nodes[name]
         step = node.spec
+        assert step is not None  # a step node
         layer[name] = 1 + max(layer[s] for s in node.sources)
         nodes.append(
             {
