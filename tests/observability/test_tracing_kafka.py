@@ -85,7 +85,9 @@ def test_one_trace_from_front_door_through_every_step(
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:
-        with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+        with running_server(
+            [spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)
+        ) as server:
             url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
             body = {
                 "id": "traced-1",

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamdag.engine.envelope import Envelope, OutRecord
-from streamdag.errors import KafkaError as StreamdagKafkaError
+from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.kafka import headers as h
 
@@ -336,7 +336,7 @@ def restore_partitions(
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise StreamdagKafkaError(
+                raise KafkaOperationError(
                     f"restoring {state.changelog_topic} partitions {sorted(pending)} "
                     f"took over {timeout:.0f}s"
                 )

@@ -22,7 +22,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its 
     ResourceType,
 )
 
-from streamdag.errors import KafkaError
+from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection, admin_config, list_topics
 from streamdag.payloads.store import PayloadStore
 
@@ -58,7 +58,9 @@ def topic_retention_s(
             ms = int(entry.value) if entry is not None and entry.value is not None else -1
             out[resource.name] = None if ms < 0 else ms / 1000
     except KafkaException as exc:
-        raise KafkaError(f"cannot read the topics' retention.ms: {exc.args[0].str()}") from exc
+        raise KafkaOperationError(
+            f"cannot read the topics' retention.ms: {exc.args[0].str()}"
+        ) from exc
     return out
 
 

@@ -22,6 +22,7 @@ from streamdag.pipeline.topics import (
     outputs_topic,
     source_topic,
     step_outputs_topic,
+    topics_glob,
 )
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "parse_spec",
     "source_topic",
     "step_outputs_topic",
+    "topics_glob",
 ]

@@ -24,7 +24,7 @@ from streamdag.pipeline.topics import (
     source_topic,
     step_outputs_topic,
 )
-from streamdag.runtimes.config import BatchConfig, ModelSpec
+from streamdag.runtimes.config import BatchConfig, RuntimeSpec
 
 __all__ = ["PipelinePlan", "PlanNode", "compile_plan"]
 
@@ -105,7 +105,7 @@ class PipelinePlan:
     def node(self, name: str) -> PlanNode:
         return self.nodes[name]
 
-    def model_spec(self, node: PlanNode) -> ModelSpec | None:
+    def model_spec(self, node: PlanNode) -> RuntimeSpec | None:
         return None if node.model is None else self.spec.models[node.model]
 
     def topics(self) -> list[TopicSpec]:

@@ -19,6 +19,7 @@ __all__ = [
     "outputs_topic",
     "source_topic",
     "step_outputs_topic",
+    "topics_glob",
 ]
 
 PREFIX = "streamdag"
@@ -34,6 +35,11 @@ def outputs_topic(pipeline: str) -> str:
 
 def errors_topic(pipeline: str) -> str:
     return f"{PREFIX}.{pipeline}.errors"
+
+
+def topics_glob(pipeline: str) -> str:
+    """A pattern matching every topic of the pipeline, for messages."""
+    return f"{PREFIX}.{pipeline}.*"
 
 
 def step_outputs_topic(pipeline: str, step: str) -> str:
