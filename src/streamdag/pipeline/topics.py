@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 from streamdag.kafka.admin import TopicSpec
@@ -17,6 +18,7 @@ __all__ = [
     "inputs_topic",
     "join_state_topic",
     "outputs_topic",
+    "restore_group",
     "source_topic",
     "step_outputs_topic",
     "topics_glob",
@@ -59,6 +61,12 @@ def gateway_group(pipelines: Iterable[str]) -> str:
     ``streamdag.<p>.gateway`` for one pipeline, ``streamdag.<a>+<b>.gateway`` (names
     sorted) for several, so gateways serving different sets never share a group."""
     return f"{PREFIX}.{'+'.join(sorted(pipelines))}.gateway"
+
+
+def restore_group(changelog_topic: str) -> str:
+    """A group of its own for one read of a join's changelog: its partitions are assigned,
+    never subscribed, and nothing is committed."""
+    return f"{changelog_topic}.restore.{uuid.uuid4().hex[:8]}"
 
 
 def source_topic(pipeline: str, source: str) -> str:
