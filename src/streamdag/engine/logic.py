@@ -70,12 +70,10 @@ class StepLogic:
         self._e2e_seconds: list[float] = []  # of this batch's answers, observed together
         self._spans: list[Span] = []
         self._trigger_tensors = {t.tensor for t in plan.triggers}
-        # A step writes its own outputs topic (results, markers, error markers) for the
-        # steps downstream; the assembler has none: it writes only the final response.
-        self._own_outputs = plan.kind is NodeKind.STEP
-        # Where a result goes, as (topic, model name): the step's outputs, and the
-        # pipeline's outputs when this node answers the caller.
-        self._targets = [(plan.outputs_topic, plan.model)] if self._own_outputs else []
+        # Where a result goes, as (topic, model name): a step's own outputs, for the steps
+        # downstream (the assembler has none), and the pipeline's outputs when this node
+        # answers the caller.
+        self._targets = [(plan.outputs_topic, plan.model)] if plan.kind is NodeKind.STEP else []
         self._final = plan.final_topic
         if self._final is not None:
             self._targets.append((self._final, plan.pipeline))
@@ -257,7 +255,7 @@ class StepLogic:
                 by_source[source] = arrays
                 for name, array in self.plan.select(source, arrays).items():
                     # The output assembler keeps same-named tensors of two steps apart.
-                    clash = name in inputs and not self._own_outputs
+                    clash = name in inputs and self.plan.kind is NodeKind.ASSEMBLER
                     key = f"{source}.{name}" if clash else name
                     inputs[key] = array
         except (InvalidInput, PayloadLost) as exc:
@@ -351,7 +349,7 @@ class StepLogic:
         )
 
     def _skip(self, env: Envelope) -> list[OutRecord]:
-        out = [self._marker(env, "skip")] if self._own_outputs else []
+        out = [self._marker(env, "skip")] if self.plan.kind is NodeKind.STEP else []
         if self._final is not None:
             # No branch ran for this request: the caller still gets one (empty) answer.
             out.append(self._marker(env, "skip", self._final))
@@ -393,6 +391,6 @@ class StepLogic:
             failed.headers.append((h.VALUE_DROPPED, str(len(failed.value or b"")).encode()))
             failed.value = b""
         out = [failed, reply(plan.replies_topic, plan.pipeline)]
-        if self._own_outputs:
+        if plan.kind is NodeKind.STEP:  # the steps downstream let go of the request
             out.append(reply(plan.outputs_topic, plan.model))
         return self._to_caller(env, out)
