@@ -25,12 +25,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its 
 from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection, admin_config, list_topics
 from streamdag.payloads.store import PayloadStore
+from streamdag.pipeline.topics import TOPICS_PREFIX
 
 __all__ = ["effective_retention_s", "start_sweeper", "sweep", "topic_retention_s"]
 
 log = logging.getLogger("streamdag.payloads")
 
-TOPIC_PREFIX = "streamdag."
 SWEEP_EVERY_S = 3600.0
 
 
@@ -41,7 +41,7 @@ def topic_retention_s(
     that delete by age; None for a topic that keeps its records forever."""
     kafka = KafkaConnection.of(kafka)
     if topics is None:
-        topics = [t for t in list_topics(kafka) if t.startswith(TOPIC_PREFIX)]
+        topics = [t for t in list_topics(kafka) if t.startswith(TOPICS_PREFIX)]
     names = sorted(topics)
     if not names:
         return {}

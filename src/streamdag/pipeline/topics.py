@@ -11,6 +11,7 @@ from streamdag.pipeline.spec import PIPELINE_SOURCE, PipelineSpec
 
 __all__ = [
     "OUTPUT_JOIN",
+    "TOPICS_PREFIX",
     "consumer_group",
     "derive_topics",
     "errors_topic",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 PREFIX = "streamdag"
+TOPICS_PREFIX = f"{PREFIX}."  # every topic of every pipeline starts with it
 
 
 def inputs_topic(pipeline: str) -> str:
