@@ -52,7 +52,14 @@ from confluent_kafka import Producer
 from streamdag.engine import PipelineRunner, StepWorker
 from streamdag.errors import StreamdagError
 from streamdag.kafka import TopicSpec, ensure_topics, producer_config
-from streamdag.pipeline import PipelineSpec, derive_topics, inputs_topic, outputs_topic, parse_spec
+from streamdag.pipeline import (
+    PipelineSpec,
+    compile_plan,
+    derive_topics,
+    inputs_topic,
+    outputs_topic,
+    parse_spec,
+)
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
 
 HERE = Path(__file__).resolve().parent
@@ -112,7 +119,7 @@ def profiled(directory: Path | None, label: str) -> Iterator[None]:
 def drain_engine(
     bootstrap: str, spec: PipelineSpec, n: int, timeout: float, profile: Path | None, label: str
 ) -> Drain:
-    runner = PipelineRunner(spec, bootstrap)
+    runner = PipelineRunner(compile_plan(spec), bootstrap)
     with profiled(profile, label):
         drain, sample = timed_drain(
             "engine",

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer
 from streamdag.engine import PipelineRunner
 from streamdag.kafka import producer_config
 from streamdag.kafka.headers import ERROR, ErrorInfo, get_header
-from streamdag.pipeline import PipelineSpec
+from streamdag.pipeline import PipelineSpec, compile_plan
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
 
 
@@ -203,7 +203,7 @@ def count_by_id(results: Sequence[Result]) -> dict[str, int]:
 def run_pipeline(spec: PipelineSpec, bootstrap: str, **options: Any) -> Iterator[PipelineRunner]:
     """The pipeline's workers in a thread of this process; stopped on exit, and a failure
     of theirs fails the test."""
-    runner = PipelineRunner(spec, bootstrap, **options)
+    runner = PipelineRunner(compile_plan(spec), bootstrap, **options)
     failures: list[BaseException] = []
 
     def target() -> None:

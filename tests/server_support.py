@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from streamdag.broker import free_port
-from streamdag.pipeline import PipelineSpec
+from streamdag.pipeline import PipelineSpec, compile_plan
 from streamdag.serving import DataPlane, PipelineGateway, Server
 
 
@@ -23,7 +23,11 @@ def running_server(
 
     async def main() -> None:
         ports = {"http_port": free_port(), "grpc_port": free_port()}
-        server = Server(DataPlane(specs, gateway=gateway), host="127.0.0.1", **{**ports, **options})
+        server = Server(
+            DataPlane([compile_plan(s) for s in specs], gateway=gateway),
+            host="127.0.0.1",
+            **{**ports, **options},
+        )
         async with server:
             stop = asyncio.Event()
             state.update(server=server, stop=stop, loop=asyncio.get_running_loop())

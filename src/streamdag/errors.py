@@ -15,7 +15,7 @@ error-topic records); nothing else inspects error classes to pick a status.
     │   ├── BrokerNotRunning
     │   ├── BrokerLayoutMismatch       (a start that does not fit the recorded cluster)
     │   └── BrokerStartFailed
-    ├── KafkaError                      kafka            (wraps confluent-kafka errors)
+    ├── KafkaOperationError             kafka            (wraps confluent-kafka errors)
     │   └── TopicMismatch               kafka
     ├── InvalidInput                    invalid_argument
     │   └── DecodeError                 invalid_argument (undecodable record or body)
@@ -35,7 +35,7 @@ error-topic records); nothing else inspects error classes to pick a status.
     └── PayloadLost                     data_loss        (a payload-store object missing or
                                                           not what its record says)
 
-Third-party errors are translated where they enter (``raise KafkaError(...) from exc``).
+Third-party errors are translated where they enter (``raise KafkaOperationError(...) from exc``).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ __all__ = [
     "DecodeError",
     "InvalidInput",
     "JavaNotFound",
-    "KafkaError",
     "KafkaJarsMissing",
+    "KafkaOperationError",
     "ModelError",
     "ModelHung",
     "ModelNotFound",
@@ -165,13 +165,13 @@ class BrokerStartFailed(BrokerError):
     """The broker process exited or did not become ready; the message ends with its log."""
 
 
-class KafkaError(StreamdagError):
+class KafkaOperationError(StreamdagError):
     """A Kafka operation failed (wraps confluent-kafka's errors at the boundary)."""
 
     code = "kafka"
 
 
-class TopicMismatch(KafkaError):
+class TopicMismatch(KafkaOperationError):
     def __init__(self, topic: str, expected: int, actual: int) -> None:
         self.topic = topic
         self.expected = expected
@@ -314,7 +314,7 @@ _BY_CODE: dict[str, type[StreamdagError]] = {
         DeadlineExceeded,
         Unavailable,
         ConfigError,
-        KafkaError,
+        KafkaOperationError,
         ResourceExhausted,
         Unauthenticated,
         PayloadLost,

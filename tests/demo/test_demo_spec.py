@@ -10,7 +10,7 @@ import pytest
 from streamdag.demo import EXAMPLE_DIR, DemoOptions, run_demo
 from streamdag.demo.run import worker_groups
 from streamdag.errors import ConfigError
-from streamdag.pipeline import build_graph, load_spec
+from streamdag.pipeline import build_graph, compile_plan, load_spec
 from streamdag.pipeline.topics import OUTPUT_JOIN
 
 
@@ -33,7 +33,7 @@ def test_the_spec_has_fan_out_an_inner_join_and_triggers() -> None:
 
 def test_the_worker_processes_cover_every_step_once() -> None:
     spec = load_spec(EXAMPLE_DIR / "pipeline.yaml")
-    groups = worker_groups(spec)
+    groups = worker_groups(compile_plan(spec))
     assert groups[0] == ["sections", "entities", "assertion"]
     steps = [s for g in groups for s in g]
     assert sorted(steps) == sorted([*(s.name for s in spec.steps), OUTPUT_JOIN])

@@ -25,7 +25,7 @@ from server_support import running_server
 
 from streamdag.broker import ClusterInfo, LocalCluster, free_port_run
 from streamdag.kafka import ensure_topics
-from streamdag.pipeline import PipelineSpec, derive_topics, load_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, derive_topics, load_spec
 from streamdag.serving import KafkaGateway
 from streamdag.settings import get_settings
 
@@ -165,7 +165,7 @@ def test_exactly_once_while_a_broker_dies_mid_stream(
 
     answers: list[int] = []
     sent: list[str] = []
-    with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+    with running_server([spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)) as server:
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
         stop = threading.Event()
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from streamdag.engine.batching import RetryPolicy
-from streamdag.engine.plan import plan_step
+from streamdag.engine.plan import step_plan
 from streamdag.errors import InvalidInput
-from streamdag.pipeline import PipelineSpec, parse_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, parse_spec
 
 HERE = Path(__file__).parent
 
@@ -70,7 +70,7 @@ LANG = np.array([b"en"], dtype=object)
 
 
 def test_first_step_reads_the_inputs_topic_and_writes_its_own_outputs() -> None:
-    plan = plan_step(spec_of(linear_spec()), "clean")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "clean")
     assert plan.pipeline == "triage"
     assert plan.version == "3"
     assert plan.guarantee == "at_least_once"
@@ -86,7 +86,7 @@ def test_first_step_reads_the_inputs_topic_and_writes_its_own_outputs() -> None:
 
 
 def test_downstream_step_reads_its_source_step_topic() -> None:
-    plan = plan_step(spec_of(linear_spec()), "sections")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "sections")
     assert plan.group_id == "streamdag.triage.sections"
     assert plan.source_topics == {"streamdag.triage.clean.outputs": "clean"}
     assert not plan.is_request_topic("streamdag.triage.clean.outputs")
@@ -101,34 +101,34 @@ def test_a_sole_output_step_also_writes_the_pipeline_outputs() -> None:
     # language feeds sections, so sections is the sole output step.
     data["steps"][1]["inputs"] = ["clean.outputs.text", "language.outputs"]
     data["steps"][1]["tensor_map"] = {"clean.outputs.text": "body"}
-    plan = plan_step(spec_of(data), "sections")
+    plan = step_plan(compile_plan(spec_of(data)), "sections")
     assert plan.final_topic == "streamdag.triage.outputs"
-    assert plan_step(spec_of(data), "language").final_topic is None
+    assert step_plan(compile_plan(spec_of(data)), "language").final_topic is None
 
 
 def test_no_step_writes_the_pipeline_outputs_when_several_are_outputs() -> None:
     spec = spec_of(linear_spec())
     assert spec.output_steps == ["sections", "language"]
-    assert plan_step(spec, "sections").final_topic is None
-    assert plan_step(spec, "language").final_topic is None
+    assert step_plan(compile_plan(spec), "sections").final_topic is None
+    assert step_plan(compile_plan(spec), "language").final_topic is None
 
 
 def test_step_retry_overrides_the_pipeline_retry() -> None:
     spec = spec_of(linear_spec())
-    assert plan_step(spec, "sections").retry == RetryPolicy(2, 10, 20)
-    assert plan_step(spec, "clean").retry == RetryPolicy(5, 50, 1000)
+    assert step_plan(compile_plan(spec), "sections").retry == RetryPolicy(2, 10, 20)
+    assert step_plan(compile_plan(spec), "clean").retry == RetryPolicy(5, 50, 1000)
 
 
 def test_default_retry_and_no_timeout_when_the_spec_sets_none() -> None:
     data = linear_spec()
     del data["retry"]
-    plan = plan_step(spec_of(data), "clean")
+    plan = step_plan(compile_plan(spec_of(data)), "clean")
     assert plan.retry == RetryPolicy()
     assert plan.timeout_s is None
 
 
 def test_select_takes_the_whole_source_and_renames_by_tensor_map() -> None:
-    plan = plan_step(spec_of(linear_spec()), "language")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "language")
     picked = plan.select("clean", {"text": TEXT, "lang": LANG})
     assert set(picked) == {"text", "language"}
     assert picked["language"] is LANG
@@ -136,13 +136,13 @@ def test_select_takes_the_whole_source_and_renames_by_tensor_map() -> None:
 
 
 def test_select_takes_one_tensor_and_renames_it() -> None:
-    plan = plan_step(spec_of(linear_spec()), "sections")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "sections")
     picked = plan.select("clean", {"text": TEXT, "lang": LANG})
     assert picked == {"body": TEXT}
 
 
 def test_select_renames_pipeline_inputs() -> None:
-    plan = plan_step(spec_of(linear_spec()), "clean")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "clean")
     raw = np.array([b"raw"], dtype=object)
     extra = np.zeros(1)
     picked = plan.select("pipeline", {"raw": raw, "extra": extra})
@@ -150,12 +150,12 @@ def test_select_renames_pipeline_inputs() -> None:
 
 
 def test_select_ignores_tensors_of_other_sources() -> None:
-    plan = plan_step(spec_of(linear_spec()), "sections")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "sections")
     assert plan.select("pipeline", {"text": TEXT}) == {}
 
 
 def test_a_missing_tensor_is_invalid_input_naming_the_reference() -> None:
-    plan = plan_step(spec_of(linear_spec()), "sections")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "sections")
     with pytest.raises(InvalidInput) as info:
         plan.select("clean", {"lang": LANG})
     message = info.value.message
@@ -166,6 +166,6 @@ def test_a_missing_tensor_is_invalid_input_naming_the_reference() -> None:
 
 
 def test_a_missing_tensor_from_an_empty_source_says_so() -> None:
-    plan = plan_step(spec_of(linear_spec()), "sections")
+    plan = step_plan(compile_plan(spec_of(linear_spec())), "sections")
     with pytest.raises(InvalidInput, match="no tensors"):
         plan.select("clean", {})

@@ -13,10 +13,10 @@ import pytest
 from confluent_kafka import Producer
 from kafka_support import count_by_id, read_results, read_topic, send_requests
 
-from streamdag.engine import StepWorker, plan_step
+from streamdag.engine import StepWorker, step_plan
 from streamdag.kafka import ensure_topics
 from streamdag.kafka.headers import ERROR, ErrorInfo, get_header
-from streamdag.pipeline import derive_topics, load_spec
+from streamdag.pipeline import compile_plan, derive_topics, load_spec
 from streamdag.protocol import encode_request
 from streamdag.runtimes import create_model
 
@@ -189,7 +189,7 @@ def test_slow_model_keeps_its_partitions(
     """A model call longer than max.poll.interval.ms must not get the worker evicted."""
     spec = load_spec(pipeline_spec(SLOW))
     ensure_topics(bootstrap, derive_topics(spec))
-    plan = plan_step(spec, "slow")
+    plan = step_plan(compile_plan(spec), "slow")
     model = create_model("m", spec.models["m"], spec.base_dir)
     model.load()
     stop = threading.Event()

@@ -17,7 +17,7 @@ from server_support import running_server
 
 from streamdag.kafka import MESSAGE_MAX_BYTES, ensure_topics
 from streamdag.kafka.headers import ERROR, ErrorInfo, get_header
-from streamdag.pipeline import derive_topics, load_spec
+from streamdag.pipeline import compile_plan, derive_topics, load_spec
 from streamdag.serving import KafkaGateway
 
 pytestmark = pytest.mark.kafka
@@ -123,7 +123,7 @@ def test_a_step_returning_too_much_answers_its_caller_at_once(
     spec = load_spec(pipeline_spec(GROWS.replace("GUARANTEE", "exactly_once")))
     with (
         running(spec, bootstrap),
-        running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server,
+        running_server([spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)) as server,
     ):
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
 

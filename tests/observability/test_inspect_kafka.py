@@ -29,7 +29,7 @@ from streamdag.errors import ConfigError, NotFound
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.errors_view import list_failures
 from streamdag.observability.inspect import Trace, last_records, trace_request
-from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline import PipelinePlan, PipelineSpec, compile_plan, load_spec
 
 PARTITIONS = 3
 FAILING = "j7"  # b = 70: the right branch fails it
@@ -52,6 +52,10 @@ class Ran:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def plan(self) -> PipelinePlan:
+        return compile_plan(self.spec)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +87,7 @@ def _trace(ran: Ran, rid: str, *, until: str, timeout: float = 30.0) -> Trace:
     """The trace of ``rid`` once a record of ``until`` is in it (joins answer later)."""
     deadline = time.monotonic() + timeout
     while True:
-        trace = trace_request(ran.spec, ran.bootstrap, rid)
+        trace = trace_request(ran.plan, ran.bootstrap, rid)
         if any(hop.record.label == until for hop in trace.hops) or time.monotonic() > deadline:
             return trace
         time.sleep(0.5)
@@ -163,28 +167,28 @@ def test_trace_finds_a_request_its_client_put_on_another_partition(ran: Ran) -> 
 
 
 def test_last_records_of_a_topic(ran: Ran) -> None:
-    lefts = last_records(ran.spec, ran.bootstrap, 4, source="left")
+    lefts = last_records(ran.plan, ran.bootstrap, 4, source="left")
     assert len(lefts) == 4
     assert {r.topic for r in lefts} == {f"streamdag.{ran.name}.left.outputs"}
     assert [r.timestamp_ms for r in lefts] == sorted(r.timestamp_ms for r in lefts)
     for r in lefts:
         i = int(r.request_id[1:])
         assert [(t.name, t.head) for t in r.tensors] == [("l", (2 * (i + 1),))]
-    everything = last_records(ran.spec, ran.bootstrap, 100, source="inputs")
+    everything = last_records(ran.plan, ran.bootstrap, 100, source="inputs")
     assert sorted(r.request_id for r in everything) == sorted(IDS)
-    [error] = last_records(ran.spec, ran.bootstrap, 5, source="errors")
+    [error] = last_records(ran.plan, ran.bootstrap, 5, source="errors")
     assert error.request_id == FAILING and error.error is not None
     with pytest.raises(ConfigError, match=r"unknown step 'nope'.*split, left, right, both"):
-        last_records(ran.spec, ran.bootstrap, 1, source="nope")
+        last_records(ran.plan, ran.bootstrap, 1, source="nope")
 
 
 def test_unknown_request_is_not_found(ran: Ran) -> None:
     with pytest.raises(NotFound, match=rf"request nope not found in streamdag\.{ran.name}\.\*"):
-        trace_request(ran.spec, ran.bootstrap, "nope")
+        trace_request(ran.plan, ran.bootstrap, "nope")
 
 
 def test_errors_lists_the_failed_request(ran: Ran) -> None:
-    [failure] = list_failures(ran.spec, ran.bootstrap)
+    [failure] = list_failures(ran.plan, ran.bootstrap)
     assert failure.request_id == FAILING
     assert (failure.error.step, failure.error.code, failure.error.attempts) == (
         "right",
@@ -193,13 +197,13 @@ def test_errors_lists_the_failed_request(ran: Ran) -> None:
     )
     assert failure.record.source is not None
     assert failure.record.source.topic == f"streamdag.{ran.name}.split.outputs"
-    assert list_failures(ran.spec, ran.bootstrap, code="model_error", step="right") == [failure]
-    assert list_failures(ran.spec, ran.bootstrap, request_ids=[FAILING]) == [failure]
-    assert list_failures(ran.spec, ran.bootstrap, step="left") == []
-    assert list_failures(ran.spec, ran.bootstrap, code="deadline_exceeded") == []
-    assert list_failures(ran.spec, ran.bootstrap, request_ids=["j3"]) == []
+    assert list_failures(ran.plan, ran.bootstrap, code="model_error", step="right") == [failure]
+    assert list_failures(ran.plan, ran.bootstrap, request_ids=[FAILING]) == [failure]
+    assert list_failures(ran.plan, ran.bootstrap, step="left") == []
+    assert list_failures(ran.plan, ran.bootstrap, code="deadline_exceeded") == []
+    assert list_failures(ran.plan, ran.bootstrap, request_ids=["j3"]) == []
     with pytest.raises(ConfigError, match="unknown step 'nope'"):
-        list_failures(ran.spec, ran.bootstrap, step="nope")
+        list_failures(ran.plan, ran.bootstrap, step="nope")
 
 
 def test_cli_prints_the_path_and_the_failures(ran: Ran) -> None:

@@ -22,7 +22,7 @@ from obs_support import (
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.errors_view import list_failures, replay_failures
 from streamdag.observability.inspect import trace_request
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 
 PARTITIONS = 3
 
@@ -76,7 +76,7 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
         first = read_results(bootstrap, name, until=10, timeout=90)
         failed = sorted((r.request_id, r.error.step) for r in first if r.error is not None)
         assert failed == [("j7", "right"), ("j9", "right")]
-        failures = list_failures(spec, bootstrap, since_ms=0)
+        failures = list_failures(compile_plan(spec), bootstrap, since_ms=0)
         assert sorted(f.request_id for f in failures) == ["j7", "j9"]
 
         obs_models.FIXED = True  # the fix is deployed
@@ -101,11 +101,11 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
             assert answer.headers["x-api-key"] == b"s3cret"
 
         # Sent again since they failed: a second replay skips them.
-        again = replay_failures(spec, bootstrap, failures)
+        again = replay_failures(compile_plan(spec), bootstrap, failures)
         assert (again.replayed, sorted(again.resubmitted), again.missing) == ([], ["j7", "j9"], [])
 
-        trace = trace_request(spec, bootstrap, "j7")
-        stray_trace = trace_request(spec, bootstrap, "j9")
+        trace = trace_request(compile_plan(spec), bootstrap, "j7")
+        stray_trace = trace_request(compile_plan(spec), bootstrap, "j9")
     sent = [hop.record for hop in trace.hops if hop.record.role == "inputs"]
     assert len(sent) == 2
     original, replayed = sent

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Producer
 
-from streamdag.errors import KafkaError
+from streamdag.errors import KafkaOperationError
 from streamdag.kafka import producer_config
 from streamdag.observability.scan import TopicReader, Window
 
@@ -55,6 +55,6 @@ def test_read_stops_at_the_last_stable_offset(
 def test_unreachable_broker_is_one_kafka_error() -> None:
     with (
         TopicReader("127.0.0.1:1") as reader,
-        pytest.raises(KafkaError, match=r"^cannot reach Kafka at 127\.0\.0\.1:1: "),
+        pytest.raises(KafkaOperationError, match=r"^cannot reach Kafka at 127\.0\.0\.1:1: "),
     ):
         reader.topics(timeout=1.0)

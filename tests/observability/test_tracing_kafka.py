@@ -21,7 +21,7 @@ from server_support import running_server
 from streamdag.broker import free_port
 from streamdag.engine import PipelineRunner
 from streamdag.observability import tracing
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 from streamdag.serving import KafkaGateway
 
 pytestmark = pytest.mark.kafka
@@ -81,11 +81,13 @@ def test_one_trace_from_front_door_through_every_step(
     spec = load_spec(spec_path)
     assert tracing.configure_tracing("streamdag-test", endpoint)
 
-    runner = PipelineRunner(spec, bootstrap)
+    runner = PipelineRunner(compile_plan(spec), bootstrap)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:
-        with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+        with running_server(
+            [spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)
+        ) as server:
             url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
             body = {
                 "id": "traced-1",

@@ -30,7 +30,7 @@ from streamdag.kafka import list_topics
 from streamdag.kafka.headers import PAYLOAD
 from streamdag.observability.errors_view import list_failures, replay_failures
 from streamdag.payloads import PayloadStore
-from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, load_spec
 from streamdag.protocol import decode_response, response_from_bytes
 from streamdag.serving import KafkaGateway
 
@@ -133,7 +133,7 @@ def test_a_5_mb_request_crosses_a_fan_out_and_a_join_through_the_store(
     bootstrap: str, pipeline: Callable[[str], PipelineSpec], store: PayloadStore
 ) -> None:
     spec = pipeline(SPEC)
-    gateway = KafkaGateway([spec], bootstrap, payloads=store)
+    gateway = KafkaGateway([compile_plan(spec)], bootstrap, payloads=store)
     with (
         run_pipeline(spec, bootstrap, payloads=store),
         running_server([spec], gateway=gateway) as server,
@@ -165,7 +165,7 @@ def test_without_a_store_an_oversized_result_is_an_error_reply_at_once(
     spec = pipeline(BIG)
     with (
         run_pipeline(spec, bootstrap),
-        running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server,
+        running_server([spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)) as server,
     ):
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
         data = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}
@@ -181,7 +181,7 @@ def test_a_replayed_failed_request_resolves_its_stub_and_succeeds(
     bootstrap: str, pipeline: Callable[[str], PipelineSpec], store: PayloadStore
 ) -> None:
     spec = pipeline(SPEC)
-    gateway = KafkaGateway([spec], bootstrap, payloads=store)
+    gateway = KafkaGateway([compile_plan(spec)], bootstrap, payloads=store)
     with (
         run_pipeline(spec, bootstrap, payloads=store) as runner,
         running_server([spec], gateway=gateway) as server,
@@ -196,10 +196,10 @@ def test_a_replayed_failed_request_resolves_its_stub_and_succeeds(
             http.infer(spec.name, [rest_input], request_id="again-1")
         http.close()
         models.broken = False
-        failures = list_failures(spec, bootstrap, since_ms=0)
+        failures = list_failures(compile_plan(spec), bootstrap, since_ms=0)
         assert [f.request_id for f in failures] == ["again-1"]
         assert failures[0].record.value and len(failures[0].record.value) < 1000  # a stub
-        result = replay_failures(spec, bootstrap, failures, payloads=store)
+        result = replay_failures(compile_plan(spec), bootstrap, failures, payloads=store)
         assert result.replayed == ["again-1"]
         replies = [
             r for r in read_results(bootstrap, spec.name, until=2, timeout=60) if r.error is None
@@ -214,7 +214,7 @@ def test_a_changed_or_missing_object_is_an_error_reply_naming_it(
     bootstrap: str, pipeline: Callable[[str], PipelineSpec], store: PayloadStore
 ) -> None:
     spec = pipeline(SPEC)
-    gateway = KafkaGateway([spec], bootstrap, payloads=store)
+    gateway = KafkaGateway([compile_plan(spec)], bootstrap, payloads=store)
     answers: dict[str, InferenceServerException] = {}
     with running_server([spec], gateway=gateway) as server:
 

@@ -11,10 +11,10 @@ import numpy as np
 
 from streamdag.engine.envelope import decode_records
 from streamdag.engine.logic import StepLogic
-from streamdag.engine.plan import StepPlan, plan_step
+from streamdag.engine.plan import StepPlan, step_plan
 from streamdag.kafka import headers as h
 from streamdag.payloads import PayloadStore
-from streamdag.pipeline import parse_spec
+from streamdag.pipeline import compile_plan, parse_spec
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
 
 INPUTS = "streamdag.p.inputs"
@@ -54,7 +54,7 @@ def plan() -> StepPlan:
             "steps": [{"name": "s", "model": "m"}],
         }
     )
-    return plan_step(spec, "s")
+    return step_plan(compile_plan(spec), "s")
 
 
 def stub_message(store: PayloadStore, x: np.ndarray, offset: int) -> Message:

@@ -18,7 +18,7 @@ from server_support import running_server
 from tritonclient.utils import InferenceServerException
 
 from streamdag.kafka.headers import CALLER, REQUEST_ID, get_header
-from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, load_spec
 from streamdag.serving import KafkaGateway
 from streamdag.serving.auth import Tokens
 
@@ -57,7 +57,9 @@ def test_only_callers_with_a_token_reach_the_pipeline_and_are_named(
     x = np.array([[1.0, 2.0]], dtype=np.float32)
     with (
         run_pipeline(spec, bootstrap),
-        running_server([spec], KafkaGateway([spec], bootstrap), auth_tokens=TOKENS) as server,
+        running_server(
+            [spec], KafkaGateway([compile_plan(spec)], bootstrap), auth_tokens=TOKENS
+        ) as server,
     ):
         http = triton_http.InferenceServerClient(f"127.0.0.1:{server.http_port}")
         grpc = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from streamdag.errors import InvalidInput, ModelError
+from streamdag.protocol.datatypes import Arrays
 from streamdag.runtimes import BatchConfig
 from streamdag.serving import AdaptiveBatcher
-from streamdag.serving.batcher import Arrays
 
 
 class Recorder:

@@ -16,7 +16,7 @@ from kafka_support import Workers, read_results, read_topic
 from server_support import running_server
 
 from streamdag.kafka.headers import CALL, get_header
-from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, load_spec
 from streamdag.serving import KafkaGateway
 
 pytestmark = pytest.mark.kafka
@@ -102,7 +102,7 @@ def test_a_late_reply_is_never_taken_for_a_retry_of_its_request_id(
     path, spec = write_pipeline(LINEAR, guarantee)
     w = workers(path)
     w.start()
-    with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+    with running_server([spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)) as server:
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
         second = _timed_out_then_sent_again(url, "r1")
     assert second.status_code == 200, second.text
@@ -124,7 +124,7 @@ def test_a_join_keeps_two_calls_of_one_request_id_apart(
     path, spec = write_pipeline(JOIN, join=join)
     w = workers(path)
     w.start()
-    with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+    with running_server([spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)) as server:
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
         if join == "any":
             # The first piece answers an `any` join; a second call soon after is a new
@@ -164,7 +164,7 @@ def test_reused_ids_under_a_worker_sigkill_each_get_their_own_answer_once(
     wrong: list[str] = []
     answered = 0
     lock = threading.Lock()
-    with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+    with running_server([spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)) as server:
         url = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}/infer"
 
         def two_calls(i: int) -> None:

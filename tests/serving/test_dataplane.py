@@ -19,7 +19,7 @@ from streamdag.errors import (
     PipelineNotFound,
     Unavailable,
 )
-from streamdag.pipeline import PipelineSpec, parse_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, parse_spec
 from streamdag.protocol import decode_response, encode_request
 from streamdag.runtimes import TensorSpec
 from streamdag.serving import DataPlane, RepositoryEntry
@@ -45,7 +45,7 @@ def with_plane(
 
     def go(scenario: Callable[[DataPlane], Coroutine[Any, Any, Any]]) -> Any:
         async def main() -> Any:
-            plane = DataPlane([spec_and_models[0]], gateway=FakeGateway())
+            plane = DataPlane([compile_plan(spec_and_models[0])], gateway=FakeGateway())
             await plane.start()
             try:
                 return await scenario(plane)
@@ -191,7 +191,7 @@ def test_pipeline_requests_go_to_the_gateway_with_the_shorter_deadline(
     gateway = FakeGateway()
 
     async def main() -> None:
-        plane = DataPlane([spec_and_models[0]], gateway=gateway)
+        plane = DataPlane([compile_plan(spec_and_models[0])], gateway=gateway)
         await plane.start()
         request = encode_request(
             PIPELINE, {"x": [1, 2]}, id="p-1", parameters={"timeout": 9_000_000}
@@ -222,7 +222,7 @@ def test_a_malformed_pipeline_request_never_reaches_the_gateway(
     request.inputs[0].shape[:] = [5]  # claims more than the raw bytes hold
 
     async def main() -> None:
-        plane = DataPlane([spec_and_models[0]], gateway=gateway)
+        plane = DataPlane([compile_plan(spec_and_models[0])], gateway=gateway)
         with pytest.raises(InvalidInput, match="raw contents hold 16 bytes but shape"):
             await plane.infer(request)
 
@@ -248,7 +248,7 @@ def test_conflicting_declarations_are_refused(
         ConfigError,
         match=r"model scale is declared differently in .*pipeline\.yaml and other\.yaml",
     ):
-        DataPlane([spec, other])
+        DataPlane([compile_plan(spec), compile_plan(other)])
     same = parse_spec(
         {
             "name": "same",
@@ -257,9 +257,9 @@ def test_conflicting_declarations_are_refused(
         },
         base_dir=tmp_path,
     )
-    assert DataPlane([spec, same]).models().count("scale") == 1
+    assert DataPlane([compile_plan(spec), compile_plan(same)]).models().count("scale") == 1
     with pytest.raises(ConfigError, match="model scale has the name of a pipeline"):
-        DataPlane([same], gateway=FakeGateway(names=("scale",)))
+        DataPlane([compile_plan(same)], gateway=FakeGateway(names=("scale",)))
 
 
 # What a pipeline's workers would refuse is refused at the door ---------------------------
@@ -300,7 +300,7 @@ def checked_plane(
         gateway = FakeGateway(names=("checked",))
 
         async def main() -> None:
-            plane = DataPlane([spec], gateway=gateway)
+            plane = DataPlane([compile_plan(spec)], gateway=gateway)
             await plane.start()
             try:
                 await scenario(plane)

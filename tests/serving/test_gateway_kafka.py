@@ -23,7 +23,7 @@ from kafka_support import run_pipeline
 from server_support import running_server
 from tritonclient.utils import InferenceServerException
 
-from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, load_spec
 from streamdag.serving import KafkaGateway, Server
 
 pytestmark = pytest.mark.kafka
@@ -58,7 +58,7 @@ def pipeline(tmp_path: Path, unique_name: Callable[[str], str]) -> Callable[...,
 
 @contextmanager
 def gateway_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
-    with running_server([spec], gateway=KafkaGateway([spec], bootstrap)) as server:
+    with running_server([spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap)) as server:
         yield server
 
 

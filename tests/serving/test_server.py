@@ -26,7 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from streamdag.broker import free_port
 from streamdag.errors import ConfigError
-from streamdag.pipeline import PipelineSpec, parse_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, parse_spec
 from streamdag.protocol import encode_request, inference_pb2_grpc
 from streamdag.serving import DataPlane, Server
 
@@ -158,7 +158,7 @@ def test_live_while_models_load_and_ready_after(
     module.Gate.OPEN.clear()
 
     async def scenario() -> None:
-        server = Server(DataPlane([spec]), host="127.0.0.1", http_port=0, grpc_port=0)
+        server = Server(DataPlane([compile_plan(spec)]), host="127.0.0.1", http_port=0, grpc_port=0)
         starting = asyncio.create_task(server.start())
         while not server.http_port:  # 0 until the port is bound
             await asyncio.sleep(0.01)

@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 
 import streamdag.serving
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 from streamdag.serving import GRPC_STATUS, HTTP_STATUS
 
 
@@ -64,6 +64,6 @@ def test_build_gateway_serves_the_pipelines_of_the_specs(tmp_path: Path) -> None
         "name: gw-api\nmodels:\n  m: {runtime: python, handler: os:getcwd}\n"
         "steps:\n  - {name: s, model: m}\n"
     )
-    gateway = streamdag.serving.build_gateway([load_spec(spec)], "localhost:9092")
+    gateway = streamdag.serving.build_gateway([compile_plan(load_spec(spec))], "localhost:9092")
     assert isinstance(gateway, streamdag.serving.KafkaGateway)
     assert gateway.pipelines() == ["gw-api"]

@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 
 from streamdag.observability.live import percentile
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 from streamdag.serving.ui import pipeline_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_medical_records_graph() -> None:
-    graph = pipeline_graph(load_spec(ROOT / "examples" / "medical_records" / "pipeline.yaml"))
+    graph = pipeline_graph(
+        compile_plan(load_spec(ROOT / "examples" / "medical_records" / "pipeline.yaml"))
+    )
     layers = {n["id"]: n["layer"] for n in graph["nodes"]}
     assert layers == {
         "inputs": 0,
@@ -49,7 +51,9 @@ def test_medical_records_graph() -> None:
 
 
 def test_linear_graph_has_no_output_join() -> None:
-    graph = pipeline_graph(load_spec(ROOT / "src" / "streamdag" / "demo" / "quickstart.yaml"))
+    graph = pipeline_graph(
+        compile_plan(load_spec(ROOT / "src" / "streamdag" / "demo" / "quickstart.yaml"))
+    )
     assert [n["id"] for n in graph["nodes"]] == [
         "inputs",
         "normalize",

@@ -14,6 +14,7 @@ import pytest
 from kafka_support import run_pipeline
 
 from streamdag.observability.inspect import trace_request
+from streamdag.pipeline import compile_plan
 
 from .ui_support import ui_server, write_pipeline
 
@@ -75,7 +76,7 @@ def test_no_view_shows_a_credential(
         }
         outputs.update({f"web view {name}": r.text for name, r in shown.items()})
         # The records in Kafka are unchanged: the caller's key went through the pipeline.
-        stored = trace_request(spec, bootstrap, ok).hops[0].record.raw_headers
+        stored = trace_request(compile_plan(spec), bootstrap, ok).hops[0].record.raw_headers
     assert ("x-api-key", b"s3cret") in stored
     for name, text in outputs.items():
         for secret in SECRETS:

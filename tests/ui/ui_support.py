@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from server_support import running_server
 
-from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, load_spec
 from streamdag.serving import KafkaGateway, Server
 
 SPEC = """
@@ -96,5 +96,7 @@ class LivePipeline:
 @contextmanager
 def ui_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
     """A server with a gateway for ``spec``; its web view reads Kafka at ``bootstrap``."""
-    with running_server([spec], gateway=KafkaGateway([spec], bootstrap), kafka=bootstrap) as server:
+    with running_server(
+        [spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap), kafka=bootstrap
+    ) as server:
         yield server

@@ -13,7 +13,7 @@ from streamdag.observability.errors_view import list_failures, replay_failures
 from streamdag.observability.render import format_failures, format_replay
 from streamdag.observability.scan import format_time, parse_since
 from streamdag.payloads import store_from_settings
-from streamdag.pipeline import errors_topic, load_spec
+from streamdag.pipeline import compile_plan, load_spec
 
 __all__ = ["errors"]
 
@@ -71,12 +71,12 @@ def errors(
     (see `streamdag inspect --help`); --replay sends the headers as the callers did."""
     if force and not replay:
         raise click.UsageError("--force goes with --replay")
-    spec = load_spec(spec_file)
+    plan = compile_plan(load_spec(spec_file))
     since_ms = parse_since(since)
     kafka = resolve_kafka(bootstrap, kafka_config)
     payloads = store_from_settings(payload_store)
     failures = list_failures(
-        spec,
+        plan,
         kafka,
         since_ms=since_ms,
         step=step,
@@ -88,7 +88,7 @@ def errors(
     absent = sorted(set(request_ids) - {f.request_id for f in failures})
     if replay and absent:
         raise NotFound(
-            f"no failed record of request {', '.join(absent)} in {errors_topic(spec.name)} "
+            f"no failed record of request {', '.join(absent)} in {plan.errors_topic} "
             f"since {format_time(since_ms)}; nothing replayed"
         )
     if not replay:
@@ -98,11 +98,9 @@ def errors(
             for line in format_failures(failures):
                 click.echo(line)
         else:
-            click.echo(
-                f"no failed records in {errors_topic(spec.name)} since {format_time(since_ms)}"
-            )
+            click.echo(f"no failed records in {plan.errors_topic} since {format_time(since_ms)}")
         return
-    result = replay_failures(spec, kafka, failures, force=force, payloads=payloads)
+    result = replay_failures(plan, kafka, failures, force=force, payloads=payloads)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -13,7 +13,7 @@ from streamdag.observability.inspect import last_records, trace_request
 from streamdag.observability.render import format_records, format_trace
 from streamdag.observability.scan import parse_since
 from streamdag.payloads import store_from_settings
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 
 __all__ = ["inspect_command"]
 
@@ -69,16 +69,16 @@ def inspect_command(
         raise click.UsageError("--last, --step and --topic go without --request-id")
     if step and topic:
         raise click.UsageError("give --step or --topic, not both")
-    spec = load_spec(spec_file)
+    plan = compile_plan(load_spec(spec_file))
     since_ms = parse_since(since) if since is not None else None
     kafka = resolve_kafka(bootstrap, kafka_config)
     payloads = store_from_settings(payload_store)
     if request_id is not None:
-        trace = trace_request(spec, kafka, request_id, since_ms=since_ms, payloads=payloads)
+        trace = trace_request(plan, kafka, request_id, since_ms=since_ms, payloads=payloads)
         lines = [json.dumps(trace.to_dict(), indent=2)] if as_json else format_trace(trace)
     else:
         records = last_records(
-            spec,
+            plan,
             kafka,
             last or DEFAULT_LAST,
             source=step or topic or "outputs",

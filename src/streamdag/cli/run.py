@@ -14,7 +14,7 @@ from streamdag.errors import StreamdagError
 from streamdag.observability.metrics import serve_metrics
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.payloads import store_from_settings
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 
 __all__ = ["run"]
 
@@ -81,7 +81,7 @@ def run(
     spec = load_spec(spec_file)
     chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
     runner = PipelineRunner(
-        spec,
+        compile_plan(spec),
         resolve_kafka(bootstrap, kafka_config),
         steps=chosen,
         instance_id=instance_id,

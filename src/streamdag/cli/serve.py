@@ -10,7 +10,7 @@ import click
 from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.payloads import store_from_settings
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 from streamdag.serving import build_gateway
 from streamdag.serving import serve as run_server
 from streamdag.serving.tls import TlsFiles
@@ -113,14 +113,14 @@ def serve(
     Without --auth-tokens anyone who reaches the ports may call them (see "Securing the
     front doors" in docs/deployment.md)."""
     tls = TlsFiles.from_settings(cert=tls_cert, key=tls_key, client_ca=tls_client_ca)
-    specs = [load_spec(path) for path in spec_files]
+    plans = [compile_plan(load_spec(path)) for path in spec_files]
     kafka = resolve_kafka(bootstrap, kafka_config)
-    gateway = build_gateway(specs, kafka, payloads=store_from_settings(payload_store))
+    gateway = build_gateway(plans, kafka, payloads=store_from_settings(payload_store))
     configure_tracing("streamdag-serve")
     try:
         asyncio.run(
             run_server(
-                specs,
+                plans,
                 gateway=gateway,
                 host=host,
                 http_port=http_port,

@@ -27,11 +27,11 @@ from streamdag.protocol import (
     request_to_json,
     response_from_json,
 )
+from streamdag.protocol.datatypes import Arrays
 from streamdag.protocol.jsonform import error_from_json
 
 __all__ = ["Answer", "Doors", "send"]
 
-Arrays = dict[str, Any]
 Progress = Callable[[int, int], None]
 
 

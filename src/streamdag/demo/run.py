@@ -32,8 +32,7 @@ from streamdag.demo.processes import Workers, kafka
 from streamdag.demo.report import DemoReport
 from streamdag.errors import StreamdagError
 from streamdag.kafka import KafkaConnection
-from streamdag.pipeline import PipelineSpec, load_spec
-from streamdag.pipeline.topics import OUTPUT_JOIN
+from streamdag.pipeline import PipelinePlan, compile_plan, load_spec, topics_glob
 from streamdag.serving import DataPlane, KafkaGateway, Server
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -78,11 +77,11 @@ def run_demo(
     for line in models.lines:
         out("  " + line)
     docs = example.documents(options.docs)
-    spec = load_spec(example.spec_path)
+    plan = compile_plan(load_spec(example.spec_path))
     with Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="streamdag-demo-") as tmp:
         work = Path(tmp)
         with kafka(options.kafka, work / "broker", say) as servers:
-            groups = worker_groups(spec)
+            groups = worker_groups(plan)
             with Workers(
                 example.spec_path,
                 servers,
@@ -94,17 +93,16 @@ def run_demo(
                     "workers started: "
                     + "; ".join(f"pid {w.pid} ({','.join(w.steps)})" for w in workers.workers)
                 )
-                session = _Session(spec, servers, workers, docs, options, out, say, interrupts)
+                session = _Session(plan, servers, workers, docs, options, out, say, interrupts)
                 return asyncio.run(session.run())
 
 
-def worker_groups(spec: PipelineSpec) -> list[list[str]]:
+def worker_groups(plan: PipelinePlan) -> list[list[str]]:
     """One process for the steps of ONNX models, one for the rest (and the output join)."""
-    onnx = [s.name for s in spec.steps if spec.models[s.model].runtime == "onnx"]
-    rest = [s.name for s in spec.steps if s.name not in onnx]
-    if len(spec.output_steps) > 1:
-        rest.append(OUTPUT_JOIN)
-    return [onnx, rest]
+    onnx = [
+        n.name for n in plan.steps if (m := plan.model_spec(n)) is not None and m.runtime == "onnx"
+    ]
+    return [onnx, [name for name in plan.nodes if name not in onnx]]
 
 
 class _Session:
@@ -112,7 +110,7 @@ class _Session:
 
     def __init__(
         self,
-        spec: PipelineSpec,
+        plan: PipelinePlan,
         servers: KafkaConnection,
         workers: Workers,
         docs: list[Document],
@@ -121,7 +119,7 @@ class _Session:
         say: Say,
         interrupts: Interrupts,
     ) -> None:
-        self.spec = spec
+        self.plan = plan
         self.servers = servers
         self.workers = workers
         self.docs = docs
@@ -142,14 +140,14 @@ class _Session:
                 raise KeyboardInterrupt from None
 
     async def _run(self) -> DemoReport:
-        gateway = KafkaGateway([self.spec], self.servers)
+        gateway = KafkaGateway([self.plan], self.servers)
         server = Server(
-            DataPlane([self.spec], gateway=gateway), host="127.0.0.1", http_port=0, grpc_port=0
+            DataPlane([self.plan], gateway=gateway), host="127.0.0.1", http_port=0, grpc_port=0
         )
         self.say("starting the gateway (REST and gRPC) ...")
         async with server:
             doors = Doors(
-                f"127.0.0.1:{server.http_port}", f"127.0.0.1:{server.grpc_port}", self.spec.name
+                f"127.0.0.1:{server.http_port}", f"127.0.0.1:{server.grpc_port}", self.plan.name
             )
             self.say(f"gateway ready: REST {doors.http}, gRPC {doors.grpc}; warming up ...")
             started = time.perf_counter()
@@ -197,7 +195,7 @@ class _Session:
 
     async def _keep(self, doors: Doors) -> None:
         """Print where everything is, then wait for Ctrl-C or SIGTERM (or a dead worker)."""
-        p = self.spec.name
+        p = self.plan.name
         ui = False  # the web view comes with newer servers: name it only where it answers
         async with httpx.AsyncClient(follow_redirects=True) as http:
             with contextlib.suppress(httpx.HTTPError):
@@ -211,7 +209,7 @@ class _Session:
             f"  gRPC     {doors.grpc}  (GRPCInferenceService/ModelInfer, model_name {p})",
             *([f"  web view http://{doors.http}/ui"] if ui else []),
             f"  models   http://{doors.http}/v2/models/<name>/infer  (each model alone, too)",
-            f"  Kafka    {self.servers}  (topics streamdag.{p}.*)",
+            f"  Kafka    {self.servers}  (topics {topics_glob(p)})",
             *(
                 f"  worker   pid {w.pid}, steps {','.join(w.steps)}, log {w.log}"
                 for w in self.workers.workers

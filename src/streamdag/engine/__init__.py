@@ -1,7 +1,7 @@
 """The step worker loop: micro-batching, delivery guarantees, retries and the errors topic."""
 
 from streamdag.engine.batching import Failure, RetryPolicy, Success, run_batch
-from streamdag.engine.plan import StepPlan, plan_step
+from streamdag.engine.plan import StepPlan, step_plan
 from streamdag.engine.runner import PipelineRunner, handle_signals
 from streamdag.engine.worker import StepWorker
 
@@ -13,6 +13,6 @@ __all__ = [
     "StepWorker",
     "Success",
     "handle_signals",
-    "plan_step",
     "run_batch",
+    "step_plan",
 ]

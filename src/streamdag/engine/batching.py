@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamdag.errors import InvalidInput, ModelError, ModelHung, StreamdagError
+from streamdag.protocol.datatypes import Arrays
 
 __all__ = [
     "Failure",
@@ -27,7 +28,6 @@ __all__ = [
     "split",
 ]
 
-Arrays = dict[str, np.ndarray]
 Predict = Callable[[Arrays], Arrays]
 
 

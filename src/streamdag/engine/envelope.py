@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from streamdag.errors import DecodeError, InvalidInput, PayloadLost, StreamdagError
 from streamdag.kafka import headers as h
 from streamdag.protocol import (
@@ -29,6 +27,7 @@ from streamdag.protocol import (
     response_from_bytes,
 )
 from streamdag.protocol.codec import decode_requests, decode_responses, response_bytes
+from streamdag.protocol.datatypes import Arrays
 
 if TYPE_CHECKING:
     from streamdag.payloads import PayloadStore
@@ -43,8 +42,6 @@ __all__ = [
     "record_size",
     "result_records",
 ]
-
-Arrays = dict[str, np.ndarray]
 
 
 @dataclass(slots=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,9 +30,10 @@ from typing import Any, Literal
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamdag.engine.envelope import Envelope, OutRecord
-from streamdag.errors import KafkaError as StreamdagKafkaError
+from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.kafka import headers as h
+from streamdag.pipeline.topics import restore_group
 
 __all__ = ["Completion", "JoinState", "Piece", "join_key", "piece_kind", "restore_partitions"]
 
@@ -328,7 +328,7 @@ def restore_partitions(
     if not wanted:
         return 0
     extra: dict[str, Any] = {"enable.partition.eof": True}
-    group = f"{state.changelog_topic}.restore.{uuid.uuid4().hex[:8]}"
+    group = restore_group(state.changelog_topic)
     consumer = Consumer(consumer_config(kafka, group, **extra))
     try:
         consumer.assign([TopicPartition(state.changelog_topic, p, -2) for p in wanted])
@@ -336,7 +336,7 @@ def restore_partitions(
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise StreamdagKafkaError(
+                raise KafkaOperationError(
                     f"restoring {state.changelog_topic} partitions {sorted(pending)} "
                     f"took over {timeout:.0f}s"
                 )

@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 from opentelemetry.trace import Span, StatusCode
 
-from streamdag.engine.batching import Arrays, Failure, Outcome, run_batch
+from streamdag.engine.batching import Failure, Outcome, run_batch
 from streamdag.engine.envelope import (
     Envelope,
     OutRecord,
@@ -47,7 +47,9 @@ from streamdag.errors import (
 from streamdag.kafka import headers as h
 from streamdag.observability import metrics, tracing
 from streamdag.payloads import PayloadStore
+from streamdag.pipeline import NodeKind
 from streamdag.protocol import decode_response, response_from_bytes
+from streamdag.protocol.datatypes import Arrays
 
 __all__ = ["StepLogic"]
 
@@ -68,11 +70,11 @@ class StepLogic:
         self._e2e_seconds: list[float] = []  # of this batch's answers, observed together
         self._spans: list[Span] = []
         self._trigger_tensors = {t.tensor for t in plan.triggers}
-        # Where a result goes, as (topic, model name): the step's outputs, and the
-        # pipeline's outputs when this step answers the caller.
-        self._targets = [] if plan.assembler else [(plan.outputs_topic, plan.model)]
-        # The pipeline's outputs topic, if this step answers the caller.
-        self._final = plan.replies_topic if plan.assembler else plan.final_topic
+        # Where a result goes, as (topic, model name): a step's own outputs, for the steps
+        # downstream (the assembler has none), and the pipeline's outputs when this node
+        # answers the caller.
+        self._targets = [(plan.outputs_topic, plan.model)] if plan.kind is NodeKind.STEP else []
+        self._final = plan.final_topic
         if self._final is not None:
             self._targets.append((self._final, plan.pipeline))
         self._target_names = tuple(name for _, name in self._targets)
@@ -253,7 +255,8 @@ class StepLogic:
                 by_source[source] = arrays
                 for name, array in self.plan.select(source, arrays).items():
                     # The output assembler keeps same-named tensors of two steps apart.
-                    key = f"{source}.{name}" if name in inputs and self.plan.assembler else name
+                    clash = name in inputs and self.plan.kind is NodeKind.ASSEMBLER
+                    key = f"{source}.{name}" if clash else name
                     inputs[key] = array
         except (InvalidInput, PayloadLost) as exc:
             return self._failure(env, Failure(exc.code, exc.message, 0))
@@ -348,8 +351,7 @@ class StepLogic:
         )
 
     def _skip(self, env: Envelope) -> list[OutRecord]:
-        plan = self.plan
-        out = [] if plan.assembler else [self._marker(env, "skip")]
+        out = [self._marker(env, "skip")] if self.plan.kind is NodeKind.STEP else []
         if self._final is not None:
             # No branch ran for this request: the caller still gets one (empty) answer.
             out.append(self._marker(env, "skip", self._final))
@@ -391,6 +393,6 @@ class StepLogic:
             failed.headers.append((h.VALUE_DROPPED, str(len(failed.value or b"")).encode()))
             failed.value = b""
         out = [failed, reply(plan.replies_topic, plan.pipeline)]
-        if not plan.assembler:
+        if plan.kind is NodeKind.STEP:  # the steps downstream let go of the request
             out.append(reply(plan.outputs_topic, plan.model))
         return self._to_caller(env, out)

@@ -1,31 +1,19 @@
-"""What one step does, derived once from the spec: topics in and out, tensor selection,
-batching and retry policy. Pure; the worker executes it."""
+"""What one node of a pipeline does, read from its compiled plan: topics in and out,
+tensor selection, batching and retry policy. Pure; the worker executes it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from streamdag.engine.batching import RetryPolicy
 from streamdag.errors import InvalidInput
 from streamdag.kafka import MESSAGE_MAX_BYTES
-from streamdag.pipeline import PipelineSpec, build_graph
+from streamdag.pipeline import JoinMode, NodeKind, PipelinePlan
 from streamdag.pipeline.spec import PIPELINE_SOURCE, InputRef
-from streamdag.pipeline.topics import (
-    OUTPUT_JOIN,
-    consumer_group,
-    errors_topic,
-    join_state_topic,
-    outputs_topic,
-    source_topic,
-    step_outputs_topic,
-)
+from streamdag.protocol.datatypes import Arrays
 from streamdag.runtimes.config import BatchConfig
 
-__all__ = ["StepPlan", "plan_output", "plan_step"]
-
-Arrays = dict[str, np.ndarray]
+__all__ = ["StepPlan", "step_plan"]
 
 
 @dataclass(frozen=True)
@@ -34,24 +22,24 @@ class StepPlan:
     version: str
     guarantee: str
     step: str
-    model: str
+    kind: NodeKind
+    model: str  # empty for the assembler
     group_id: str
     source_topics: dict[str, str]  # topic -> source ("pipeline" or a step name)
     refs: tuple[InputRef, ...]
     tensor_map: dict[str, str]
     triggers: tuple[InputRef, ...]
-    outputs_topic: str  # the step's own results
-    final_topic: str | None  # the pipeline's outputs topic, for a sole output step
+    outputs_topic: str  # its results: the step's own topic, the pipeline's for the assembler
+    final_topic: str | None  # the pipeline's outputs topic, if this node answers the caller
     errors_topic: str
     replies_topic: str  # where error replies go so a waiting caller hears at once
     batch: BatchConfig
     retry: RetryPolicy
     timeout_s: float | None
-    join: str | None  # None: a single source, no join state
+    join: JoinMode | None  # None: a single source, no join state
     partitions: int = 1  # of every topic of the pipeline
     join_window_ms: float = 10_000.0
     changelog_topic: str | None = None
-    assembler: bool = False  # the pipeline-output join: no model, writes the final reply
     max_record_bytes: int = MESSAGE_MAX_BYTES  # the largest record the step may write
     _selections: dict[str, list[tuple[str | None, dict[str, str]]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -104,66 +92,34 @@ class StepPlan:
         return found
 
 
-def plan_step(spec: PipelineSpec, step_name: str) -> StepPlan:
-    graph = build_graph(spec)
-    node = graph.nodes[step_name]
-    step = node.spec
-    model = spec.models[step.model]
-    retry = step.retry or spec.retry
-    outputs = spec.output_steps
-    sole_output = outputs == [step_name]
+def step_plan(
+    plan: PipelinePlan, node: str, *, max_record_bytes: int = MESSAGE_MAX_BYTES
+) -> StepPlan:
+    """What the worker of ``node`` (a step, or the output assembler) runs."""
+    n = plan.node(node)
+    retry = n.retry
     return StepPlan(
-        pipeline=spec.name,
-        version=str(spec.version),
-        guarantee=spec.guarantee,
-        step=step_name,
-        model=step.model,
-        group_id=consumer_group(spec.name, step_name),
-        source_topics={source_topic(spec.name, s): s for s in node.sources},
-        refs=tuple(step.input_refs),
-        tensor_map=dict(step.tensor_map),
-        triggers=tuple(step.trigger_refs),
-        outputs_topic=step_outputs_topic(spec.name, step_name),
-        final_topic=outputs_topic(spec.name) if sole_output else None,
-        errors_topic=errors_topic(spec.name),
-        replies_topic=outputs_topic(spec.name),
-        batch=model.batch,
+        pipeline=plan.name,
+        version=plan.version,
+        guarantee=plan.guarantee,
+        step=n.name,
+        kind=n.kind,
+        model=n.model or "",
+        group_id=n.group,
+        source_topics=dict(n.source_topics),
+        refs=n.refs,
+        tensor_map=dict(n.tensor_map),
+        triggers=n.triggers,
+        outputs_topic=n.outputs_topic,
+        final_topic=n.final_topic,
+        errors_topic=plan.errors_topic,
+        replies_topic=plan.outputs_topic,
+        batch=n.batch,
         retry=RetryPolicy(retry.max_attempts, retry.backoff_ms, retry.max_backoff_ms),
-        timeout_s=model.timeout_ms / 1000.0 if model.timeout_ms else None,
-        join=node.join_mode if node.is_join else None,
-        partitions=spec.partitions,
-        join_window_ms=float(step.join_window_ms),
-        changelog_topic=join_state_topic(spec.name, step_name) if node.is_join else None,
-    )
-
-
-def plan_output(spec: PipelineSpec) -> StepPlan | None:
-    """The output assembler of a pipeline with several output steps (else None): a join of
-    their results into one final response on the pipeline's outputs topic."""
-    steps = spec.output_steps
-    if len(steps) < 2:
-        return None
-    return StepPlan(
-        pipeline=spec.name,
-        version=str(spec.version),
-        guarantee=spec.guarantee,
-        step=OUTPUT_JOIN,
-        model="",
-        group_id=consumer_group(spec.name, OUTPUT_JOIN),
-        source_topics={step_outputs_topic(spec.name, s): s for s in steps},
-        refs=tuple(InputRef(source=s) for s in steps),
-        tensor_map={},
-        triggers=(),
-        outputs_topic=outputs_topic(spec.name),
-        final_topic=None,
-        errors_topic=errors_topic(spec.name),
-        replies_topic=outputs_topic(spec.name),
-        batch=BatchConfig(),
-        retry=RetryPolicy(max_attempts=1),
-        timeout_s=None,
-        join=spec.output.join,
-        partitions=spec.partitions,
-        join_window_ms=float(spec.output.join_window_ms),
-        changelog_topic=join_state_topic(spec.name, OUTPUT_JOIN),
-        assembler=True,
+        timeout_s=n.timeout_ms / 1000.0 if n.timeout_ms else None,
+        join=n.join,
+        partitions=plan.partitions,
+        join_window_ms=float(n.join_window_ms),
+        changelog_topic=n.changelog_topic,
+        max_record_bytes=max_record_bytes,
     )

@@ -8,16 +8,14 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from types import FrameType
 
-from streamdag.engine.plan import plan_output, plan_step
+from streamdag.engine.plan import step_plan
 from streamdag.engine.worker import StepWorker
 from streamdag.errors import ConfigError, StreamdagError
 from streamdag.kafka import KafkaConnection, ensure_topics
 from streamdag.payloads import PayloadStore, start_sweeper
-from streamdag.pipeline import PipelineSpec, derive_topics
-from streamdag.pipeline.topics import OUTPUT_JOIN
+from streamdag.pipeline import NodeKind, PipelinePlan
 from streamdag.runtimes import Model, create_model
 
 __all__ = ["PipelineRunner", "handle_signals"]
@@ -32,22 +30,21 @@ class PipelineRunner:
 
     def __init__(
         self,
-        spec: PipelineSpec,
+        plan: PipelinePlan,
         kafka: KafkaConnection | str,
         *,
         steps: Sequence[str] | None = None,
         instance_id: str | None = None,
         payloads: PayloadStore | None = None,
     ) -> None:
-        assembler = plan_output(spec)
-        known = [s.name for s in spec.steps] + ([OUTPUT_JOIN] if assembler else [])
+        known = list(plan.nodes)
         chosen = list(steps) if steps else known
         unknown = [s for s in chosen if s not in known]
         if unknown:
             raise ConfigError(
-                f"unknown step {', '.join(unknown)} in --steps; {spec.name} has {', '.join(known)}"
+                f"unknown step {', '.join(unknown)} in --steps; {plan.name} has {', '.join(known)}"
             )
-        self.spec = spec
+        self.plan = plan
         self.kafka = KafkaConnection.of(kafka)
         self.steps = chosen
         self.instance_id = instance_id
@@ -56,11 +53,7 @@ class PipelineRunner:
         self.ready = threading.Event()
         self._failures: list[BaseException] = []
         self._plans = [
-            replace(
-                assembler if (s == OUTPUT_JOIN and assembler) else plan_step(spec, s),
-                max_record_bytes=self.kafka.max_record_bytes,
-            )
-            for s in chosen
+            step_plan(plan, s, max_record_bytes=self.kafka.max_record_bytes) for s in chosen
         ]
 
     def stop(self) -> None:
@@ -68,10 +61,11 @@ class PipelineRunner:
 
     def _load_models(self) -> dict[str, Model]:
         models: dict[str, Model] = {}
+        spec = self.plan.spec
         for plan in self._plans:
-            if plan.assembler or plan.model in models:
+            if plan.kind is NodeKind.ASSEMBLER or plan.model in models:
                 continue
-            model = create_model(plan.model, self.spec.models[plan.model], self.spec.base_dir)
+            model = create_model(plan.model, spec.models[plan.model], spec.base_dir)
             model.load()
             models[plan.model] = model
         return models
@@ -81,7 +75,7 @@ class PipelineRunner:
         # and waits for it back; at the default 5 ms switch interval that wait, several
         # times per batch, caps a step's throughput. 0.5 ms keeps the Kafka side moving.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        ensure_topics(self.kafka, derive_topics(self.spec))
+        ensure_topics(self.kafka, self.plan.topics())
         models = self._load_models()
         threads = [
             threading.Thread(

@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from opentelemetry.trace import Span, StatusCode
 
-from streamdag.engine.batching import Arrays
 from streamdag.engine.delivery import (
     AtLeastOnceDelivery,
     Delivery,
@@ -51,6 +50,8 @@ from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.observability import metrics, tracing
 from streamdag.observability.logging import record_context
 from streamdag.payloads import PayloadStore
+from streamdag.pipeline import NodeKind
+from streamdag.protocol.datatypes import Arrays
 from streamdag.runtimes import Model
 
 __all__ = ["StepWorker"]
@@ -464,8 +465,9 @@ class StepWorker:
         return records, self.logic.take_spans()
 
     def _predict(self, inputs: Arrays) -> Arrays:
-        if self.model is None:  # the output assembler: the joined tensors are the answer
+        if self.plan.kind is NodeKind.ASSEMBLER:  # the joined tensors are the answer
             return inputs
+        assert self.model is not None, "every step runs a model"
         started = time.perf_counter()
         try:
             if self._timed is None:

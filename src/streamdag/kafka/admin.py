@@ -8,7 +8,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from streamdag.errors import KafkaError, TopicMismatch
+from streamdag.errors import KafkaOperationError, TopicMismatch
 from streamdag.kafka.config import admin_config
 from streamdag.kafka.connection import KafkaConnection
 from streamdag.kafka.diagnose import Diagnosis
@@ -46,7 +46,7 @@ def list_topics(kafka: KafkaConnection | str, timeout: float = 10.0) -> dict[str
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         admin.poll(0)  # serves the error callbacks that tell why
-        raise KafkaError(diagnosis.explain(exc.args[0].str())) from exc
+        raise KafkaOperationError(diagnosis.explain(exc.args[0].str())) from exc
     return {name: len(t.partitions) for name, t in metadata.topics.items()}
 
 
@@ -89,5 +89,7 @@ def ensure_topics(
                 created.append(name)
             except KafkaException as exc:
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                    raise KafkaError(f"cannot create topic {name}: {exc.args[0].str()}") from exc
+                    raise KafkaOperationError(
+                        f"cannot create topic {name}: {exc.args[0].str()}"
+                    ) from exc
     return EnsureResult(created=created, existing=[t.name for t in topics if t.name not in created])

@@ -25,15 +25,14 @@ from typing import Any
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka import KafkaException, Message, Producer
 
-from streamdag.errors import ConfigError, KafkaError
+from streamdag.errors import ConfigError, KafkaOperationError
 from streamdag.kafka import KafkaConnection, producer_config
 from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.records import RecordView, entered_ms, view_record
 from streamdag.observability.scan import Record, TopicReader
 from streamdag.payloads import PayloadStore
-from streamdag.pipeline import PipelineSpec, build_graph, errors_topic, inputs_topic
-from streamdag.pipeline.topics import OUTPUT_JOIN
+from streamdag.pipeline import PipelinePlan
 
 __all__ = [
     "DEFAULT_SINCE_MS",
@@ -92,7 +91,7 @@ class ReplayResult:
 
 
 def list_failures(
-    spec: PipelineSpec,
+    plan: PipelinePlan,
     kafka: KafkaConnection | str,
     *,
     since_ms: int | None = None,
@@ -107,11 +106,11 @@ def list_failures(
     match every filter given; ``limit`` keeps the newest. With ``request_ids``, only their
     partitions are read. Raises ``ConfigError`` for an unknown step."""
     if step is not None:
-        _check_step(spec, step)
+        _check_step(plan, step)
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, not {limit}")
     since = int(time.time() * 1000) - DEFAULT_SINCE_MS if since_ms is None else since_ms
-    topic = errors_topic(spec.name)
+    topic = plan.errors_topic
     keys = {rid.encode() for rid in request_ids}
     with TopicReader(kafka) as reader:
         count = reader.topics().get(topic, 0)
@@ -125,7 +124,7 @@ def list_failures(
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     if limit is not None:
         records = records[-limit:]
-    inputs = inputs_topic(spec.name)
+    inputs = plan.inputs_topic
     return [
         Failure(view_record(r, "errors", inputs_topic=inputs, payloads=payloads)) for r in records
     ]
@@ -151,7 +150,7 @@ def replay_headers(headers: Iterable[tuple[str, bytes]], request_id: str) -> h.H
 
 
 def replay_failures(
-    spec: PipelineSpec,
+    plan: PipelinePlan,
     kafka: KafkaConnection | str,
     failures: Sequence[Failure],
     *,
@@ -163,16 +162,16 @@ def replay_failures(
     once per request id (see the module docstring). Requests sent again since they failed
     are skipped unless ``force``; requests no longer on the inputs topic are reported as
     missing. A stub's object is checked in ``payloads`` first (``PayloadLost``). Raises
-    ``KafkaError`` if a request cannot be written."""
+    ``KafkaOperationError`` if a request cannot be written."""
     latest: dict[str, Failure] = {}
     for f in sorted(failures, key=lambda f: f.record.timestamp_ms):
         latest[f.request_id] = f
-    topic = inputs_topic(spec.name)
+    topic = plan.inputs_topic
     result = ReplayResult(topic)
     if not latest:
         return result
     kafka = KafkaConnection.of(kafka)
-    originals = _find_originals(spec, kafka, list(latest.values()), timeout)
+    originals = _find_originals(plan, kafka, list(latest.values()), timeout)
     to_send: list[tuple[str, bytes, h.Headers]] = []
     for rid in latest:
         original, sent_again = originals.get(rid, (None, False))
@@ -193,13 +192,13 @@ def replay_failures(
 
 
 def _find_originals(
-    spec: PipelineSpec, kafka: KafkaConnection, failures: list[Failure], timeout: float
+    plan: PipelinePlan, kafka: KafkaConnection, failures: list[Failure], timeout: float
 ) -> dict[str, tuple[Record | None, bool]]:
     """Per request id: its original record on the inputs topic (None if not found), and
     whether it was sent again after it failed. One bounded read of the key partitions; a
     second of the other partitions for requests not found there (written by a client whose
     producer does not hash keys with murmur2)."""
-    topic = inputs_topic(spec.name)
+    topic = plan.inputs_topic
     with TopicReader(kafka, client_id="streamdag-replay") as reader:
         count = reader.topics().get(topic, 0)
         if count == 0:
@@ -307,16 +306,14 @@ def _produce(
             producer.produce(topic, value, rid.encode(), headers=carried, on_delivery=delivered)
             producer.poll(0)
     except (BufferError, KafkaException) as exc:
-        raise KafkaError(f"cannot send requests to {topic}: {exc}") from exc
+        raise KafkaOperationError(f"cannot send requests to {topic}: {exc}") from exc
     if producer.flush(timeout) > 0:
-        raise KafkaError(f"requests to {topic} were not acknowledged within {timeout:g} s")
+        raise KafkaOperationError(f"requests to {topic} were not acknowledged within {timeout:g} s")
     if failed:
-        raise KafkaError(f"cannot send requests to {topic}: {'; '.join(failed)}")
+        raise KafkaOperationError(f"cannot send requests to {topic}: {'; '.join(failed)}")
 
 
-def _check_step(spec: PipelineSpec, step: str) -> None:
-    known = list(build_graph(spec).order)
-    if len(spec.output_steps) > 1:
-        known.append(OUTPUT_JOIN)  # the output assembler fails requests too
+def _check_step(plan: PipelinePlan, step: str) -> None:
+    known = list(plan.nodes)  # the output assembler fails requests too
     if step not in known:
-        raise ConfigError(f"unknown step {step!r}: pipeline {spec.name} has {', '.join(known)}")
+        raise ConfigError(f"unknown step {step!r}: pipeline {plan.name} has {', '.join(known)}")

@@ -32,14 +32,7 @@ from streamdag.kafka.partitioner import partition_for
 from streamdag.observability.records import RecordView, Role, entered_ms, view_record
 from streamdag.observability.scan import Record, TopicReader, Window, format_time
 from streamdag.payloads import PayloadStore
-from streamdag.pipeline import (
-    PipelineSpec,
-    build_graph,
-    errors_topic,
-    inputs_topic,
-    outputs_topic,
-    step_outputs_topic,
-)
+from streamdag.pipeline import PipelinePlan, topics_glob
 
 __all__ = [
     "DEFAULT_SINCE_MS",
@@ -103,20 +96,19 @@ class Trace:
         }
 
 
-def pipeline_topics(spec: PipelineSpec) -> list[PipelineTopic]:
-    """The topics a request crosses, in DAG order: inputs, each step's outputs (in
-    ``build_graph(spec).order``), errors, outputs. Join-state topics are left out."""
-    p = spec.name
+def pipeline_topics(plan: PipelinePlan) -> list[PipelineTopic]:
+    """The topics a request crosses, in DAG order: inputs, each step's outputs, errors,
+    outputs. Join-state topics are left out."""
     return [
-        PipelineTopic("inputs", None, inputs_topic(p)),
-        *(PipelineTopic("step", s, step_outputs_topic(p, s)) for s in build_graph(spec).order),
-        PipelineTopic("errors", None, errors_topic(p)),
-        PipelineTopic("outputs", None, outputs_topic(p)),
+        PipelineTopic("inputs", None, plan.inputs_topic),
+        *(PipelineTopic("step", n.name, n.outputs_topic) for n in plan.steps),
+        PipelineTopic("errors", None, plan.errors_topic),
+        PipelineTopic("outputs", None, plan.outputs_topic),
     ]
 
 
 def trace_request(
-    spec: PipelineSpec,
+    plan: PipelinePlan,
     kafka: KafkaConnection | str,
     request_id: str,
     *,
@@ -125,17 +117,17 @@ def trace_request(
     payloads: PayloadStore | None = None,
 ) -> Trace:
     """Every record of ``request_id`` since ``since_ms`` (ms since the epoch; default 24 h
-    ago) on the pipeline's topics. Raises ``NotFound`` if there is none, ``KafkaError`` if
+    ago) on the pipeline's topics. Raises ``NotFound`` if there is none, ``KafkaOperationError`` if
     Kafka cannot be reached."""
     since = int(time.time() * 1000) - DEFAULT_SINCE_MS if since_ms is None else since_ms
     key = request_id.encode()
-    partition = partition_for(key, spec.partitions)
+    partition = partition_for(key, plan.partitions)
     with TopicReader(kafka) as reader:
         existing = reader.topics()
-        topics = [t for t in pipeline_topics(spec) if t.topic in existing]
+        topics = [t for t in pipeline_topics(plan) if t.topic in existing]
         if not topics:
-            raise NotFound(f"pipeline {spec.name} has no topics on {reader.kafka}: has it run?")
-        replies, requests = outputs_topic(spec.name), inputs_topic(spec.name)
+            raise NotFound(f"pipeline {plan.name} has no topics on {reader.kafka}: has it run?")
+        replies, requests = plan.outputs_topic, plan.inputs_topic
         counts = {t: existing.get(t, 0) for t in (replies, requests)}
         others = [(t, p) for t, n in counts.items() for p in range(n) if p != partition]
         ends = reader.ends([*((t.topic, partition) for t in topics), *others])
@@ -150,11 +142,11 @@ def trace_request(
             found += reader.read(windows, keys={key}, timeout=timeout)
     if not found:
         raise NotFound(
-            f"request {request_id} not found in streamdag.{spec.name}.* (partition "
+            f"request {request_id} not found in {topics_glob(plan.name)} (partition "
             f"{partition}) since {format_time(since)}"
         )
-    hops = _hops(found, topics, spec.name, payloads)
-    return Trace(spec.name, request_id, partition, since, hops)
+    hops = _hops(found, topics, plan.inputs_topic, payloads)
+    return Trace(plan.name, request_id, partition, since, hops)
 
 
 def _reply_partitions(
@@ -194,7 +186,7 @@ def _requests_missing(found: Sequence[Record], requests: str) -> bool:
 def _hops(
     found: list[Record],
     topics: list[PipelineTopic],
-    pipeline: str,
+    inputs: str,
     payloads: PayloadStore | None = None,
 ) -> tuple[Hop, ...]:
     rank = {t.topic: i for i, t in enumerate(topics)}
@@ -206,11 +198,7 @@ def _hops(
     for record in ordered:
         topic = by_topic[record.topic]
         view = view_record(
-            record,
-            topic.role,
-            step=topic.step,
-            inputs_topic=inputs_topic(pipeline),
-            payloads=payloads,
+            record, topic.role, step=topic.step, inputs_topic=inputs, payloads=payloads
         )
         delta = None if previous is None else record.timestamp_ms - previous
         hops.append(Hop(view, delta))
@@ -219,7 +207,7 @@ def _hops(
 
 
 def last_records(
-    spec: PipelineSpec,
+    plan: PipelinePlan,
     kafka: KafkaConnection | str,
     count: int,
     *,
@@ -234,7 +222,7 @@ def last_records(
     an unknown step, ``NotFound`` when the topic does not exist."""
     if count < 1:
         raise ConfigError(f"the number of records must be at least 1, not {count}")
-    target = _resolve(spec, source)
+    target = _resolve(plan, source)
     with TopicReader(kafka) as reader:
         partitions = reader.topics().get(target.topic)
         if partitions is None:
@@ -251,11 +239,7 @@ def last_records(
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     return [
         view_record(
-            r,
-            target.role,
-            step=target.step,
-            inputs_topic=inputs_topic(spec.name),
-            payloads=payloads,
+            r, target.role, step=target.step, inputs_topic=plan.inputs_topic, payloads=payloads
         )
         for r in records[-count:]
     ]
@@ -291,13 +275,13 @@ def _read_back(
         span *= 2
 
 
-def _resolve(spec: PipelineSpec, source: str) -> PipelineTopic:
-    topics = pipeline_topics(spec)
+def _resolve(plan: PipelinePlan, source: str) -> PipelineTopic:
+    topics = pipeline_topics(plan)
     for t in topics:
         if (t.role == "step" and t.step == source) or (t.role != "step" and t.role == source):
             return t
     steps = ", ".join(t.step for t in topics if t.step)
     raise ConfigError(
-        f"unknown step {source!r}: pipeline {spec.name} has steps {steps} "
+        f"unknown step {source!r}: pipeline {plan.name} has steps {steps} "
         f"(and topics {', '.join(_TOPIC_CHOICES)})"
     )

@@ -36,22 +36,12 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamdag.errors import KafkaError
+from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection, admin_config
 from streamdag.kafka import headers as h
 from streamdag.observability.records import RecordView, view_record
 from streamdag.observability.scan import Record, TopicReader, Window
-from streamdag.pipeline import (
-    PipelineSpec,
-    build_graph,
-    consumer_group,
-    errors_topic,
-    inputs_topic,
-    outputs_topic,
-    source_topic,
-    step_outputs_topic,
-)
-from streamdag.pipeline.topics import OUTPUT_JOIN
+from streamdag.pipeline import PipelinePlan
 
 __all__ = ["LiveStats", "PipelineFigures", "StepFigures", "TopicFigures", "percentile"]
 
@@ -127,12 +117,12 @@ class _Sample:
 
 
 class LiveStats:
-    """Figures of ``spec``'s pipeline on the cluster ``kafka`` reaches; not thread-safe:
+    """Figures of ``plan``'s pipeline on the cluster ``kafka`` reaches; not thread-safe:
     one read at a time (the caller serialises them)."""
 
     def __init__(
         self,
-        spec: PipelineSpec,
+        plan: PipelinePlan,
         kafka: KafkaConnection | str,
         *,
         tail: int = 200,
@@ -140,32 +130,19 @@ class LiveStats:
         window_s: float = 10.0,
         errors_batch: int = 5_000,
     ) -> None:
-        self.spec = spec
+        self.plan = plan
         self.kafka = KafkaConnection.of(kafka)
         self.tail = tail
         self.window_s = window_s
         self.errors_batch = errors_batch
-        p = spec.name
-        graph = build_graph(spec)
         # step -> (its group, the topics it reads, the topic its results go to)
         self._steps: dict[str, tuple[str, list[str], str]] = {
-            name: (
-                consumer_group(p, name),
-                [source_topic(p, s) for s in graph.nodes[name].sources],
-                step_outputs_topic(p, name),
-            )
-            for name in graph.order
+            n.name: (n.group, list(n.source_topics), n.outputs_topic) for n in plan.nodes.values()
         }
-        if len(spec.output_steps) > 1:
-            self._steps[OUTPUT_JOIN] = (
-                consumer_group(p, OUTPUT_JOIN),
-                [step_outputs_topic(p, s) for s in spec.output_steps],
-                outputs_topic(p),
-            )
         self._inputs, self._outputs, self._errors = (
-            inputs_topic(p),
-            outputs_topic(p),
-            errors_topic(p),
+            plan.inputs_topic,
+            plan.outputs_topic,
+            plan.errors_topic,
         )
         self._tailed = [self._inputs, *(t for _, _, t in self._steps.values()), self._outputs]
         self._tailed = list(dict.fromkeys(self._tailed))
@@ -176,7 +153,7 @@ class LiveStats:
         self._history: deque[_Sample] = deque()
 
     def read(self) -> PipelineFigures:
-        """A snapshot; raises ``KafkaError`` when Kafka cannot be reached."""
+        """A snapshot; raises ``KafkaOperationError`` when Kafka cannot be reached."""
         with TopicReader(self.kafka, client_id="streamdag-live") as reader:
             existing = reader.topics()
             tps = [(t, p) for t in [*self._tailed, self._errors] for p in range(existing.get(t, 0))]
@@ -263,7 +240,7 @@ class LiveStats:
             try:
                 result = future.result(timeout=_KAFKA_TIMEOUT_S)
             except (KafkaException, TimeoutError) as exc:
-                raise KafkaError(
+                raise KafkaOperationError(
                     f"cannot read the offsets of group {self._steps[step][0]} on Kafka at "
                     f"{self.kafka}: {exc}"
                 ) from exc
@@ -331,7 +308,7 @@ class LiveStats:
         for (_, code), count in self._error_counts.items():
             by_code[code] += count
         return PipelineFigures(
-            pipeline=self.spec.name,
+            pipeline=self.plan.name,
             at_ms=int(time.time() * 1000),
             window_s=round(elapsed, 3) if before is not None else None,
             inputs=TopicFigures(self._inputs, rate(self._inputs)),

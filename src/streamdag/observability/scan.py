@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 
-from streamdag.errors import ConfigError, KafkaError
+from streamdag.errors import ConfigError, KafkaOperationError
 from streamdag.kafka import KafkaConnection, consumer_config
 from streamdag.kafka.diagnose import Diagnosis
 
@@ -101,7 +101,7 @@ def format_time(ms: int) -> str:
 class TopicReader:
     """One assign-only consumer (it never joins a group or commits) for bounded reads.
 
-    Use as a context manager. Every method raises ``KafkaError`` naming the bootstrap
+    Use as a context manager. Every method raises ``KafkaOperationError`` naming the bootstrap
     servers when Kafka cannot be reached or answers with an error.
     """
 
@@ -142,7 +142,7 @@ class TopicReader:
         except KafkaException as exc:
             if not self._consumer.assignment():  # then poll serves only error callbacks
                 self._consumer.poll(0)
-            raise KafkaError(self._diagnosis.explain(_text(exc))) from exc
+            raise KafkaOperationError(self._diagnosis.explain(_text(exc))) from exc
         return {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
 
     def offsets_at(self, partitions: Iterable[TP], timestamp_ms: int) -> dict[TP, int]:
@@ -159,10 +159,12 @@ class TopicReader:
         try:
             found = self._consumer.offsets_for_times(wanted, timeout=10.0)
         except KafkaException as exc:
-            raise KafkaError(f"cannot list offsets on Kafka at {self.kafka}: {_text(exc)}") from exc
+            raise KafkaOperationError(
+                f"cannot list offsets on Kafka at {self.kafka}: {_text(exc)}"
+            ) from exc
         for tp in found:
             if tp.error is not None:
-                raise KafkaError(
+                raise KafkaOperationError(
                     f"cannot list offsets of {tp.topic}[{tp.partition}]: {tp.error.str()}"
                 )
         return {(tp.topic, tp.partition): int(tp.offset) for tp in found}
@@ -192,7 +194,7 @@ class TopicReader:
         timeout: float = READ_TIMEOUT_S,
     ) -> list[Record]:
         """Every record of the windows (with one of ``keys``), all partitions at once.
-        Raises ``KafkaError`` when no partition moved on for ``timeout`` seconds (a
+        Raises ``KafkaOperationError`` when no partition moved on for ``timeout`` seconds (a
         partition without a leader, a lost broker), naming the last client error."""
         todo = {(w.topic, w.partition): w for w in windows if not w.empty}
         if not todo:
@@ -210,7 +212,7 @@ class TopicReader:
                     stalled_at = time.monotonic() + timeout
                 elif time.monotonic() > stalled_at:
                     left = ", ".join(f"{t}[{p}]" for t, p in sorted(todo))
-                    raise KafkaError(
+                    raise KafkaOperationError(
                         f"reading from Kafka at {self.kafka} made no progress for "
                         f"{timeout:g} s (partitions {left}){last_error}"
                     )
@@ -218,7 +220,7 @@ class TopicReader:
                     err = msg.error()
                     if err is not None and err.code() != ClientError._PARTITION_EOF:
                         if err.fatal():
-                            raise KafkaError(f"reading from Kafka: {err.str()}")
+                            raise KafkaOperationError(f"reading from Kafka: {err.str()}")
                         last_error = f": {err.str()}"  # librdkafka retries these itself
                         continue
                     tp = (msg.topic() or "", msg.partition() or 0)

@@ -22,15 +22,15 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its 
     ResourceType,
 )
 
-from streamdag.errors import KafkaError
+from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection, admin_config, list_topics
 from streamdag.payloads.store import PayloadStore
+from streamdag.pipeline.topics import TOPICS_PREFIX
 
 __all__ = ["effective_retention_s", "start_sweeper", "sweep", "topic_retention_s"]
 
 log = logging.getLogger("streamdag.payloads")
 
-TOPIC_PREFIX = "streamdag."
 SWEEP_EVERY_S = 3600.0
 
 
@@ -41,7 +41,7 @@ def topic_retention_s(
     that delete by age; None for a topic that keeps its records forever."""
     kafka = KafkaConnection.of(kafka)
     if topics is None:
-        topics = [t for t in list_topics(kafka) if t.startswith(TOPIC_PREFIX)]
+        topics = [t for t in list_topics(kafka) if t.startswith(TOPICS_PREFIX)]
     names = sorted(topics)
     if not names:
         return {}
@@ -58,7 +58,9 @@ def topic_retention_s(
             ms = int(entry.value) if entry is not None and entry.value is not None else -1
             out[resource.name] = None if ms < 0 else ms / 1000
     except KafkaException as exc:
-        raise KafkaError(f"cannot read the topics' retention.ms: {exc.args[0].str()}") from exc
+        raise KafkaOperationError(
+            f"cannot read the topics' retention.ms: {exc.args[0].str()}"
+        ) from exc
     return out
 
 

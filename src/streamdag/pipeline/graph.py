@@ -1,47 +1,86 @@
 """Whole-graph validation of a pipeline spec and the DAG structure the engine runs.
 
 Each problem is reported as (field path, what is wrong), so the loader can name the file,
-the field and the fault in one line.
+the field and the fault in one line. The DAG holds every node that consumes records: the
+steps, and the output assembler that joins the results of several output steps into one
+final response.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum, StrEnum
 
 from streamdag.pipeline.spec import PIPELINE_SOURCE, InputRef, PipelineSpec, StepSpec
 from streamdag.runtimes.config import RuntimeSpec
 
-__all__ = ["Graph", "Problem", "StepNode", "build_graph", "check_spec"]
+__all__ = [
+    "OUTPUT_JOIN",
+    "Graph",
+    "JoinMode",
+    "Node",
+    "NodeKind",
+    "Problem",
+    "build_graph",
+    "check_spec",
+]
 
 Problem = tuple[str, str]
 
+# The name of the output assembler's node; "output" is reserved, so no step has it.
+OUTPUT_JOIN = "output"
+
+
+class NodeKind(Enum):
+    STEP = "step"  # runs its model on what it reads, writes its own outputs topic
+    ASSEMBLER = "assembler"  # no model: joins the output steps into the final response
+
+
+class JoinMode(StrEnum):
+    """When a join of several sources completes (docs/pipelines.md, "Join (fan-in)")."""
+
+    INNER = "inner"
+    OUTER = "outer"
+    ANY = "any"
+
 
 @dataclass(frozen=True)
-class StepNode:
-    """A step with its upstream sources: ``pipeline`` or step names, in first-use order."""
+class Node:
+    """A step or the output assembler, with its upstream sources (``pipeline`` or step
+    names, in first-use order) and how it joins them."""
 
-    spec: StepSpec
+    name: str
+    kind: NodeKind
     sources: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
+    join_mode: JoinMode  # how it would join: meaningful only when ``is_join``
+    join_window_ms: int
+    spec: StepSpec | None  # None for the assembler
 
     @property
     def is_join(self) -> bool:
         return len(self.sources) > 1
 
     @property
-    def join_mode(self) -> str:
-        return self.spec.join or "inner"
+    def join(self) -> JoinMode | None:
+        """The join mode, or None for a node with a single source."""
+        return self.join_mode if self.is_join else None
 
 
 @dataclass(frozen=True)
 class Graph:
     spec: PipelineSpec
-    nodes: dict[str, StepNode]
-    order: tuple[str, ...]  # topological: every step after all its sources
+    nodes: dict[str, Node]  # the steps, then the assembler if there is one
+    order: tuple[str, ...]  # topological: every node after all its sources
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps in topological order (the assembler left out)."""
+        return tuple(n for n in self.order if self.nodes[n].kind is NodeKind.STEP)
+
+    @property
+    def assembler(self) -> Node | None:
+        return self.nodes.get(OUTPUT_JOIN)
 
     def downstream(self, source: str) -> list[str]:
         return [n.name for n in self.nodes.values() if source in n.sources]
@@ -212,9 +251,25 @@ def _check_reach(spec: PipelineSpec, deps: dict[str, tuple[str, ...]]) -> Iterat
             )
 
 
+def _step_node(step: StepSpec) -> Node:
+    join = JoinMode(step.join or "inner")
+    return Node(step.name, NodeKind.STEP, _sources(step), join, step.join_window_ms, step)
+
+
+def _assembler(spec: PipelineSpec) -> Node | None:
+    """The output assembler: only a pipeline with several output steps has one."""
+    outputs = spec.output_steps
+    if len(outputs) < 2:
+        return None
+    join = JoinMode(spec.output.join)
+    return Node(
+        OUTPUT_JOIN, NodeKind.ASSEMBLER, tuple(outputs), join, spec.output.join_window_ms, None
+    )
+
+
 def build_graph(spec: PipelineSpec) -> Graph:
     """The DAG of a spec that passed ``check_spec``."""
-    nodes = {s.name: StepNode(spec=s, sources=_sources(s)) for s in spec.steps}
+    nodes = {s.name: _step_node(s) for s in spec.steps}
     order: list[str] = []
     done = {PIPELINE_SOURCE}
     pending = list(nodes)
@@ -225,4 +280,8 @@ def build_graph(spec: PipelineSpec) -> Graph:
         order.extend(ready)
         done.update(ready)
         pending = [n for n in pending if n not in done]
+    assembler = _assembler(spec)
+    if assembler is not None:
+        nodes[assembler.name] = assembler
+        order.append(assembler.name)
     return Graph(spec=spec, nodes=nodes, order=tuple(order))

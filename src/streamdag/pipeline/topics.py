@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
+
 from streamdag.kafka.admin import TopicSpec
-from streamdag.pipeline.graph import build_graph
+from streamdag.pipeline.graph import OUTPUT_JOIN, build_graph
 from streamdag.pipeline.spec import PIPELINE_SOURCE, PipelineSpec
 
 __all__ = [
     "OUTPUT_JOIN",
+    "TOPICS_PREFIX",
     "consumer_group",
     "derive_topics",
     "errors_topic",
+    "gateway_group",
     "inputs_topic",
     "join_state_topic",
     "outputs_topic",
+    "restore_group",
     "source_topic",
     "step_outputs_topic",
+    "topics_glob",
 ]
 
 PREFIX = "streamdag"
-# The assembler of a multi-step pipeline output joins like a step; "output" is reserved.
-OUTPUT_JOIN = "output"
+TOPICS_PREFIX = f"{PREFIX}."  # every topic of every pipeline starts with it
 
 
 def inputs_topic(pipeline: str) -> str:
@@ -35,6 +41,11 @@ def errors_topic(pipeline: str) -> str:
     return f"{PREFIX}.{pipeline}.errors"
 
 
+def topics_glob(pipeline: str) -> str:
+    """A pattern matching every topic of the pipeline, for messages."""
+    return f"{PREFIX}.{pipeline}.*"
+
+
 def step_outputs_topic(pipeline: str, step: str) -> str:
     return f"{PREFIX}.{pipeline}.{step}.outputs"
 
@@ -45,6 +56,19 @@ def join_state_topic(pipeline: str, step: str) -> str:
 
 def consumer_group(pipeline: str, step: str) -> str:
     return f"{PREFIX}.{pipeline}.{step}"
+
+
+def gateway_group(pipelines: Iterable[str]) -> str:
+    """The consumer group of the gateways serving ``pipelines`` on their outputs topics:
+    ``streamdag.<p>.gateway`` for one pipeline, ``streamdag.<a>+<b>.gateway`` (names
+    sorted) for several, so gateways serving different sets never share a group."""
+    return f"{PREFIX}.{'+'.join(sorted(pipelines))}.gateway"
+
+
+def restore_group(changelog_topic: str) -> str:
+    """A group of its own for one read of a join's changelog: its partitions are assigned,
+    never subscribed, and nothing is committed."""
+    return f"{changelog_topic}.restore.{uuid.uuid4().hex[:8]}"
 
 
 def source_topic(pipeline: str, source: str) -> str:
@@ -61,11 +85,10 @@ def derive_topics(spec: PipelineSpec) -> list[TopicSpec]:
     graph = build_graph(spec)
     topics = [TopicSpec(inputs_topic(p), n)]
     for name in graph.order:
-        topics.append(TopicSpec(step_outputs_topic(p, name), n))
+        if name in graph.steps:  # the assembler writes the pipeline's outputs topic
+            topics.append(TopicSpec(step_outputs_topic(p, name), n))
         if graph.nodes[name].is_join:
             topics.append(TopicSpec(join_state_topic(p, name), n, compacted=True))
-    if len(spec.output_steps) > 1:
-        topics.append(TopicSpec(join_state_topic(p, OUTPUT_JOIN), n, compacted=True))
     topics.append(TopicSpec(errors_topic(p), n))
     topics.append(TopicSpec(outputs_topic(p), n))
     return topics

@@ -19,6 +19,7 @@ from streamdag.errors import InvalidInput
 __all__ = [
     "DATATYPES",
     "Array",
+    "Arrays",
     "datatype_of",
     "element_count",
     "numpy_dtype",
@@ -27,6 +28,9 @@ __all__ = [
 
 Array: TypeAlias = npt.NDArray[Any]
 """Any numpy array; decoded tensors are native-order arrays, BYTES ones of ``bytes``."""
+
+Arrays: TypeAlias = dict[str, Array]
+"""Named tensors: a request's inputs or a model's outputs."""
 
 _NATIVE: Final[dict[str, np.dtype[Any]]] = {
     "BOOL": np.dtype(np.bool_),

@@ -13,17 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-from numpy.typing import NDArray
 
 from streamdag.engine.batching import concat, group_compatible, rows_of, split
 from streamdag.errors import ModelError, StreamdagError
+from streamdag.protocol.datatypes import Arrays
 from streamdag.runtimes import BatchConfig
 
-__all__ = ["AdaptiveBatcher", "Arrays", "Predict"]
+__all__ = ["AdaptiveBatcher", "Predict"]
 
-Arrays = dict[str, NDArray[Any]]
 Predict = Callable[[Arrays], Arrays]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from streamdag.errors import InvalidInput, PipelineNotFound, RecordTooLarge
-from streamdag.pipeline import PipelineSpec
+from streamdag.pipeline import PipelinePlan
 from streamdag.pipeline.graph import declared_outputs
 from streamdag.protocol import Array, ModelInferRequest
 from streamdag.runtimes import ModelMetadata, check_inputs
@@ -49,14 +49,14 @@ def check_request_id(request_id: str) -> None:
         )
 
 
-def check_pipeline_version(spec: PipelineSpec, version: str) -> None:
+def check_pipeline_version(plan: PipelinePlan, version: str) -> None:
     """A pipeline has the one version its spec names; empty means that one."""
-    if version not in ("", str(spec.version)):
-        raise PipelineNotFound(spec.name, version)
+    if version not in ("", plan.version):
+        raise PipelineNotFound(plan.name, version)
 
 
 def check_pipeline_inputs(
-    spec: PipelineSpec, arrays: Mapping[str, Array], metadata: Metadata
+    plan: PipelinePlan, arrays: Mapping[str, Array], metadata: Metadata
 ) -> None:
     """The request's tensors are what the pipeline's steps read from it: every tensor a
     step names is there, and a step that reads the whole request gets exactly the inputs
@@ -65,11 +65,11 @@ def check_pipeline_inputs(
     A tensor no step reads is refused when the pipeline's inputs are all known; a step
     whose model declares nothing takes any tensor.
     """
-    where = f"pipeline {spec.name}"
+    where = f"pipeline {plan.name}"
     have = ", ".join(map(repr, arrays))
     read: set[str] | None = set()  # every request tensor some step reads; None: any
-    for step in spec.steps:
-        refs = [r for r in step.input_refs if r.is_pipeline]
+    for step in plan.steps:
+        refs = [r for r in step.refs if r.is_pipeline]
         if not refs:
             continue
         named = [r.tensor for r in refs if r.tensor is not None]
@@ -81,7 +81,7 @@ def check_pipeline_inputs(
                 )
         whole = len(named) < len(refs)
         taken = list(arrays) if whole else named
-        meta = metadata(step.model)
+        meta = metadata(step.model or "")
         if meta is None or not meta.inputs:
             if whole:
                 read = None
@@ -92,13 +92,13 @@ def check_pipeline_inputs(
             read.update(taken)
         # The worker renames by tensor_map and drops the tensors named by triggers (which
         # read steps' outputs), then hands the model the rest.
-        triggers = {r.tensor for r in step.trigger_refs}
+        triggers = {r.tensor for r in step.triggers}
         renamed = {step.tensor_map.get(f"pipeline.inputs.{k}", k): arrays[k] for k in taken}
         renamed = {k: v for k, v in renamed.items() if k not in triggers}
         declared = [t.name for t in meta.inputs]
         model = f"model {step.model} (step {step.name})"
         # A step that also reads other steps' outputs gets the rest of its inputs there.
-        only_request = all(r.is_pipeline for r in step.input_refs)
+        only_request = all(r.is_pipeline for r in step.refs)
         missing = [d for d in declared if d not in renamed]
         if missing and only_request:
             raise InvalidInput(
@@ -124,28 +124,29 @@ def check_pipeline_inputs(
             )
 
 
-def check_pipeline_outputs(spec: PipelineSpec, wanted: list[str], metadata: Metadata) -> None:
+def check_pipeline_outputs(plan: PipelinePlan, wanted: list[str], metadata: Metadata) -> None:
     """Requested outputs are among the pipeline's final outputs, when its output steps'
     models declare theirs (in their metadata, or by name in the spec); otherwise any name
     is taken."""
     if not wanted:
         return
     declared: dict[str, list[str]] = {}
-    for step in spec.output_steps:
-        model = spec.step(step).model
-        meta = metadata(model)
+    for step in plan.output_steps:
+        node = plan.node(step)
+        meta = metadata(node.model or "")
         if meta is not None and meta.outputs:
             declared[step] = [t.name for t in meta.outputs]
             continue
-        names = declared_outputs(spec.models[model])
+        model = plan.model_spec(node)
+        names = declared_outputs(model) if model is not None else None
         if names is None:
             return
         declared[step] = sorted(names)
     available = [name for names in declared.values() for name in names]
-    if len(declared) > 1:
+    if plan.assembler is not None:
         # The output join keeps same-named tensors of two steps apart as "<step>.<name>".
         available += [f"{step}.{name}" for step, names in declared.items() for name in names]
-    check_outputs(f"pipeline {spec.name}", wanted, list(dict.fromkeys(available)))
+    check_outputs(f"pipeline {plan.name}", wanted, list(dict.fromkeys(available)))
 
 
 def check_outputs(where: str, wanted: Iterable[str], available: list[str]) -> None:

@@ -27,7 +27,7 @@ from streamdag.errors import (
     StreamdagError,
     Unavailable,
 )
-from streamdag.pipeline import PipelineSpec
+from streamdag.pipeline import PipelinePlan
 from streamdag.protocol import (
     Array,
     ModelInferRequest,
@@ -81,11 +81,11 @@ class DataPlane:
     """Models declared by pipeline specs, plus the pipelines behind an optional gateway."""
 
     def __init__(
-        self, specs: Sequence[PipelineSpec], *, gateway: PipelineGateway | None = None
+        self, plans: Sequence[PipelinePlan], *, gateway: PipelineGateway | None = None
     ) -> None:
-        self._repository = ModelRepository(specs)
+        self._repository = ModelRepository([plan.spec for plan in plans])
         self._gateway = gateway
-        self._specs = {spec.name: spec for spec in specs}
+        self._plans = {plan.name: plan for plan in plans}
         self._started = False
         clash = set(self._repository.names()) & set(self.pipelines())
         if clash:
@@ -127,9 +127,9 @@ class DataPlane:
     def pipelines(self) -> list[str]:
         return self._gateway.pipelines() if self._gateway is not None else []
 
-    def specs(self) -> list[PipelineSpec]:
-        """The pipeline specs this DataPlane was built from, in the order given."""
-        return list(self._specs.values())
+    def plans(self) -> list[PipelinePlan]:
+        """The pipeline plans this DataPlane was built from, in the order given."""
+        return list(self._plans.values())
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         if self._is_pipeline(name):
@@ -140,8 +140,8 @@ class DataPlane:
     def model_metadata(self, name: str, version: str | None = None) -> ModelDescription:
         if self._is_pipeline(name):
             self._check_pipeline_version(name, version or "")
-            spec = self._specs.get(name)
-            versions = [str(spec.version)] if spec is not None else []
+            plan = self._plans.get(name)
+            versions = [plan.version] if plan is not None else []
             # A pipeline's tensors are those of its steps; the spec does not declare them.
             return ModelDescription(name, versions, PIPELINE_PLATFORM, [], [])
         served = self._repository.get(name, version or "")
@@ -267,15 +267,15 @@ class DataPlane:
         arrays = decode_request(request)
         if not arrays:
             raise InvalidInput(f"pipeline {pipeline}: the request has no input tensors")
-        spec = self._specs.get(pipeline)
-        if spec is not None:
-            check_pipeline_inputs(spec, arrays, self._declared)
-            check_pipeline_outputs(spec, requested_outputs(request), self._declared)
+        plan = self._plans.get(pipeline)
+        if plan is not None:
+            check_pipeline_inputs(plan, arrays, self._declared)
+            check_pipeline_outputs(plan, requested_outputs(request), self._declared)
 
     def _check_pipeline_version(self, pipeline: str, version: str) -> None:
-        spec = self._specs.get(pipeline)
-        if spec is not None:
-            check_pipeline_version(spec, version)
+        plan = self._plans.get(pipeline)
+        if plan is not None:
+            check_pipeline_version(plan, version)
 
     def _declared(self, model: str) -> ModelMetadata | None:
         return self._repository.get(model).metadata

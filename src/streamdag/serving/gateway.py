@@ -1,7 +1,8 @@
 """Request-reply over Kafka: the ``PipelineGateway`` behind ``/v2/pipelines/<p>/infer``.
 
 Each gateway instance joins consumer group ``streamdag.<p>.gateway`` on the pipeline's
-outputs topic and so owns some of its partitions. A request is produced to the inputs
+outputs topic (``streamdag.<a>+<b>.gateway`` on all of them, when it serves pipelines
+``a`` and ``b``) and so owns some of its partitions. A request is produced to the inputs
 topic (key and ``x-request-id`` = the request id) with header ``streamdag-reply-to`` naming
 one of the instance's partitions; the step that writes the final reply puts it on that
 partition. So every instance reads only its own replies, and several run side by side.
@@ -57,7 +58,7 @@ from streamdag.kafka import headers as h
 from streamdag.kafka.partitioner import partition_for
 from streamdag.observability import metrics, tracing
 from streamdag.payloads import PayloadStore
-from streamdag.pipeline import PipelineSpec, derive_topics, inputs_topic, outputs_topic
+from streamdag.pipeline import PipelinePlan, gateway_group
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, response_from_bytes
 
 __all__ = ["KafkaGateway"]
@@ -69,7 +70,7 @@ Reply = tuple[ModelInferResponse, dict[str, str]]
 
 @dataclass
 class _Pipeline:
-    spec: PipelineSpec
+    plan: PipelinePlan
     partitions: list[int] = field(default_factory=list)  # outputs partitions we own
     turn: itertools.count[int] = field(default_factory=itertools.count)
     waiting: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)  # by call
@@ -80,7 +81,7 @@ class _Pipeline:
 class KafkaGateway:
     def __init__(
         self,
-        specs: Sequence[PipelineSpec],
+        plans: Sequence[PipelinePlan],
         kafka: KafkaConnection | str,
         *,
         job_retention_s: float = 86_400,
@@ -90,8 +91,8 @@ class KafkaGateway:
         self.payloads = payloads
         self._claims: set[asyncio.Task[None]] = set()
         self.job_retention_s = job_retention_s
-        self._pipelines = {s.name: _Pipeline(s) for s in specs}
-        self._by_topic = {outputs_topic(s.name): s.name for s in specs}
+        self._pipelines = {p.name: _Pipeline(p) for p in plans}
+        self._by_topic = {p.outputs_topic: p.name for p in plans}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
@@ -108,7 +109,7 @@ class KafkaGateway:
         self._loop = asyncio.get_running_loop()
         # The pipelines' workers may not have run yet: make sure their topics exist.
         for pipe in self._pipelines.values():
-            await asyncio.to_thread(ensure_topics, self.kafka, derive_topics(pipe.spec))
+            await asyncio.to_thread(ensure_topics, self.kafka, pipe.plan.topics())
         # A topic created a moment ago may not be in the cluster metadata yet; subscribing
         # before it is would leave it out of the group's first assignment.
         await asyncio.to_thread(_wait_for_topics, self.kafka, list(self._by_topic))
@@ -119,7 +120,7 @@ class KafkaGateway:
         )
         if not self._pipelines:
             return
-        group = "streamdag." + "+".join(sorted(self._pipelines)) + ".gateway"
+        group = gateway_group(self._pipelines)
         self._consumer = Consumer(
             consumer_config(
                 self.kafka,
@@ -270,7 +271,7 @@ class KafkaGateway:
             out.append((h.PAYLOAD, stub))
         try:
             self._producer.produce(
-                inputs_topic(pipe.spec.name),
+                pipe.plan.inputs_topic,
                 value,
                 request.id.encode(),
                 headers=out,
@@ -296,7 +297,7 @@ class KafkaGateway:
         future: asyncio.Future[Reply] = self._loop.create_future()
         call = uuid.uuid4().hex
         pipe.waiting[call] = future
-        deadline = timeout if timeout is not None else pipe.spec.timeout_ms / 1000
+        deadline = timeout if timeout is not None else pipe.plan.timeout_ms / 1000
         span, headers = _traced(pipeline, rid, headers)
         in_flight = metrics.GATEWAY_IN_FLIGHT.labels(pipeline)
         in_flight.inc()
@@ -390,14 +391,12 @@ class KafkaGateway:
 
     def _find_reply(self, pipe: _Pipeline, request_id: str, since: float, call: str | None) -> Any:
         return self._scan(
-            outputs_topic(pipe.spec.name), request_id.encode(), pipe.spec.partitions, since, call
+            pipe.plan.outputs_topic, request_id.encode(), pipe.plan.partitions, since, call
         )
 
     def _was_submitted(self, pipe: _Pipeline, request_id: str, since: float) -> bool:
         return (
-            self._scan(
-                inputs_topic(pipe.spec.name), request_id.encode(), pipe.spec.partitions, since
-            )
+            self._scan(pipe.plan.inputs_topic, request_id.encode(), pipe.plan.partitions, since)
             is not None
         )
 
@@ -426,7 +425,9 @@ class KafkaGateway:
 
     def _probe_kafka(self) -> None:
         topics = [
-            topic for name in self._pipelines for topic in (inputs_topic(name), outputs_topic(name))
+            topic
+            for pipe in self._pipelines.values()
+            for topic in (pipe.plan.inputs_topic, pipe.plan.outputs_topic)
         ]
         assert self._producer is not None
         while not self._stopping.wait(self.PROBE_EVERY_S):

@@ -31,7 +31,7 @@ import uvicorn
 from streamdag.errors import ConfigError
 from streamdag.kafka import KafkaConnection
 from streamdag.payloads import PayloadStore
-from streamdag.pipeline import PipelineSpec
+from streamdag.pipeline import PipelinePlan
 from streamdag.serving.auth import Tokens
 from streamdag.serving.dataplane import DataPlane
 from streamdag.serving.gateway import KafkaGateway
@@ -47,17 +47,17 @@ _log = logging.getLogger("streamdag.serving")
 
 
 def build_gateway(
-    specs: Sequence[PipelineSpec],
+    plans: Sequence[PipelinePlan],
     kafka: KafkaConnection | str,
     *,
     payloads: PayloadStore | None = None,
 ) -> PipelineGateway | None:
-    """The gateway that serves the pipelines of ``specs`` over the Kafka ``kafka`` reaches
+    """The gateway that serves the pipelines of ``plans`` over the Kafka ``kafka`` reaches
     (request-reply and jobs), with requests and replies too large for a Kafka record in
-    ``payloads``; None when there is no spec."""
-    if not specs:
+    ``payloads``; None when there is no pipeline."""
+    if not plans:
         return None
-    return KafkaGateway(specs, kafka, payloads=payloads)
+    return KafkaGateway(plans, kafka, payloads=payloads)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -251,7 +251,7 @@ class Server:
 
 
 async def serve(
-    specs: Sequence[PipelineSpec],
+    plans: Sequence[PipelinePlan],
     *,
     gateway: PipelineGateway | None = None,
     host: str | None = None,
@@ -264,7 +264,7 @@ async def serve(
     open_ui: bool | None = None,
     tls: TlsFiles | None = None,
 ) -> None:
-    """Serve the models of ``specs`` (and the gateway's pipelines) until SIGTERM or SIGINT;
+    """Serve the models of ``plans``' specs (and the gateway's pipelines) until SIGTERM or SIGINT;
     the web view reads Kafka through ``kafka``; REST repository load and unload need
     ``allow_repository_changes`` (default: ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``).
     Tokens and TLS: as ``Server`` takes them."""
@@ -276,7 +276,7 @@ async def serve(
     for sig in signals:
         loop.add_signal_handler(sig, stopping.set)
     try:
-        dataplane = DataPlane(specs, gateway=gateway)
+        dataplane = DataPlane(plans, gateway=gateway)
         server = Server(
             dataplane,
             host=host,

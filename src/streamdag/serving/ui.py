@@ -34,22 +34,19 @@ from typing import Any, Final
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from streamdag.errors import ConfigError, InvalidInput, KafkaError, PipelineNotFound, Unavailable
+from streamdag.errors import (
+    ConfigError,
+    InvalidInput,
+    KafkaOperationError,
+    PipelineNotFound,
+    Unavailable,
+)
 from streamdag.kafka import KafkaConnection
 from streamdag.observability.inspect import trace_request
 from streamdag.observability.live import LiveStats, PipelineFigures
 from streamdag.observability.scan import parse_since
-from streamdag.pipeline import (
-    PipelineSpec,
-    build_graph,
-    consumer_group,
-    errors_topic,
-    inputs_topic,
-    outputs_topic,
-    step_outputs_topic,
-)
+from streamdag.pipeline import NodeKind, PipelinePlan, PlanNode
 from streamdag.pipeline.spec import PIPELINE_SOURCE
-from streamdag.pipeline.topics import OUTPUT_JOIN
 from streamdag.serving.dataplane import DataPlane
 from streamdag.serving.scan_pool import ScanPool
 
@@ -77,15 +74,15 @@ def ui_router(
     """The ``/ui`` routes over the pipelines of ``dataplane``, read from Kafka at
     ``kafka`` (default: the ``STREAMDAG_*`` settings)."""
     kafka_conn = KafkaConnection.from_settings() if kafka is None else KafkaConnection.of(kafka)
-    specs = {spec.name: spec for spec in dataplane.specs()}
+    plans = {plan.name: plan for plan in dataplane.plans()}
     scans = ScanPool(SCAN_THREADS, name="streamdag-ui")
-    snapshots = _Snapshots(specs, kafka_conn, refresh_s, scans)
+    snapshots = _Snapshots(plans, kafka_conn, refresh_s, scans)
     router = APIRouter(prefix="/ui")
 
-    def spec_of(pipeline: str) -> PipelineSpec:
-        if pipeline not in specs:
+    def plan_of(pipeline: str) -> PipelinePlan:
+        if pipeline not in plans:
             raise PipelineNotFound(pipeline)
-        return specs[pipeline]
+        return plans[pipeline]
 
     @router.get("")
     async def ui_root() -> Response:
@@ -105,27 +102,27 @@ def ui_router(
         return JSONResponse(
             [
                 {
-                    "name": s.name,
-                    "version": str(s.version),
-                    "guarantee": s.guarantee,
-                    "partitions": s.partitions,
+                    "name": p.name,
+                    "version": p.version,
+                    "guarantee": p.guarantee,
+                    "partitions": p.partitions,
                 }
-                for s in specs.values()
+                for p in plans.values()
             ]
         )
 
     @router.get("/api/pipelines/{pipeline}/graph")
     async def ui_graph(pipeline: str) -> Response:
-        return JSONResponse(pipeline_graph(spec_of(pipeline)))
+        return JSONResponse(pipeline_graph(plan_of(pipeline)))
 
     @router.get("/api/pipelines/{pipeline}/stats")
     async def ui_stats(pipeline: str) -> Response:
-        spec_of(pipeline)
+        plan_of(pipeline)
         return JSONResponse(_figures_json(await snapshots.get(pipeline)))
 
     @router.get("/api/pipelines/{pipeline}/errors")
     async def ui_errors(pipeline: str) -> Response:
-        spec_of(pipeline)
+        plan_of(pipeline)
         figures = await snapshots.get(pipeline)
         return JSONResponse(
             {
@@ -137,7 +134,7 @@ def ui_router(
 
     @router.get("/api/pipelines/{pipeline}/requests/{request_id:path}")
     async def ui_request(pipeline: str, request_id: str, since: str | None = None) -> Response:
-        spec = spec_of(pipeline)
+        plan = plan_of(pipeline)
         try:
             since_ms = parse_since(since) if since else None
         except ConfigError as exc:
@@ -154,86 +151,84 @@ def ui_router(
         try:
             trace = await scans.run(
                 trace_request,
-                spec,
+                plan,
                 kafka_conn,
                 request_id,
                 since_ms=since_ms,
                 timeout=_SEARCH_TIMEOUT_S,
             )
-        except KafkaError as exc:
+        except KafkaOperationError as exc:
             raise Unavailable(exc.message) from exc
         return JSONResponse(trace.to_dict())
 
     return router
 
 
-def pipeline_graph(spec: PipelineSpec) -> dict[str, Any]:
-    """The DAG of ``spec`` for drawing: nodes with a ``layer`` (the longest path from the
+def pipeline_graph(plan: PipelinePlan) -> dict[str, Any]:
+    """The DAG of ``plan`` for drawing: nodes with a ``layer`` (the longest path from the
     inputs topic) and edges labelled with the tensors they carry and the triggers they
     fire. Node ids are step names and ``inputs``, ``outputs``, ``errors``, ``output`` (the
     assembler of several output steps): names a step cannot have."""
-    p, graph = spec.name, build_graph(spec)
     layer = {PIPELINE_SOURCE: 0}
-    nodes: list[dict[str, Any]] = [_topic("inputs", inputs_topic(p), 0)]
+    nodes: list[dict[str, Any]] = [_topic("inputs", plan.inputs_topic, 0)]
     edges: list[dict[str, Any]] = []
-    for name in graph.order:
-        node = graph.nodes[name]
-        step = node.spec
-        layer[name] = 1 + max(layer[s] for s in node.sources)
-        nodes.append(
-            {
-                "id": name,
-                "kind": "step",
-                "label": name,
-                "model": step.model,
-                "runtime": spec.models[step.model].runtime,
-                "topic": step_outputs_topic(p, name),
-                "group": consumer_group(p, name),
-                "join": node.join_mode if node.is_join else None,
-                "window_ms": step.join_window_ms if node.is_join else None,
-                "when": list(step.when),
-                "output": name in spec.output_steps,
-                "layer": layer[name],
-            }
-        )
+    for node in plan.nodes.values():
+        layer[node.name] = 1 + max(layer[s] for s in node.sources)
+        nodes.append(_node(plan, node, layer[node.name]))
         for source in node.sources:
             edges.append(
                 {
                     "from": "inputs" if source == PIPELINE_SOURCE else source,
-                    "to": name,
-                    "tensors": [r.tensor or "*" for r in step.input_refs if r.source == source],
-                    "when": [r.tensor for r in step.trigger_refs if r.source == source],
+                    "to": node.name,
+                    "tensors": [r.tensor or "*" for r in node.refs if r.source == source],
+                    "when": [r.tensor for r in node.triggers if r.source == source],
                 }
             )
-    outputs = spec.output_steps
-    last = max(layer[s] for s in outputs)
-    if len(outputs) > 1:
-        last += 1
-        nodes.append(
-            {
-                "id": OUTPUT_JOIN,
-                "kind": "join",
-                "label": OUTPUT_JOIN,
-                "topic": outputs_topic(p),
-                "group": consumer_group(p, OUTPUT_JOIN),
-                "join": spec.output.join,
-                "window_ms": spec.output.join_window_ms,
-                "layer": last,
-            }
-        )
-        edges += [_edge(s, OUTPUT_JOIN) for s in outputs]
-        edges.append(_edge(OUTPUT_JOIN, "outputs"))
-    else:
-        edges.append(_edge(outputs[0], "outputs"))
-    nodes.append(_topic("outputs", outputs_topic(p), last + 1))
-    nodes.append(_topic("errors", errors_topic(p), last + 1, kind="errors"))
+    # The node that writes the final response: the sole output step, or the assembler.
+    final = next(n for n in plan.nodes.values() if n.final_topic is not None)
+    last = layer[final.name]
+    edges.append(_edge(final.name, "outputs"))
+    nodes.append(_topic("outputs", plan.outputs_topic, last + 1))
+    nodes.append(_topic("errors", plan.errors_topic, last + 1, kind="errors"))
     return {
-        "pipeline": p,
-        "version": str(spec.version),
-        "guarantee": spec.guarantee,
-        "partitions": spec.partitions,
+        "pipeline": plan.name,
+        "version": plan.version,
+        "guarantee": plan.guarantee,
+        "partitions": plan.partitions,
         "nodes": nodes,
         "edges": edges,
+    }
+
+
+def _node(plan: PipelinePlan, node: PlanNode, layer: int) -> dict[str, Any]:
+    join = node.join.value if node.join is not None else None
+    window = node.join_window_ms if node.join is not None else None
+    if node.kind is NodeKind.ASSEMBLER:
+        return {
+            "id": node.name,
+            "kind": "join",
+            "label": node.name,
+            "topic": node.outputs_topic,
+            "group": node.group,
+            "join": join,
+            "window_ms": window,
+            "layer": layer,
+        }
+    model = plan.model_spec(node)
+    assert model is not None  # every step has one
+    return {
+        "id": node.name,
+        "kind": "step",
+        "label": node.name,
+        "model": node.model,
+        "runtime": model.runtime,
+        "topic": node.outputs_topic,
+        "group": node.group,
+        "join": join,
+        "window_ms": window,
+        "when": [str(r) for r in node.triggers],
+        "output": node.name in plan.output_steps,
+        "layer": layer,
     }
 
 
@@ -271,19 +266,19 @@ class _Snapshots:
 
     def __init__(
         self,
-        specs: dict[str, PipelineSpec],
+        plans: dict[str, PipelinePlan],
         kafka: KafkaConnection,
         refresh_s: float,
         pool: ScanPool,
     ) -> None:
         self.refresh_s = refresh_s
         self._pool = pool
-        self._stats = {name: LiveStats(spec, kafka) for name, spec in specs.items()}
+        self._stats = {name: LiveStats(plan, kafka) for name, plan in plans.items()}
         self._taken: dict[str, tuple[float, PipelineFigures]] = {}
-        self._waits = {name: asyncio.Lock() for name in specs}
+        self._waits = {name: asyncio.Lock() for name in plans}
         # A read outlives a viewer who went away (threads cannot be cancelled): the next
         # one must wait for it, not run beside it.
-        self._reading = {name: threading.Lock() for name in specs}
+        self._reading = {name: threading.Lock() for name in plans}
 
     async def get(self, pipeline: str) -> PipelineFigures:
         async with self._waits[pipeline]:
@@ -292,7 +287,7 @@ class _Snapshots:
                 return taken[1]
             try:
                 figures = await self._pool.run(self._read, pipeline)
-            except KafkaError as exc:
+            except KafkaOperationError as exc:
                 raise Unavailable(f"pipeline {pipeline}: {exc.message}") from exc
             self._taken[pipeline] = (time.monotonic(), figures)
             return figures
