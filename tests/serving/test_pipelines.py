@@ -161,7 +161,8 @@ def test_requests_too_large_for_a_kafka_record_are_refused_before_the_gateway(
     big = np.zeros(500_000, np.float32)  # 2 MB: more than the gateway's 1 MB records
     too_large = (
         rf"^pipeline {PIPELINE}: the request makes a Kafka record of \d+ bytes, "
-        r"over the limit of 1000000 bytes \(message.max.bytes\)$"
+        r"over the limit of 1000000 bytes \(message.max.bytes\); a payload store carries "
+        r"larger requests \(--payload-store or STREAMDAG_PAYLOAD_STORE\)$"
     )
     for path in (f"/v2/pipelines/{PIPELINE}/infer", f"/v2/pipelines/{PIPELINE}/jobs"):
         content, headers = binary_body(new_id(), big)
