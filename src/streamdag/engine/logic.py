@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -242,7 +243,7 @@ class StepLogic:
         if done.outcome == "skip":
             return self._skip(env)
         by_source: dict[str, Arrays] = {}
-        inputs: Arrays = {}
+        selected: dict[str, Arrays] = {}
         try:
             for source, piece in done.pieces.items():
                 value = piece.value
@@ -253,13 +254,20 @@ class StepLogic:
                     value = self.payloads.claim(stub)
                 arrays = decode_response(response_from_bytes(value))
                 by_source[source] = arrays
-                for name, array in self.plan.select(source, arrays).items():
-                    # The output assembler keeps same-named tensors of two steps apart.
-                    clash = name in inputs and self.plan.kind is NodeKind.ASSEMBLER
-                    key = f"{source}.{name}" if clash else name
-                    inputs[key] = array
+                selected[source] = self.plan.select(source, arrays)
         except (InvalidInput, PayloadLost) as exc:
             return self._failure(env, Failure(exc.code, exc.message, 0))
+        inputs: Arrays = {}
+        if self.plan.kind is NodeKind.ASSEMBLER:
+            # A tensor name that several output steps return comes back as
+            # <step>.<tensor> from each of them, whichever piece arrived first.
+            seen = Counter(name for arrays in selected.values() for name in arrays)
+            for source, arrays in selected.items():
+                for name, array in arrays.items():
+                    inputs[f"{source}.{name}" if seen[name] > 1 else name] = array
+        else:
+            for arrays in selected.values():
+                inputs.update(arrays)
         if not self._fires(by_source):
             return self._skip(env)
         runnable.append((env, self._drop_triggers(inputs)))
