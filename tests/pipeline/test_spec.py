@@ -65,14 +65,14 @@ def test_fanout_join_spec_loads_and_derives_topics(spec_file: Callable[[str], Pa
         "streamdag.triage.clean.outputs",
         "streamdag.triage.sections.outputs",
         "streamdag.triage.entities.outputs",
-        "streamdag.triage.coder.outputs",
+        # coder answers alone (no step reads it): its results go to the outputs topic only
         "streamdag.triage.coder.join-state",
         "streamdag.triage.errors",
         "streamdag.triage.outputs",
     ]
     assert all(t.partitions == 3 for t in topics.values())
     assert topics["streamdag.triage.coder.join-state"].compacted
-    assert not topics["streamdag.triage.coder.outputs"].compacted
+    assert not topics["streamdag.triage.outputs"].compacted
 
 
 def _bad(text: str, old: str, new: str) -> str:

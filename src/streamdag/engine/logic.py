@@ -71,10 +71,12 @@ class StepLogic:
         self._e2e_seconds: list[float] = []  # of this batch's answers, observed together
         self._spans: list[Span] = []
         self._trigger_tensors = {t.tensor for t in plan.triggers}
-        # Where a result goes, as (topic, model name): a step's own outputs, for the steps
-        # downstream (the assembler has none), and the pipeline's outputs when this node
-        # answers the caller.
-        self._targets = [(plan.outputs_topic, plan.model)] if plan.kind is NodeKind.STEP else []
+        # Whether the node has an outputs topic of its own, for the steps downstream: the
+        # assembler has none, nor has a step that answers alone.
+        self._own = plan.kind is NodeKind.STEP and plan.outputs_topic != plan.replies_topic
+        # Where a result goes, as (topic, model name): the node's own outputs, and the
+        # pipeline's outputs when it answers the caller.
+        self._targets = [(plan.outputs_topic, plan.model)] if self._own else []
         self._final = plan.final_topic
         if self._final is not None:
             self._targets.append((self._final, plan.pipeline))
@@ -200,7 +202,8 @@ class StepLogic:
     def _single(self, env: Envelope, runnable: list[tuple[Envelope, Arrays]]) -> list[OutRecord]:
         kind = piece_kind(env)
         if kind == "error":
-            return [self._marker(env, "error")]
+            # Downstream steps let go of it; the caller already has the failing step's reply.
+            return [self._marker(env, "error")] if self._own else []
         if kind == "skip":
             return self._skip(env)
         source = self.plan.source_topics[env.topic]
@@ -229,7 +232,8 @@ class StepLogic:
         ts = h.get_header(env.headers, h.REQUEST_TS)
         env.request_ts_ms = int(ts) if ts and ts.isdigit() else int(time.time() * 1000)
         if done.outcome == "error":
-            return [self._marker(env, "error")]
+            # Downstream steps let go of it; the caller already has the failing step's reply.
+            return [self._marker(env, "error")] if self._own else []
         if done.outcome == "oversized":
             return self._failure(env, Failure(ResourceExhausted.code, done.detail, 0))
         if done.outcome == "expired":
@@ -306,7 +310,7 @@ class StepLogic:
             # The waiting gateway reads one partition of the pipeline's outputs.
             partitions=None if partition is None else {plan.replies_topic: partition},
             model_names=self._target_names,
-            own_topic=plan.outputs_topic,
+            own_topic=plan.outputs_topic if self._own else None,
         )
         # The records of one result differ only in their model name: size the largest.
         size = record_size(max(records, key=lambda r: len(r.value or b"")))
@@ -359,7 +363,7 @@ class StepLogic:
         )
 
     def _skip(self, env: Envelope) -> list[OutRecord]:
-        out = [self._marker(env, "skip")] if self.plan.kind is NodeKind.STEP else []
+        out = [self._marker(env, "skip")] if self._own else []
         if self._final is not None:
             # No branch ran for this request: the caller still gets one (empty) answer.
             out.append(self._marker(env, "skip", self._final))
@@ -401,6 +405,6 @@ class StepLogic:
             failed.headers.append((h.VALUE_DROPPED, str(len(failed.value or b"")).encode()))
             failed.value = b""
         out = [failed, reply(plan.replies_topic, plan.pipeline)]
-        if plan.kind is NodeKind.STEP:  # the steps downstream let go of the request
+        if self._own:  # the steps downstream let go of the request
             out.append(reply(plan.outputs_topic, plan.model))
         return self._to_caller(env, out)

@@ -85,6 +85,11 @@ class Graph:
     def downstream(self, source: str) -> list[str]:
         return [n.name for n in self.nodes.values() if source in n.sources]
 
+    def answers_alone(self, step: str) -> bool:
+        """Whether ``step`` is the pipeline's only output step and no node reads it: its
+        results then go to the pipeline's outputs topic only, not to a topic of its own."""
+        return self.spec.output_steps == [step] and not self.downstream(step)
+
 
 def declared_outputs(model: RuntimeSpec) -> set[str] | None:
     """Tensor names a model is known to produce, or None when only running it would tell."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamdag.kafka.admin import TopicSpec
-from streamdag.pipeline.graph import JoinMode, Node, NodeKind, build_graph
+from streamdag.pipeline.graph import Graph, JoinMode, Node, NodeKind, build_graph
 from streamdag.pipeline.spec import InputRef, PipelineSpec, RetryConfig
 from streamdag.pipeline.topics import (
     consumer_group,
@@ -44,7 +44,8 @@ class PlanNode:
     refs: tuple[InputRef, ...]  # the inputs it takes from each source
     tensor_map: Mapping[str, str]
     triggers: tuple[InputRef, ...]
-    outputs_topic: str  # where its results go (the pipeline's outputs, for the assembler)
+    outputs_topic: str  # its results; the pipeline's outputs for the assembler and a step
+    # that answers alone (read by no other node): each result is written once
     final_topic: str | None  # the pipeline's outputs topic, if this node answers the caller
     join: JoinMode | None  # None: a single source, no join state
     join_window_ms: int
@@ -113,7 +114,7 @@ class PipelinePlan:
         return derive_topics(self.spec)
 
 
-def _node(spec: PipelineSpec, node: Node) -> PlanNode:
+def _node(spec: PipelineSpec, graph: Graph, node: Node) -> PlanNode:
     p = spec.name
     final = outputs_topic(p)
     sources = {source_topic(p, s): s for s in node.sources}
@@ -148,7 +149,7 @@ def _node(spec: PipelineSpec, node: Node) -> PlanNode:
         refs=tuple(step.input_refs),
         tensor_map=dict(step.tensor_map),
         triggers=tuple(step.trigger_refs),
-        outputs_topic=step_outputs_topic(p, node.name),
+        outputs_topic=final if graph.answers_alone(node.name) else step_outputs_topic(p, node.name),
         final_topic=final if spec.output_steps == [node.name] else None,
         join=node.join,
         join_window_ms=node.join_window_ms,
@@ -164,7 +165,7 @@ def compile_plan(spec: PipelineSpec) -> PipelinePlan:
     graph = build_graph(spec)
     return PipelinePlan(
         spec=spec,
-        nodes={name: _node(spec, graph.nodes[name]) for name in graph.order},
+        nodes={name: _node(spec, graph, graph.nodes[name]) for name in graph.order},
         inputs_topic=inputs_topic(spec.name),
         outputs_topic=outputs_topic(spec.name),
         errors_topic=errors_topic(spec.name),

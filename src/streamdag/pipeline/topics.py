@@ -85,7 +85,8 @@ def derive_topics(spec: PipelineSpec) -> list[TopicSpec]:
     graph = build_graph(spec)
     topics = [TopicSpec(inputs_topic(p), n)]
     for name in graph.order:
-        if name in graph.steps:  # the assembler writes the pipeline's outputs topic
+        # The assembler, and a step that answers alone, write the pipeline's outputs topic.
+        if name in graph.steps and not graph.answers_alone(name):
             topics.append(TopicSpec(step_outputs_topic(p, name), n))
         if graph.nodes[name].is_join:
             topics.append(TopicSpec(join_state_topic(p, name), n, compacted=True))
