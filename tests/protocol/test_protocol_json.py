@@ -212,6 +212,14 @@ def _one(**tensor: Any) -> dict[str, Any]:
             _one(datatype="UINT8", data=[-1, 0]),
             "inputs[0].data: value -1 is out of range for UINT8",
         ),
+        (
+            _one(datatype="FP32", data=[0.5, 10**400]),
+            "inputs[0].data: an integer of 1329 bits is out of range for FP32",
+        ),
+        (
+            _one(datatype="FP64", data=[-(10**309), 1]),
+            "inputs[0].data: an integer of 1027 bits is out of range for FP64",
+        ),
         (_one(datatype="BOOL", data=[1, 0]), "inputs[0].data: BOOL takes booleans, got integers"),
         (_one(datatype="FP32", data=["a", 1]), "inputs[0].data: FP32 takes numbers, got strings"),
         (

@@ -40,6 +40,7 @@ from streamdag.protocol import (
 from streamdag.runtimes import ModelMetadata, TensorSpec, check_inputs
 from streamdag.serving.checks import (
     check_outputs,
+    check_parameters,
     check_pipeline_inputs,
     check_pipeline_outputs,
     check_pipeline_version,
@@ -203,6 +204,7 @@ class DataPlane:
         if not request.model_name:
             raise InvalidInput("model_name: must not be empty")
         check_request_id(request.id)
+        check_parameters(request)
         if self._is_pipeline(request.model_name):
             return await self.infer_pipeline(
                 request.model_name, request, timeout=timeout, headers=headers
@@ -259,6 +261,7 @@ class DataPlane:
         whatever the pipeline's workers or the producer would refuse (see ``checks``),
         the cheap checks first."""
         check_request_id(request.id)
+        check_parameters(request)
         self._check_pipeline_version(pipeline, request.model_version)
         check_record_size(pipeline, request, headers, gateway.max_record_bytes())
         await run_sized(request.ByteSize(), self._check_pipeline_tensors, pipeline, request)
