@@ -51,8 +51,17 @@ JSON_ONLY = (
     "data_value",
     "nan_field",
     "not_an_object",
+    "output_flag",
 )
-BINARY_ONLY = ("truncate", "bad_utf8", "binary_size", "header_length", "data_and_size")
+BINARY_ONLY = (
+    "truncate",
+    "bad_utf8",
+    "binary_size",
+    "header_length",
+    "data_and_size",
+    "bytes_prefix",
+    "output_flag",
+)
 GRPC_ONLY = (
     "truncate",
     "bad_utf8",
@@ -62,6 +71,7 @@ GRPC_ONLY = (
     "wrong_contents",
     "empty_parameter",
     "garbage",
+    "bytes_prefix",
 )
 
 
@@ -90,10 +100,14 @@ def _bytes_items() -> st.SearchStrategy[bytes]:
 
 
 _FLOATS = st.floats(width=32, allow_nan=True, allow_infinity=True)
-_PARAMS = st.dictionaries(
-    st.sampled_from(["priority", "note", "flag", "ratio"]),
-    st.one_of(st.integers(-(2**63), 2**63 - 1), st.booleans(), st.text(max_size=5), _FLOATS),
-    max_size=2,
+_PARAMS = st.one_of(
+    st.dictionaries(
+        st.sampled_from(["priority", "note", "flag", "ratio"]),
+        st.one_of(st.integers(-(2**63), 2**63 - 1), st.booleans(), st.text(max_size=5), _FLOATS),
+        max_size=2,
+    ),
+    # Timeouts (µs) long enough never to end a call, up to the largest a parameter holds.
+    st.sampled_from([60_000_000, 2**63 - 1, 1e300, float("inf")]).map(lambda t: {"timeout": t}),
 )
 
 
@@ -184,7 +198,7 @@ def path_parts(case: Case, pipeline: str) -> tuple[str, str]:
     """The target's name and version as the request names them."""
     name = MODEL if case.route == "model" else pipeline
     if case.mutation == "unknown_target":
-        name = name + "-missing"
+        name = [name + "-missing", "ünïcödé", "a" * 2_000, "x y", name.upper()][case.pick % 5]
     version = "7" if case.mutation == "wrong_version" else ""
     return name, version
 
@@ -224,6 +238,15 @@ def json_object(case: Case, pipeline: str) -> dict[str, Any]:
 
 
 _DEEP = "DEEP-NESTING-GOES-HERE"
+
+
+def _break_output_flag(body: dict[str, Any], pick: int) -> None:
+    """A binary-data flag that is not true or false."""
+    flag = ["yes", 1, None, 0.0][pick % 4]
+    if pick % 2:
+        body.setdefault("parameters", {})["binary_data_output"] = flag
+    else:
+        body["outputs"] = [{"name": "y", "parameters": {"binary_data": flag}}]
 
 
 def _dumps(body: Any) -> bytes:
@@ -277,6 +300,8 @@ def json_body(case: Case, pipeline: str) -> bytes:
             body["inputs"][1].pop("parameters", None)
             return _dumps(body)
         body["parameters"] = {**body.get("parameters", {}), "timeout": float("nan")}
+    elif m == "output_flag":
+        _break_output_flag(body, pick)
     elif m == "not_an_object":
         return [b"[]", b"42", b'"inputs"', b"null", b"", b"{}", b'{"inputs": []}'][pick % 7]
     text = _dumps(body)
@@ -295,9 +320,18 @@ def json_body(case: Case, pipeline: str) -> bytes:
 _LENGTH = struct.Struct("<I")
 
 
-def _raw(tensor: Tensor) -> bytes:
+def _raw(tensor: Tensor, corrupt: int | None = None) -> bytes:
+    """The tensor's raw bytes; ``corrupt`` makes a BYTES element claim more bytes than
+    follow (or, past the last element, leaves a partial length behind)."""
     if tensor.datatype == "BYTES" and isinstance(tensor.values, list):
-        return b"".join(_LENGTH.pack(len(v)) + v for v in tensor.values)
+        items = [_LENGTH.pack(len(v)) + v for v in tensor.values]
+        if corrupt is not None:
+            at = corrupt % (len(items) + 1)
+            if at == len(items):
+                items.append(b"\x01\x00")
+            else:
+                items[at] = _LENGTH.pack(len(tensor.values[at]) + 1_000) + tensor.values[at]
+        return b"".join(items)
     values = np.asarray(tensor.values)
     if tensor.datatype == "BYTES":
         values = values.astype(np.float32)
@@ -310,8 +344,9 @@ def binary_body(case: Case, pipeline: str) -> tuple[bytes, str]:
     body = json_object(case, pipeline)
     tensors = tensors_of(case)
     chunks = []
+    corrupt = case.pick if case.mutation == "bytes_prefix" else None
     for tensor, spec in zip(tensors, body["inputs"], strict=True):
-        chunk = _raw(tensor)
+        chunk = _raw(tensor, corrupt)
         spec.pop("data")
         spec["parameters"] = {"binary_data_size": len(chunk)}
         chunks.append(chunk)
@@ -329,6 +364,8 @@ def binary_body(case: Case, pipeline: str) -> tuple[bytes, str]:
         ][pick % 7]
     elif m == "data_and_size":
         body["inputs"][0]["data"] = case.x.ravel().tolist()
+    elif m == "output_flag":
+        _break_output_flag(body, pick)
     header = _dumps(body)
     tail = b"".join(chunks)
     if m == "bad_utf8":
@@ -348,6 +385,7 @@ def binary_body(case: Case, pipeline: str) -> tuple[bytes, str]:
 # -- protobuf (gRPC) --------------------------------------------------------------------
 def grpc_message(case: Case, pipeline: str, *, raw: bool) -> ModelInferRequest:
     name, version = path_parts(case, pipeline)
+    raw = raw or case.mutation == "bytes_prefix"  # corrupt length prefixes are raw only
     request = ModelInferRequest(model_name=name, model_version=version, id=request_id(case))
     params = parameters_of(case)
     for key, value in params.items():
@@ -360,10 +398,12 @@ def grpc_message(case: Case, pipeline: str, *, raw: bool) -> ModelInferRequest:
             slot.double_param = value
         else:
             slot.string_param = str(value)
+    m, pick = case.mutation, case.pick
     for tensor in tensors_of(case):
         added = request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
         if raw:
-            request.raw_input_contents.append(_raw(tensor))
+            corrupt = pick if m == "bytes_prefix" else None
+            request.raw_input_contents.append(_raw(tensor, corrupt))
         elif tensor.datatype == "BYTES" and isinstance(tensor.values, list):
             added.contents.bytes_contents.extend(tensor.values)
         elif tensor.datatype == "BYTES":
