@@ -196,7 +196,17 @@ def _translate(exc: ValidationError, what: str) -> InvalidInput:
         return DecodeError(f"{what} body is not valid JSON: {first['msg']}")
     path = _path(first["loc"]) or f"{what} body"
     more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return InvalidInput(f"{path}: {first['msg']}{more}")
+    message = _JSON_WORDS.get(first["type"], first["msg"])
+    return InvalidInput(f"{path}: {message}{more}")
+
+
+# A body parsed before validation (by orjson, at the REST door) is checked as Python
+# values; say what is wrong in JSON's terms, as pydantic does for JSON text.
+_JSON_WORDS = {
+    "list_type": "Input should be a valid array",
+    "model_type": "Input should be an object",
+    "dict_type": "Input should be an object",
+}
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
