@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette import status
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
@@ -130,22 +131,31 @@ def create_app(
     async def model_ready(model: str, version: str = "") -> Response:
         return _status(dp.model_ready(model, version), f"model {model} is not ready")
 
-    @app.post("/v2/models/{model}/infer")
-    @app.post("/v2/models/{model}/versions/{version}/infer")
-    async def model_infer(request: Request, model: str, version: str = "") -> Response:
+    async def model_infer(request: Request) -> Response:
+        model, version = request.path_params["model"], request.path_params.get("version", "")
         infer_request, form = await _read_infer(request, limit, model, version)
         response, reply = await dp.infer_with_headers(infer_request, headers=_forwarded(request))
         content, header_length = await _render(response, form)
         return _infer_reply(content, header_length, reply, infer_request.id)
 
-    @app.post("/v2/pipelines/{pipeline}/infer")
-    async def pipeline_infer(request: Request, pipeline: str) -> Response:
+    async def pipeline_infer(request: Request) -> Response:
+        pipeline = request.path_params["pipeline"]
         infer_request, form = await _read_infer(request, limit, pipeline, "")
         response, reply = await dp.infer_pipeline(
             pipeline, infer_request, headers=_forwarded(request)
         )
         content, header_length = await _render(response, form)
         return _infer_reply(content, header_length, reply, infer_request.id)
+
+    # The inference routes are plain Starlette routes, matched first: they read their
+    # path parameters themselves, which spares every request FastAPI's dependency
+    # resolution and the matching of the routes before them (a fifth of a small
+    # request's time at the door).
+    app.router.routes[:0] = [
+        Route("/v2/models/{model}/infer", model_infer, methods=["POST"]),
+        Route("/v2/models/{model}/versions/{version}/infer", model_infer, methods=["POST"]),
+        Route("/v2/pipelines/{pipeline}/infer", pipeline_infer, methods=["POST"]),
+    ]
 
     @app.post("/v2/pipelines/{pipeline}/jobs")
     async def pipeline_submit(request: Request, pipeline: str) -> Response:
