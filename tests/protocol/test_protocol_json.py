@@ -20,6 +20,7 @@ from streamdag.protocol import (
     error_body,
     error_from_json,
     read_parameters,
+    request_arrays_from_json,
     request_from_json,
     request_to_json,
     response_from_json,
@@ -290,3 +291,18 @@ def test_model_name_comes_from_the_caller_not_the_body() -> None:
     body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}]}
     assert request_from_json(body).model_name == ""
     assert request_from_json(body, model_name="p", model_version="4").model_version == "4"
+
+
+def test_request_arrays_are_what_the_request_holds() -> None:
+    body = {
+        "inputs": [
+            {"name": "x", "shape": [2, 2], "datatype": "FP16", "data": [[0.5, 1], [2, 3]]},
+            {"name": "t", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+        ]
+    }
+    request, arrays = request_arrays_from_json(json.dumps(body), model_name="m")
+    decoded = decode_request(request)
+    assert list(arrays) == list(decoded) == ["x", "t"]
+    for name, array in arrays.items():
+        assert array.dtype == decoded[name].dtype and array.flags.writeable
+        np.testing.assert_array_equal(array, decoded[name])

@@ -29,6 +29,7 @@ from streamdag.protocol import (
     decode_response,
     parameter_value,
     read_parameters,
+    request_arrays_from_json,
     request_from_json,
     write_parameters,
 )
@@ -69,18 +70,20 @@ class _BinaryInput(BaseModel):
 
 def parse_infer_request(
     body: bytes, header_length: str | None, *, model_name: str, model_version: str = ""
-) -> tuple[ModelInferRequest, OutputForm]:
-    """The request a REST body holds, and the form its outputs should take."""
+) -> tuple[ModelInferRequest, OutputForm, dict[str, Array] | None]:
+    """The request a REST body holds, the form its outputs should take, and for a JSON
+    body the arrays its inputs hold (those the request's raw contents encode), so that
+    they need not be decoded again."""
     if header_length is None:
         parsed = loads(body)
-        request = request_from_json(
+        request, arrays = request_arrays_from_json(
             parsed if isinstance(parsed, dict) else body,
             model_name=model_name,
             model_version=model_version,
         )
-    else:
-        request = _parse_binary(body, header_length, model_name, model_version)
-    return request, _take_output_form(request)
+        return request, _take_output_form(request), arrays
+    request = _parse_binary(body, header_length, model_name, model_version)
+    return request, _take_output_form(request), None
 
 
 def render_infer_response(
