@@ -62,6 +62,7 @@ FLOATS = 256  # 1 KB of FP32
 SERVERS = ("streamdag", "mlserver")
 TRANSPORTS = ("rest", "grpc")
 TARGETS = {"rest": 1.3, "grpc": 1.5}
+IDLE_S = 3.0
 
 SPEC = """\
 name: bench-mlserver-{run}
@@ -165,6 +166,14 @@ async def measure(
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
     rows = []
+    for server in SERVERS:
+        # What a server spends with nothing to do (streamdag serve: its idle Kafka gateway
+        # polls replies and probes the broker) is in its CPU per request too.
+        before = cpu_seconds(pids[server])
+        await asyncio.sleep(IDLE_S)
+        idle_ms = (cpu_seconds(pids[server]) - before) / IDLE_S * 1000
+        rows.append({"server": server, "transport": "idle", "cpu_ms_per_s": idle_ms})
+        print(f"{server:<9} idle: {idle_ms:.0f} ms of CPU per second", flush=True)
     for repeat in range(args.repeats):
         order = SERVERS if repeat % 2 == 0 else SERVERS[::-1]
         for server in order:
@@ -213,7 +222,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             r[key] for r in rows if r["server"] == server and r["transport"] == transport
         )
 
-    summary = {}
+    summary: dict[str, Any] = {
+        "idle_cpu_ms_per_s": {
+            r["server"]: r["cpu_ms_per_s"] for r in rows if r["transport"] == "idle"
+        }
+    }
     for t in TRANSPORTS:
         rps = {s: median("rps", s, t) for s in SERVERS}
         cpu = {s: median("server_cpu_us", s, t) for s in SERVERS}
@@ -234,13 +247,19 @@ def table(summary: dict[str, Any]) -> str:
         f"{'transport':<10} {'streamdag req/s':>16} {'MLServer req/s':>15} {'ratio':>6} target"
         f"   server CPU µs/req: {'streamdag':>9} {'MLServer':>9} {'MLServer/streamdag':>18}",
     ]
-    for transport, s in summary.items():
+    for transport in TRANSPORTS:
+        s = summary[transport]
         lines.append(
             f"{transport:<10} {s['streamdag_rps']:>16,.0f} {s['mlserver_rps']:>15,.0f}"
             f" {s['ratio']:>6.2f} >= {s['target']}"
             f"{'':>21}{s['streamdag_cpu_us']:>9,.0f} {s['mlserver_cpu_us']:>9,.0f}"
             f" {s['cpu_ratio']:>18.2f}"
         )
+    idle = summary["idle_cpu_ms_per_s"]
+    lines.append(
+        "idle, ms of CPU per second: "
+        + ", ".join(f"{server} {idle[server]:.0f}" for server in SERVERS)
+    )
     return "\n".join(lines)
 
 
