@@ -7,8 +7,9 @@ not do are kept from the OIP JSON form (``protocol.jsonform``): it refuses the `
 the full parser instead (``loads`` answers None), and it would write a non-finite float as ``null``,
 so a float tensor holding one is written with the literals by the standard library.
 
-FP32 and FP16 elements are written as the shortest decimal that reads back as the same
-value of that type (``0.1``, not the float64 expansion ``0.10000000149011612``).
+FP32 elements are written as the shortest decimal that reads back as the same FP32 value
+(``0.1``, not the float64 expansion ``0.10000000149011612``); FP16 ones with enough
+digits to read back as the same FP16 value.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def loads(body: bytes) -> Any | None:
 
 
 def dumps(body: Any) -> bytes:
-    """JSON bytes of a body of plain values (metadata, errors); non-finite floats are
-    written as literals."""
+    """JSON bytes of a body of plain values without floats (metadata, errors, ids); an
+    integer beyond 64 bits, which orjson cannot write, goes to the standard library."""
     try:
         return orjson.dumps(body, option=_NUMPY)
     except TypeError:  # e.g. an integer beyond 64 bits
