@@ -195,7 +195,7 @@ def test_a_parameter_without_a_value_is_refused_before_anything_runs(
     models.Scale.CALLS.clear()
 
     async def main() -> None:
-        plane = DataPlane([spec_and_models[0]], gateway=gateway)
+        plane = DataPlane([compile_plan(spec_and_models[0])], gateway=gateway)
         await plane.start()
         try:
             for target in ("scale", PIPELINE):
