@@ -123,15 +123,24 @@ asyncio.base_events._set_nodelay = _set_nodelay
 class Child:
     """A `streamdag` command in a child process of its own session (Ctrl-C reaches only
     the benchmark, which stops its children in order); output goes to ``log_file``.
-    ``prelude`` is Python code run in the child before the command."""
+    ``prelude`` is Python code run in the child before the command; ``argv`` runs another
+    program instead (a peer's server), in ``cwd``."""
 
-    def __init__(self, name: str, args: list[str], log_file: Path, prelude: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_file: Path,
+        prelude: str = "",
+        argv: list[str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_file = log_file
-        if prelude:
+        if argv is None and prelude:
             code = f"{prelude}\nfrom streamdag.cli.main import run\nrun()\n"
             argv = [sys.executable, "-c", code, *args]
-        else:
+        elif argv is None:
             argv = [sys.executable, "-m", "streamdag.cli.main", *args]
         with log_file.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -140,6 +149,7 @@ class Child:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=cwd,
             )
 
     @property
@@ -179,8 +189,15 @@ class Children:
         self.folder = folder
         self._children: list[Child] = []
 
-    def start(self, name: str, args: list[str], prelude: str = "") -> Child:
-        child = Child(name, args, self.folder / f"{name}.log", prelude)
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        prelude: str = "",
+        argv: list[str] | None = None,
+        cwd: Path | None = None,
+    ) -> Child:
+        child = Child(name, args, self.folder / f"{name}.log", prelude, argv, cwd)
         self._children.append(child)
         return child
 

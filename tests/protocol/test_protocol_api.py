@@ -37,6 +37,7 @@ def test_public_api_is_locked() -> None:
         "numpy_dtype",
         "parameter_value",
         "read_parameters",
+        "request_arrays_from_json",
         "request_from_bytes",
         "request_from_json",
         "request_to_json",

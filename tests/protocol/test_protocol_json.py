@@ -20,6 +20,7 @@ from streamdag.protocol import (
     error_body,
     error_from_json,
     read_parameters,
+    request_arrays_from_json,
     request_from_json,
     request_to_json,
     response_from_json,
@@ -212,6 +213,14 @@ def _one(**tensor: Any) -> dict[str, Any]:
             _one(datatype="UINT8", data=[-1, 0]),
             "inputs[0].data: value -1 is out of range for UINT8",
         ),
+        (
+            _one(datatype="FP32", data=[0.5, 10**400]),
+            "inputs[0].data: an integer of 1329 bits is out of range for FP32",
+        ),
+        (
+            _one(datatype="FP64", data=[-(10**309), 1]),
+            "inputs[0].data: an integer of 1027 bits is out of range for FP64",
+        ),
         (_one(datatype="BOOL", data=[1, 0]), "inputs[0].data: BOOL takes booleans, got integers"),
         (_one(datatype="FP32", data=["a", 1]), "inputs[0].data: FP32 takes numbers, got strings"),
         (
@@ -282,3 +291,18 @@ def test_model_name_comes_from_the_caller_not_the_body() -> None:
     body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [1]}]}
     assert request_from_json(body).model_name == ""
     assert request_from_json(body, model_name="p", model_version="4").model_version == "4"
+
+
+def test_request_arrays_are_what_the_request_holds() -> None:
+    body = {
+        "inputs": [
+            {"name": "x", "shape": [2, 2], "datatype": "FP16", "data": [[0.5, 1], [2, 3]]},
+            {"name": "t", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+        ]
+    }
+    request, arrays = request_arrays_from_json(json.dumps(body), model_name="m")
+    decoded = decode_request(request)
+    assert list(arrays) == list(decoded) == ["x", "t"]
+    for name, array in arrays.items():
+        assert array.dtype == decoded[name].dtype and array.flags.writeable
+        np.testing.assert_array_equal(array, decoded[name])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -14,6 +15,7 @@ from streamdag.errors import InvalidInput, ModelError
 from streamdag.protocol.datatypes import Arrays
 from streamdag.runtimes import BatchConfig
 from streamdag.serving import AdaptiveBatcher
+from streamdag.serving.batcher import INLINE_S
 
 
 class Recorder:
@@ -128,3 +130,30 @@ def test_a_caller_that_gave_up_is_not_run() -> None:
 
     run(scenario())
     assert predict.calls == []
+
+
+def test_a_fast_model_runs_on_the_event_loop_and_a_slow_one_in_a_thread() -> None:
+    """After its first call (in a thread, untimed until then), a model whose calls take
+    under INLINE_S runs on the loop's own thread; one slow call sends it back."""
+    threads: list[int] = []
+    slow = threading.Event()
+
+    def predict(inputs: Arrays) -> Arrays:
+        threads.append(threading.get_ident())
+        if slow.is_set():
+            time.sleep(INLINE_S * 4)
+        return {"y": inputs["x"] * 10}
+
+    batcher = AdaptiveBatcher("m", predict, BatchConfig(max_size=64, max_wait_ms=0))
+
+    async def scenario() -> int:
+        for value in range(3):
+            await batcher.run(rows(value))
+        slow.set()
+        await batcher.run(rows(3))  # on the loop, and slow
+        await batcher.run(rows(4))  # so this one goes to a thread again
+        return threading.get_ident()
+
+    loop_thread = run(scenario())
+    assert [t == loop_thread for t in threads] == [False, True, True, True, False]
+    assert not batcher.inline

@@ -185,6 +185,37 @@ def test_the_timeout_parameter_bounds_a_model_call(with_plane: Any) -> None:
     with_plane(scenario)
 
 
+def test_a_parameter_without_a_value_is_refused_before_anything_runs(
+    spec_and_models: tuple[PipelineSpec, ModuleType],
+) -> None:
+    """protobuf can carry a parameter with no value (no JSON body can); it is invalid input
+    on the model and the pipeline routes, and never reaches the model or the gateway."""
+    gateway = FakeGateway()
+    _, models = spec_and_models
+    models.Scale.CALLS.clear()
+
+    async def main() -> None:
+        plane = DataPlane([compile_plan(spec_and_models[0])], gateway=gateway)
+        await plane.start()
+        try:
+            for target in ("scale", PIPELINE):
+                request = encode_request(target, {"x": [[1.0, 2.0, 3.0]]}, id="empty-1")
+                request.parameters["blank"].Clear()
+                with pytest.raises(InvalidInput, match=r"parameters\.blank: parameter has no"):
+                    await plane.infer(request)
+                del request.parameters["blank"]
+                request.inputs[0].parameters["blank"].Clear()
+                with pytest.raises(InvalidInput, match=r"inputs\[0\]\.parameters\.blank"):
+                    await plane.infer(request)
+                with pytest.raises(InvalidInput, match=r"inputs\[0\]\.parameters\.blank"):
+                    await plane.infer_pipeline(PIPELINE, request)
+        finally:
+            await plane.stop()
+
+    run(main())
+    assert gateway.calls == [] and models.Scale.CALLS == []
+
+
 def test_pipeline_requests_go_to_the_gateway_with_the_shorter_deadline(
     spec_and_models: tuple[PipelineSpec, ModuleType],
 ) -> None:

@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from streamdag.pipeline import PipelineSpec
 from streamdag.protocol import encode_response, response_to_json
-from streamdag.serving.rest_body import OutputForm, dumps, render_infer_response
+from streamdag.serving.rest_body import OutputForm, render_infer_response
 from streamdag.settings import get_settings
 
 from .conftest import Served
@@ -359,21 +359,40 @@ def test_binary_data_not_matching_the_shape(http: httpx.Client) -> None:
 # One caller does not stall the others ---------------------------------------------------
 
 
-def test_long_replies_are_written_in_slices_as_the_same_json() -> None:
+def test_replies_are_the_json_form_written_straight_from_the_arrays() -> None:
+    """A reply holds what ``response_to_json`` says, in the same key order; long data is
+    written in slices, non-finite floats as literals, FP32 as its shortest decimal."""
     outputs = {
-        "y": np.linspace(-1, 1, 50_000, dtype=np.float32).reshape(2, -1),
+        "y": np.linspace(-1, 1, 600_000, dtype=np.float32).reshape(2, -1),  # several slices
         "k": np.arange(3, dtype=np.int64),
+        "z": np.array([0.1], dtype=np.float32),
+        "h": np.array([0.5, np.nan, -np.inf], dtype=np.float16),
+        "b": np.array([True, False]),
         "t": np.array([b"a", b"\xff"] * 20_000, dtype=object),
     }
     response = encode_response("m", outputs, id="r-1", model_version="1")
+    response.outputs[1].parameters["unit"].double_param = float("nan")
     content, header_length = render_infer_response(response, OutputForm())
     assert header_length is None
-    assert content == dumps(response_to_json(response))
+    assert b'"data":[0.1]' in content and b'"data":[0.5,NaN,-Infinity]' in content
+    body, expected = json.loads(content), response_to_json(response)
+    assert list(body) == list(expected)
+    for got, want in zip(body["outputs"], expected["outputs"], strict=True):
+        assert list(got) == list(want)
+        assert {k: v for k, v in got.items() if k not in ("data", "parameters")} == {
+            k: v for k, v in want.items() if k not in ("data", "parameters")
+        }
+        assert json.dumps(got.get("parameters")) == json.dumps(want.get("parameters"))
+        dtype = object if got["datatype"] == "BYTES" else outputs[got["name"]].dtype
+        np.testing.assert_array_equal(
+            np.array(got["data"], dtype=dtype), np.array(want["data"], dtype=dtype)
+        )
     content, header_length = render_infer_response(response, OutputForm(per_output={"k": True}))
     assert header_length is not None
     header = json.loads(content[:header_length])
-    assert [t["name"] for t in header["outputs"]] == ["y", "k", "t"]
-    assert "data" not in header["outputs"][1] and len(header["outputs"][0]["data"]) == 50_000
+    assert [t["name"] for t in header["outputs"]] == ["y", "k", "z", "h", "b", "t"]
+    assert "data" not in header["outputs"][1] and len(header["outputs"][0]["data"]) == 600_000
+    assert header["outputs"][1]["parameters"]["binary_data_size"] == 24
     assert content[header_length:] == outputs["k"].tobytes()
 
 

@@ -58,8 +58,8 @@ def test_runs_at_most_its_workers_at_once_in_order() -> None:
     assert most <= 2
     # First come, first served: two threads may start neighbours in either order.
     assert sorted(order) == list(range(8)) and all(abs(i - k) <= 1 for k, i in enumerate(order))
+    wait_for_no_threads("test-bounded")  # a thread ends just after its last result
     assert pool.waiting == 0 and pool.threads == 0
-    wait_for_no_threads("test-bounded")
 
 
 def test_errors_reach_the_caller_and_context_travels() -> None:

@@ -28,6 +28,7 @@ from streamdag.protocol.datatypes import DATATYPES, Array, datatype_of, numpy_dt
 from streamdag.protocol.jsonform import (
     error_body,
     error_from_json,
+    request_arrays_from_json,
     request_from_json,
     request_to_json,
     response_from_json,
@@ -60,6 +61,7 @@ __all__ = [
     "numpy_dtype",
     "parameter_value",
     "read_parameters",
+    "request_arrays_from_json",
     "request_from_bytes",
     "request_from_json",
     "request_to_json",

@@ -112,7 +112,13 @@ def _exact_numbers(values: Array, dtype: np.dtype[Any], datatype: str, where: st
             got = "floating-point numbers" if isinstance(item, float) else type(item).__name__
             raise InvalidInput(f"{where}: {datatype} takes {_EXPECTED[dtype.kind]}, got {got}")
     if dtype.kind == "f":
-        return np.array(items, dtype=np.float64).reshape(values.shape)
+        try:
+            return np.array(items, dtype=np.float64).reshape(values.shape)
+        except OverflowError:  # an integer beyond any float, not a number this type holds
+            bits = max(abs(item).bit_length() for item in items if isinstance(item, int))
+            raise InvalidInput(
+                f"{where}: an integer of {bits} bits is out of range for {datatype}"
+            ) from None
     low, high = min(items), max(items)
     _check_bounds(low, high, dtype, datatype, where)
     return np.array(items, dtype=dtype).reshape(values.shape)

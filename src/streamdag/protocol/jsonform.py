@@ -38,6 +38,7 @@ from streamdag.protocol.parameters import read_parameters, write_parameters
 __all__ = [
     "error_body",
     "error_from_json",
+    "request_arrays_from_json",
     "request_from_json",
     "request_to_json",
     "response_from_json",
@@ -92,6 +93,21 @@ def request_from_json(
     the body is not JSON and ``InvalidInput`` naming the field for anything else that is
     wrong. ``raw`` picks the protobuf form of the tensors.
     """
+    request, _ = _request_and_arrays(body, model_name, model_version, raw)
+    return request
+
+
+def request_arrays_from_json(
+    body: JSONBody, *, model_name: str = "", model_version: str = ""
+) -> tuple[ModelInferRequest, dict[str, Array]]:
+    """``request_from_json`` (raw contents), and the arrays those contents hold: a server
+    that runs the request at once need not decode them again."""
+    return _request_and_arrays(body, model_name, model_version, True)
+
+
+def _request_and_arrays(
+    body: JSONBody, model_name: str, model_version: str, raw: bool
+) -> tuple[ModelInferRequest, dict[str, Array]]:
     parsed = _validate(_Request, body, "request")
     arrays = _arrays(parsed.inputs, "inputs", "input")
     request = encode_request(
@@ -107,7 +123,7 @@ def request_from_json(
         write_parameters(
             requested.parameters, output.parameters or {}, where=f"outputs[{index}].parameters"
         )
-    return request
+    return request, arrays
 
 
 def response_from_json(body: JSONBody, *, raw: bool = True) -> ModelInferResponse:
@@ -196,7 +212,17 @@ def _translate(exc: ValidationError, what: str) -> InvalidInput:
         return DecodeError(f"{what} body is not valid JSON: {first['msg']}")
     path = _path(first["loc"]) or f"{what} body"
     more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return InvalidInput(f"{path}: {first['msg']}{more}")
+    message = _JSON_WORDS.get(first["type"], first["msg"])
+    return InvalidInput(f"{path}: {message}{more}")
+
+
+# A body parsed before validation (by orjson, at the REST door) is checked as Python
+# values; say what is wrong in JSON's terms, as pydantic does for JSON text.
+_JSON_WORDS = {
+    "list_type": "Input should be a valid array",
+    "model_type": "Input should be an object",
+    "dict_type": "Input should be an object",
+}
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -6,11 +6,18 @@ cannot be concatenated (other trailing shapes or dtypes) run as separate calls o
 same flush. The grouping, concatenation and splitting are the engine's
 (``streamdag.engine.batching``), so a model sees the same micro-batches whether it is
 served or run as a pipeline step.
+
+A model call runs in a worker thread, so the event loop keeps serving while it computes;
+but once a model's calls typically take under ``INLINE_S``, they run on the event loop
+itself: handing such a call to a thread and back (two thread wake-ups, the GIL passed
+twice) costs more than the call. Every call is timed, so a model that turns slow goes
+back to the thread after one slow call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +26,10 @@ from streamdag.errors import ModelError, StreamdagError
 from streamdag.protocol.datatypes import Arrays
 from streamdag.runtimes import BatchConfig
 
-__all__ = ["AdaptiveBatcher", "Predict"]
+__all__ = ["INLINE_S", "AdaptiveBatcher", "Predict"]
+
+INLINE_S = 0.0005
+"""A model whose calls typically take less (in seconds) runs on the event loop."""
 
 Predict = Callable[[Arrays], Arrays]
 
@@ -45,6 +55,8 @@ class AdaptiveBatcher:
         self._queue: list[_Pending] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
+        # A moving average of the call durations; None until a call has been timed.
+        self._typical_s: float | None = None
 
     async def run(self, inputs: Arrays) -> Arrays:
         """The model's outputs for one request's rows.
@@ -89,9 +101,7 @@ class AdaptiveBatcher:
         if len(members) > 1:
             counts = [rows_of(m.inputs) or 0 for m in members]
             try:
-                outputs = await asyncio.to_thread(
-                    self._predict, concat([m.inputs for m in members])
-                )
+                outputs = await self._call(concat([m.inputs for m in members]))
                 parts = split(outputs, counts)
             except Exception:
                 # One bad request must not fail its neighbours: run each on its own, so
@@ -105,7 +115,7 @@ class AdaptiveBatcher:
 
     async def _run_alone(self, member: _Pending) -> None:
         try:
-            outputs = await asyncio.to_thread(self._predict, member.inputs)
+            outputs = await self._call(member.inputs)
             rows = rows_of(member.inputs)
             if rows is not None:
                 outputs = split(outputs, [rows])[0]
@@ -115,6 +125,26 @@ class AdaptiveBatcher:
             _fail(member.future, ModelError(f"model {self.name}: {type(exc).__name__}: {exc}"))
         else:
             _resolve(member.future, outputs)
+
+    @property
+    def inline(self) -> bool:
+        """Whether the next call runs on the event loop rather than in a worker thread."""
+        return self._typical_s is not None and self._typical_s < INLINE_S
+
+    async def _call(self, inputs: Arrays) -> Arrays:
+        if self.inline:
+            return self._timed(inputs)
+        return await asyncio.to_thread(self._timed, inputs)
+
+    def _timed(self, inputs: Arrays) -> Arrays:
+        started = time.perf_counter()
+        try:
+            return self._predict(inputs)
+        finally:
+            took = time.perf_counter() - started
+            typical = self._typical_s
+            # One slow call weighs enough to move the model back to the thread.
+            self._typical_s = took if typical is None else max(took, 0.8 * typical + 0.2 * took)
 
 
 def _resolve(future: asyncio.Future[Arrays], outputs: Arrays) -> None:

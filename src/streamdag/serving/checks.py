@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterable, Mapping
 from streamdag.errors import InvalidInput, PipelineNotFound, RecordTooLarge
 from streamdag.pipeline import PipelinePlan
 from streamdag.pipeline.graph import declared_outputs
-from streamdag.protocol import Array, ModelInferRequest
+from streamdag.protocol import Array, ModelInferRequest, read_parameters
 from streamdag.runtimes import ModelMetadata, check_inputs
 
 __all__ = [
     "MAX_REQUEST_ID_LENGTH",
     "check_outputs",
+    "check_parameters",
     "check_pipeline_inputs",
     "check_pipeline_outputs",
     "check_pipeline_version",
@@ -47,6 +48,19 @@ def check_request_id(request_id: str) -> None:
             f"request id: {len(request_id)} characters, more than the "
             f"{MAX_REQUEST_ID_LENGTH} allowed"
         )
+
+
+def check_parameters(request: ModelInferRequest) -> None:
+    """Every parameter of the request, its inputs and its requested outputs holds a value.
+
+    protobuf lets a message carry a parameter with none; no JSON body can, so such a
+    request could be neither shown (``inspect``, the web view) nor replayed over REST.
+    """
+    read_parameters(request.parameters)
+    for index, tensor in enumerate(request.inputs):
+        read_parameters(tensor.parameters, where=f"inputs[{index}].parameters")
+    for index, output in enumerate(request.outputs):
+        read_parameters(output.parameters, where=f"outputs[{index}].parameters")
 
 
 def check_pipeline_version(plan: PipelinePlan, version: str) -> None:

@@ -40,6 +40,7 @@ from streamdag.protocol import (
 from streamdag.runtimes import ModelMetadata, TensorSpec, check_inputs
 from streamdag.serving.checks import (
     check_outputs,
+    check_parameters,
     check_pipeline_inputs,
     check_pipeline_outputs,
     check_pipeline_version,
@@ -194,20 +195,24 @@ class DataPlane:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        inputs: Mapping[str, Array] | None = None,
     ) -> tuple[ModelInferResponse, dict[str, str]]:
         """As ``infer``, plus the reply headers of a pipeline (none for a model).
 
         ``timeout`` (seconds) is the transport's own deadline, if any; the request
-        parameter ``timeout`` (seconds) shortens it.
+        parameter ``timeout`` (seconds) shortens it. ``inputs``, when a door has them
+        already (from a JSON body), are the arrays the request's contents hold: they are
+        used instead of decoding the contents again.
         """
         if not request.model_name:
             raise InvalidInput("model_name: must not be empty")
         check_request_id(request.id)
+        check_parameters(request)
         if self._is_pipeline(request.model_name):
             return await self.infer_pipeline(
-                request.model_name, request, timeout=timeout, headers=headers
+                request.model_name, request, timeout=timeout, headers=headers, inputs=inputs
             )
-        return await self._infer_model(request, _deadline(request, timeout)), {}
+        return await self._infer_model(request, _deadline(request, timeout), inputs), {}
 
     async def infer_pipeline(
         self,
@@ -216,11 +221,13 @@ class DataPlane:
         *,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        inputs: Mapping[str, Array] | None = None,
     ) -> tuple[ModelInferResponse, dict[str, str]]:
-        """Request-reply through ``pipeline``; the reply and its headers."""
+        """Request-reply through ``pipeline``; the reply and its headers. ``inputs``: as
+        in ``infer_with_headers``."""
         gateway = self._gateway_for(pipeline)
         forwarded = dict(headers or {})
-        await self._check_pipeline_request(pipeline, request, forwarded, gateway)
+        await self._check_pipeline_request(pipeline, request, forwarded, gateway, inputs)
         _check_ready(pipeline, gateway)
         deadline = _deadline(request, timeout)
         try:
@@ -254,17 +261,21 @@ class DataPlane:
         request: ModelInferRequest,
         headers: Mapping[str, str],
         gateway: PipelineGateway,
+        inputs: Mapping[str, Array] | None = None,
     ) -> None:
         """Bad input must never reach Kafka, nor a request its inputs topic cannot hold:
         whatever the pipeline's workers or the producer would refuse (see ``checks``),
         the cheap checks first."""
         check_request_id(request.id)
+        check_parameters(request)
         self._check_pipeline_version(pipeline, request.model_version)
         check_record_size(pipeline, request, headers, gateway.max_record_bytes())
-        await run_sized(request.ByteSize(), self._check_pipeline_tensors, pipeline, request)
+        await run_sized(request.ByteSize(), self._check_pipeline_tensors, pipeline, request, inputs)
 
-    def _check_pipeline_tensors(self, pipeline: str, request: ModelInferRequest) -> None:
-        arrays = decode_request(request)
+    def _check_pipeline_tensors(
+        self, pipeline: str, request: ModelInferRequest, inputs: Mapping[str, Array] | None
+    ) -> None:
+        arrays = decode_request(request) if inputs is None else inputs
         if not arrays:
             raise InvalidInput(f"pipeline {pipeline}: the request has no input tensors")
         plan = self._plans.get(pipeline)
@@ -281,14 +292,21 @@ class DataPlane:
         return self._repository.get(model).metadata
 
     async def _infer_model(
-        self, request: ModelInferRequest, deadline: float | None
+        self,
+        request: ModelInferRequest,
+        deadline: float | None,
+        inputs: Mapping[str, Array] | None = None,
     ) -> ModelInferResponse:
         name = request.model_name
         served = self._repository.get(name, request.model_version)
         batcher = served.ready_batcher()
         meta = served.metadata
         assert meta is not None  # a READY model has been loaded
-        arrays = await run_sized(request.ByteSize(), _decoded_inputs, meta, request)
+        if inputs is None:
+            arrays = await run_sized(request.ByteSize(), _decoded_inputs, meta, request)
+        else:
+            arrays = dict(inputs)
+            check_inputs(meta, arrays)
         wanted = requested_outputs(request)
         check_outputs(f"model {name}", wanted, [t.name for t in meta.outputs])
         try:

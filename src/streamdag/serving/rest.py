@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette import status
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
@@ -37,7 +38,7 @@ from streamdag.errors import (
 )
 from streamdag.kafka import KafkaConnection
 from streamdag.kafka.headers import REQUEST_ID, forwarded
-from streamdag.protocol import ModelInferRequest, ModelInferResponse, error_body
+from streamdag.protocol import Array, ModelInferRequest, ModelInferResponse, error_body
 from streamdag.serving.auth import Tokens
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane, ModelDescription
@@ -130,26 +131,37 @@ def create_app(
     async def model_ready(model: str, version: str = "") -> Response:
         return _status(dp.model_ready(model, version), f"model {model} is not ready")
 
-    @app.post("/v2/models/{model}/infer")
-    @app.post("/v2/models/{model}/versions/{version}/infer")
-    async def model_infer(request: Request, model: str, version: str = "") -> Response:
-        infer_request, form = await _read_infer(request, limit, model, version)
-        response, reply = await dp.infer_with_headers(infer_request, headers=_forwarded(request))
-        content, header_length = await _render(response, form)
-        return _infer_reply(content, header_length, reply, infer_request.id)
-
-    @app.post("/v2/pipelines/{pipeline}/infer")
-    async def pipeline_infer(request: Request, pipeline: str) -> Response:
-        infer_request, form = await _read_infer(request, limit, pipeline, "")
-        response, reply = await dp.infer_pipeline(
-            pipeline, infer_request, headers=_forwarded(request)
+    async def model_infer(request: Request) -> Response:
+        model, version = request.path_params["model"], request.path_params.get("version", "")
+        infer_request, form, inputs = await _read_infer(request, limit, model, version)
+        response, reply = await dp.infer_with_headers(
+            infer_request, headers=_forwarded(request), inputs=inputs
         )
         content, header_length = await _render(response, form)
         return _infer_reply(content, header_length, reply, infer_request.id)
 
+    async def pipeline_infer(request: Request) -> Response:
+        pipeline = request.path_params["pipeline"]
+        infer_request, form, inputs = await _read_infer(request, limit, pipeline, "")
+        response, reply = await dp.infer_pipeline(
+            pipeline, infer_request, headers=_forwarded(request), inputs=inputs
+        )
+        content, header_length = await _render(response, form)
+        return _infer_reply(content, header_length, reply, infer_request.id)
+
+    # The inference routes are plain Starlette routes, matched first: they read their
+    # path parameters themselves, which spares every request FastAPI's dependency
+    # resolution and the matching of the routes before them (a fifth of a small
+    # request's time at the door).
+    app.router.routes[:0] = [
+        Route("/v2/models/{model}/infer", model_infer, methods=["POST"]),
+        Route("/v2/models/{model}/versions/{version}/infer", model_infer, methods=["POST"]),
+        Route("/v2/pipelines/{pipeline}/infer", pipeline_infer, methods=["POST"]),
+    ]
+
     @app.post("/v2/pipelines/{pipeline}/jobs")
     async def pipeline_submit(request: Request, pipeline: str) -> Response:
-        infer_request, _ = await _read_infer(request, limit, pipeline, "")
+        infer_request, _, _ = await _read_infer(request, limit, pipeline, "")
         job = await dp.submit(pipeline, infer_request, headers=_forwarded(request))
         location = f"/v2/pipelines/{quote(pipeline, safe='')}/jobs/{quote(job, safe='')}"
         return _json({"id": job}, 202, {**_id_header(job), "location": location})
@@ -242,12 +254,12 @@ _CALLER_STATE = "streamdag_caller"
 
 async def _read_infer(
     request: Request, limit: int, name: str, version: str
-) -> tuple[ModelInferRequest, OutputForm]:
+) -> tuple[ModelInferRequest, OutputForm, dict[str, Array] | None]:
     """Parse an inference body; the request id is the body's ``id``, else the
     ``x-request-id`` header, else a new one, and error replies carry it too."""
     request.state.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
     body = await _read_body(request, limit)
-    infer_request, form = await run_sized(
+    infer_request, form, inputs = await run_sized(
         len(body),
         parse_infer_request,
         body,
@@ -259,7 +271,7 @@ async def _read_infer(
         request.state.request_id = infer_request.id
     else:
         infer_request.id = request.state.request_id
-    return infer_request, form
+    return infer_request, form, inputs
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

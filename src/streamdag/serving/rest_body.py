@@ -16,28 +16,36 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
 from streamdag.errors import DecodeError, InvalidInput
 from streamdag.protocol import (
+    DATATYPES,
+    Array,
     InferParameter,
     ModelInferRequest,
     ModelInferResponse,
     decode_response,
     parameter_value,
+    read_parameters,
+    request_arrays_from_json,
     request_from_json,
-    response_to_json,
     write_parameters,
 )
-from streamdag.protocol.datatypes import element_count
-from streamdag.protocol.tensors import encode_raw
+from streamdag.protocol.datatypes import element_count, wire_dtype
+from streamdag.protocol.tensors import decode_raw, encode_raw
+from streamdag.serving.rest_json import dumps, header_dumps, loads, tensor_data
 
 __all__ = ["HEADER_LENGTH", "OutputForm", "dumps", "parse_infer_request", "render_infer_response"]
 
 HEADER_LENGTH = "inference-header-content-length"
 _SIZE = "binary_data_size"
-# Elements per json.dumps call in a reply's long data lists: about 10 ms of work each.
-_SLICE = 16_384
+# The JSON form's marker of base64 BYTES elements (see protocol.jsonform).
+_CONTENT_TYPE = "content_type"
+_BASE64 = "base64"
+# Raw contents viewed as they are: BOOL bytes are normalized and BYTES split, so not those.
+_VIEWABLE = frozenset(DATATYPES) - {"BOOL", "BYTES"}
 
 
 @dataclass(frozen=True)
@@ -60,84 +68,86 @@ class _BinaryInput(BaseModel):
     parameters: dict[str, Any]
 
 
-def dumps(body: Any) -> bytes:
-    """JSON bytes; NaN and infinities are written as literals, as ``response_to_json`` expects."""
-    return json.dumps(body, allow_nan=True, separators=(",", ":")).encode()
-
-
 def parse_infer_request(
     body: bytes, header_length: str | None, *, model_name: str, model_version: str = ""
-) -> tuple[ModelInferRequest, OutputForm]:
-    """The request a REST body holds, and the form its outputs should take."""
+) -> tuple[ModelInferRequest, OutputForm, dict[str, Array] | None]:
+    """The request a REST body holds, the form its outputs should take, and for a JSON
+    body the arrays its inputs hold (those the request's raw contents encode), so that
+    they need not be decoded again."""
     if header_length is None:
-        request = request_from_json(body, model_name=model_name, model_version=model_version)
-    else:
-        request = _parse_binary(body, header_length, model_name, model_version)
-    return request, _take_output_form(request)
+        parsed = loads(body)
+        request, arrays = request_arrays_from_json(
+            parsed if isinstance(parsed, dict) else body,
+            model_name=model_name,
+            model_version=model_version,
+        )
+        return request, _take_output_form(request), arrays
+    request = _parse_binary(body, header_length, model_name, model_version)
+    return request, _take_output_form(request), None
 
 
 def render_infer_response(
     response: ModelInferResponse, form: OutputForm
 ) -> tuple[bytes, int | None]:
-    """The REST body of a response and, when it carries binary data, its JSON header length."""
-    binary = {t.name for t in response.outputs if form.binary(t.name)}
-    if not binary:
-        return _dumps_response(response_to_json(response)), None
-    body = response_to_json(_subset(response, binary))
-    as_json = {tensor["name"]: tensor for tensor in body["outputs"]}
-    arrays = None if response.raw_output_contents else decode_response(response)
+    """The REST body of a response and, when it carries binary data, its JSON header length.
+
+    Each output's data is written from a view of the response's raw bytes, not from
+    decoded copies or a list of Python numbers; a header is assembled around them in the
+    key order of ``response_to_json``.
+    """
+    raw = response.raw_output_contents
+    arrays = None if raw and len(raw) == len(response.outputs) else decode_response(response)
+    head: dict[str, Any] = {"model_name": response.model_name}
+    if response.model_version:
+        head["model_version"] = response.model_version
+    if response.id:
+        head["id"] = response.id
+    if response.parameters:
+        head["parameters"] = read_parameters(response.parameters)
+    outputs: list[bytes] = []
     chunks: list[bytes] = []
-    outputs: list[dict[str, Any]] = []
     for index, tensor in enumerate(response.outputs):
-        if tensor.name not in binary:
-            outputs.append(as_json[tensor.name])
-            continue
-        if arrays is None:
-            chunk = response.raw_output_contents[index]
-        else:
-            chunk = encode_raw(
-                arrays[tensor.name], tensor.datatype, where=f"output {tensor.name!r}"
+        meta: dict[str, Any] = {
+            "name": tensor.name,
+            "shape": list(tensor.shape),
+            "datatype": tensor.datatype,
+        }
+        params = read_parameters(tensor.parameters) if tensor.parameters else {}
+        if form.binary(tensor.name):
+            chunk = (
+                raw[index]
+                if arrays is None
+                else encode_raw(
+                    arrays[tensor.name], tensor.datatype, where=f"output {tensor.name!r}"
+                )
             )
-        params: dict[str, Any] = {key: parameter_value(p) for key, p in tensor.parameters.items()}
-        params[_SIZE] = len(chunk)
-        shape = list(tensor.shape)
-        outputs.append(
-            {"name": tensor.name, "datatype": tensor.datatype, "shape": shape, "parameters": params}
-        )
-        chunks.append(chunk)
-    body["outputs"] = outputs
-    header = _dumps_response(body)
+            meta["parameters"] = {**params, _SIZE: len(chunk)}
+            outputs.append(header_dumps(meta))
+            chunks.append(chunk)
+            continue
+        values = _values(tensor, raw[index]) if arrays is None else arrays[tensor.name]
+        data, is_base64 = tensor_data(values, tensor.datatype)
+        if is_base64:
+            params[_CONTENT_TYPE] = _BASE64
+        if params:
+            meta["parameters"] = params
+        outputs.append(header_dumps(meta)[:-1] + b',"data":' + data + b"}")
+    header = header_dumps(head)[:-1] + b',"outputs":[' + b",".join(outputs) + b"]}"
+    if not chunks:
+        return header, None
     return header + b"".join(chunks), len(header)
 
 
-def _dumps_response(body: dict[str, Any]) -> bytes:
-    """``dumps(body)`` for a response body, with long ``data`` lists written in slices.
-
-    One ``json.dumps`` call holds the GIL throughout, seconds for millions of numbers,
-    and so would stall the event loop even from a worker thread. The body's key order
-    (``outputs`` last, ``data`` last in each) lets the pieces be joined into the same
-    bytes.
-    """
-    outputs: list[dict[str, Any]] = body["outputs"]
-    if all(len(tensor.get("data", ())) <= _SLICE for tensor in outputs):
-        return dumps(body)
-    head = dumps({key: value for key, value in body.items() if key != "outputs"})
-    parts = [head[:-1], b',"outputs":[' if len(head) > 2 else b'"outputs":[']
-    for index, tensor in enumerate(outputs):
-        if index:
-            parts.append(b",")
-        if "data" not in tensor:
-            parts.append(dumps(tensor))
-            continue
-        rest = dumps({key: value for key, value in tensor.items() if key != "data"})
-        parts += [rest[:-1], b',"data":', _dumps_list(tensor["data"]), b"}"]
-    parts.append(b"]}")
-    return b"".join(parts)
-
-
-def _dumps_list(items: list[Any]) -> bytes:
-    slices = (dumps(items[i : i + _SLICE])[1:-1] for i in range(0, len(items), _SLICE))
-    return b"[" + b",".join(slices) + b"]"
+def _values(tensor: ModelInferResponse.InferOutputTensor, raw: bytes) -> Array:
+    """An output's values from its raw contents: for fixed-size numbers a read-only view
+    of the bytes (little-endian, as orjson reads them on any host); else decoded."""
+    where = f"output {tensor.name!r}"
+    shape = list(tensor.shape)
+    if tensor.datatype in _VIEWABLE:
+        wire = wire_dtype(tensor.datatype)
+        if len(raw) == element_count(shape, where=where) * wire.itemsize:
+            return np.frombuffer(raw, dtype=wire)
+    return decode_raw(raw, tensor.datatype, shape, where=where)
 
 
 def _parse_binary(
@@ -153,10 +163,12 @@ def _parse_binary(
         raise InvalidInput(
             f"Inference-Header-Content-Length: {length} is outside the body of {len(body)} bytes"
         )
-    try:
-        header = json.loads(body[:length])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"request body is not valid JSON: {exc}") from exc
+    header = loads(body[:length])
+    if header is None:  # not JSON to orjson: NaN literals, or not JSON at all
+        try:
+            header = json.loads(body[:length])
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"request body is not valid JSON: {exc}") from exc
     inputs = header.get("inputs") if isinstance(header, dict) else None
     if not isinstance(inputs, list):
         # Not the shape of a request: let the JSON form's validation say what is wrong.
@@ -250,18 +262,3 @@ def _pop_flag(params: Any, key: str, where: str) -> bool | None:
         raise InvalidInput(f"{where}.{key}: must be true or false, got {value!r}")
     del params[key]
     return value
-
-
-def _subset(response: ModelInferResponse, drop: set[str]) -> ModelInferResponse:
-    """A copy of ``response`` without the outputs named in ``drop``."""
-    subset = ModelInferResponse()
-    subset.CopyFrom(response)
-    del subset.outputs[:]
-    del subset.raw_output_contents[:]
-    for index, tensor in enumerate(response.outputs):
-        if tensor.name in drop:
-            continue
-        subset.outputs.add().CopyFrom(tensor)
-        if response.raw_output_contents:
-            subset.raw_output_contents.append(response.raw_output_contents[index])
-    return subset
