@@ -136,9 +136,10 @@ class PythonFloor(RawLoop):
     """What any Python engine must do per request, and nothing more: at_least_once only.
 
     Per batch: parse the requests, decode their tensors together (``decode_requests``),
-    run the benchmark's model once, then per request serialize the response once for two
-    topics (``response_bytes``), stamp the six headers a step writes and produce two
-    records, as the engine does. Flush and commit every 100 ms, as the engine does. No
+    run the benchmark's model once, then per request serialize the response
+    (``response_bytes``), stamp the headers a step writes (request id, request time, step)
+    and produce one record to the pipeline's outputs topic, as the engine does for a step
+    that answers alone. Flush and commit every 100 ms, as the engine does. No
     envelopes, no error paths, no metrics, no second thread: the floor under the engine's
     own cost, measured by the same clock.
     """
@@ -163,7 +164,7 @@ class PythonFloor(RawLoop):
             )
         )
         consumer.subscribe([self.source])
-        names = ("m", self.pipeline)
+        names = (self.pipeline,)
         named = [(STEP, b"s")]  # on the pipeline's outputs topic, as the engine writes
         pending: dict[tuple[str, int], int] = {}
         committed = time.monotonic()
@@ -180,14 +181,11 @@ class PythonFloor(RawLoop):
                     for i, m in enumerate(messages):
                         key = m.key()
                         rid = key.decode()
-                        step_value, final_value = response_bytes(
+                        (value,) = response_bytes(
                             {"y": y[i : i + 1]}, id=rid, model_version="1", model_names=names
                         )
-                        headers = [(REQUEST_ID, key), (REQUEST_TS, now)]
-                        producer.produce(self.sink, step_value, key, headers=headers)
-                        producer.produce(
-                            self.final_sink, final_value, key, headers=[*headers, *named]
-                        )
+                        headers = [(REQUEST_ID, key), (REQUEST_TS, now), *named]
+                        producer.produce(self.final_sink, value, key, headers=headers)
                         pending[(m.topic(), m.partition())] = m.offset() + 1
                     producer.poll(0)
                 if pending and time.monotonic() - committed >= 0.1:
