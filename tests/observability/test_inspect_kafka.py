@@ -98,13 +98,14 @@ def test_trace_follows_a_request_through_every_topic_in_order(ran: Ran) -> None:
     labels = [hop.record.label for hop in trace.hops]
     assert labels[:2] == ["inputs", "split"]
     assert sorted(labels[2:4]) == ["left", "right"]
-    assert labels[4:] == ["both", "outputs"]
+    # both answers alone: its result is written once, to the outputs topic, naming it.
+    assert labels[4:] == ["outputs"]
+    assert trace.hops[-1].record.step == "both"
     p = ran.name
     assert [hop.record.topic for hop in trace.hops] == [
         f"streamdag.{p}.inputs",
         f"streamdag.{p}.split.outputs",
         *(f"streamdag.{p}.{s}.outputs" for s in labels[2:4]),
-        f"streamdag.{p}.both.outputs",
         f"streamdag.{p}.outputs",
     ]
     # Only the key's partition was read, and every record was there.
@@ -134,7 +135,7 @@ def test_trace_follows_a_request_through_every_topic_in_order(ran: Ran) -> None:
 def test_trace_shows_where_a_request_failed(ran: Ran) -> None:
     trace = _trace(ran, FAILING, until="both")
     by_label = {hop.record.label: hop.record for hop in trace.hops}
-    assert set(by_label) == {"inputs", "split", "left", "right", "errors", "outputs", "both"}
+    assert set(by_label) == {"inputs", "split", "left", "right", "errors", "outputs"}
     failed = by_label["errors"]
     assert failed.error is not None
     assert (failed.error.step, failed.error.code, failed.error.attempts) == (
@@ -148,7 +149,8 @@ def test_trace_shows_where_a_request_failed(ran: Ran) -> None:
     assert failed.source.topic == f"streamdag.{ran.name}.split.outputs"
     assert failed.source.offset == by_label["split"].offset
     assert {t.name: t.head for t in failed.tensors} == {"a": (8,), "b": (70,)}
-    for label in ("right", "outputs", "both"):  # error marker, error reply, forwarded marker
+    # No step reads both, so it forwards no error marker: the caller has right's reply.
+    for label in ("right", "outputs"):  # error marker, error reply
         record = by_label[label]
         assert record.error is not None and record.error.step == "right", label
         assert record.tensors == ()
@@ -160,7 +162,7 @@ def test_trace_shows_where_a_request_failed(ran: Ran) -> None:
 def test_trace_finds_a_request_its_client_put_on_another_partition(ran: Ran) -> None:
     trace = _trace(ran, STRAY, until="outputs")
     where = {hop.record.label: hop.record.partition for hop in trace.hops}
-    assert list(where) == ["inputs", "split", *list(where)[2:4], "both", "outputs"]
+    assert list(where) == ["inputs", "split", *list(where)[2:4], "outputs"]
     assert where.pop("inputs") == ran.stray_partition
     assert set(where.values()) == {partition_for(STRAY.encode(), PARTITIONS)}
     assert trace.hops[0].record.tensors[0].head == (10,)
@@ -219,7 +221,7 @@ def test_cli_prints_the_path_and_the_failures(ran: Ran) -> None:
     lines = out.splitlines()
     assert lines[0].startswith(f"request j3 in pipeline {ran.name} (partition ")
     hops = [line.split()[3] for line in lines if not line.startswith((" ", "request "))]
-    assert hops[:2] == ["inputs", "split"] and hops[4:] == ["both", "outputs"]
+    assert hops[:2] == ["inputs", "split"] and hops[4:] == ["outputs"]
     assert "    x: INT64 [1] [3]" in lines
     assert "    total: INT64 [1] [41]" in lines
     assert any(line.startswith("    headers: ") and "x-tenant=acme" in line for line in lines)
@@ -251,7 +253,8 @@ def test_cli_prints_the_path_and_the_failures(ran: Ran) -> None:
     code, out, err = finish(last)
     assert code == 0, err
     firsts = [line for line in out.splitlines() if not line.startswith(" ")]
-    assert len(firsts) == 2 and all(f"streamdag.{ran.name}.both.outputs[" in f for f in firsts)
+    # both answers alone: its records are the outputs topic's.
+    assert len(firsts) == 2 and all(f"streamdag.{ran.name}.outputs[" in f for f in firsts)
 
 
 def test_cli_one_line_errors(ran: Ran, tmp_path: Path) -> None:

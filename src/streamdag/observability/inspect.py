@@ -98,10 +98,15 @@ class Trace:
 
 def pipeline_topics(plan: PipelinePlan) -> list[PipelineTopic]:
     """The topics a request crosses, in DAG order: inputs, each step's outputs, errors,
-    outputs. Join-state topics are left out."""
+    outputs. Join-state topics are left out, and so is a step that answers alone: its
+    results are on the outputs topic, named by ``streamdag-step``."""
     return [
         PipelineTopic("inputs", None, plan.inputs_topic),
-        *(PipelineTopic("step", n.name, n.outputs_topic) for n in plan.steps),
+        *(
+            PipelineTopic("step", n.name, n.outputs_topic)
+            for n in plan.steps
+            if n.outputs_topic != plan.outputs_topic
+        ),
         PipelineTopic("errors", None, plan.errors_topic),
         PipelineTopic("outputs", None, plan.outputs_topic),
     ]
