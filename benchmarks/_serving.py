@@ -123,12 +123,22 @@ asyncio.base_events._set_nodelay = _set_nodelay
 class Child:
     """A `streamdag` command in a child process of its own session (Ctrl-C reaches only
     the benchmark, which stops its children in order); output goes to ``log_file``.
-    ``prelude`` is Python code run in the child before the command."""
+    ``prelude`` is Python code run in the child before the command; ``script`` runs that
+    Python file with ``args`` instead of the `streamdag` command."""
 
-    def __init__(self, name: str, args: list[str], log_file: Path, prelude: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_file: Path,
+        prelude: str = "",
+        script: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_file = log_file
-        if prelude:
+        if script is not None:
+            argv = [sys.executable, str(script), *args]
+        elif prelude:
             code = f"{prelude}\nfrom streamdag.cli.main import run\nrun()\n"
             argv = [sys.executable, "-c", code, *args]
         else:
@@ -179,8 +189,10 @@ class Children:
         self.folder = folder
         self._children: list[Child] = []
 
-    def start(self, name: str, args: list[str], prelude: str = "") -> Child:
-        child = Child(name, args, self.folder / f"{name}.log", prelude)
+    def start(
+        self, name: str, args: list[str], prelude: str = "", script: Path | None = None
+    ) -> Child:
+        child = Child(name, args, self.folder / f"{name}.log", prelude, script)
         self._children.append(child)
         return child
 

@@ -1,0 +1,275 @@
+"""The decoupling benchmark's run: both architectures up, warm-up, capacity, then every
+scenario per architecture (the pipeline first, stopped with its broker before the chain
+runs its scenarios)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from _architectures import Pipeline, RestChain
+from _chain import Chain
+from _decoupling_report import summarize
+from _medrec_faults import note_key
+from _medrec_specs import FAULTY_MODEL, BenchSpecs, write_specs
+from _openloop import Outcome, capacity, open_loop
+from _serving import Children
+
+from streamdag.demo.example import MedicalRecords
+
+__all__ = ["Config", "Runner"]
+
+LOAD_SHARE = 0.6  # of the smaller capacity
+SLOW_FACTOR = 5
+CAPACITY_CALLERS = 16
+WARM_UP_S = 180.0
+
+
+@dataclass(frozen=True)
+class Config:
+    duration_s: float
+    deadline_s: float
+    restart_after_s: float
+    slow_for_s: float
+    window_s: float
+    capacity_s: float
+    scenarios: tuple[str, ...]
+
+    @property
+    def fault_at_s(self) -> float:
+        return self.duration_s / 3
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fault_at_s": self.fault_at_s}
+
+
+Arch = RestChain | Pipeline
+
+
+class Runner:
+    def __init__(
+        self, example: MedicalRecords, work: Path, run_id: str, cfg: Config, children: Children
+    ) -> None:
+        self.example = example
+        self.cfg = cfg
+        self.run_id = run_id
+        self.children = children
+        self.work = work
+        self.specs: BenchSpecs = write_specs(
+            example.root, work / "specs", run_id, deadline_s=cfg.deadline_s
+        )
+        # Children inherit it: the engine and the model servers import medrec from there.
+        os.environ["PYTHONPATH"] = self.specs.env["PYTHONPATH"]
+        self._keys: dict[str, str] = {}
+
+    def key(self, text: str) -> str:
+        if text not in self._keys:
+            from medrec.text import clauses  # importable once MedicalRecords loaded medrec
+
+            self._keys[text] = note_key([c.encode() for c in clauses(text)])
+        return self._keys[text]
+
+    async def run(
+        self, broker: Callable[[], AbstractContextManager[str]], rate: float | None
+    ) -> dict[str, Any]:
+        chain = RestChain(self.children, self.specs, call_timeout_s=5.0)
+        print("starting the REST chain ...", flush=True)
+        chain.start()
+        await self.warm_up(chain)
+        slow_ms = await self.calibrate(chain)
+        caps: dict[str, float] = {}
+        rows: list[dict[str, Any]] = []
+        timelines: dict[str, dict[str, Any]] = {s: {} for s in self.cfg.scenarios}
+        with contextlib.ExitStack() as stack:
+            bootstrap = stack.enter_context(broker())
+            pipeline = Pipeline(self.children, self.specs, bootstrap, self.work / "workers")
+            stack.callback(pipeline.stop)
+            print("starting the pipeline ...", flush=True)
+            pipeline.start()
+            await self.warm_up(pipeline)
+            if rate is None:
+                for arch in (chain, pipeline):
+                    caps[arch.name] = await self.capacity(arch)
+                rate = round(LOAD_SHARE * min(caps.values()), 1)
+            docs = self.example.documents(math.ceil(rate * self.cfg.duration_s))
+            texts = [d.text for d in docs]
+            rows += await self.scenarios(pipeline, texts, rate, slow_ms, timelines)
+        rows += await self.scenarios(chain, texts, rate, slow_ms, timelines)
+        return {
+            "rate": rate,
+            "capacity": caps,
+            "slow_ms_per_note": slow_ms,
+            "faulty_model": FAULTY_MODEL,
+            "rows": rows,
+            "agreement": agreement(timelines.get("steady", {})),
+            "timelines": timelines,
+        }
+
+    async def warm_up(self, arch: Arch) -> None:
+        """Until a note comes back (consumer groups join, models load), then a few more."""
+        text = self.example.documents(1)[0].text
+        deadline = time.monotonic() + WARM_UP_S
+        attempt = 0
+        while True:
+            attempt += 1
+            outcomes, _ = await open_loop(
+                arch.url, [(f"warm-{self.run_id}-{attempt}", text)], rate=1, deadline_s=30
+            )
+            if outcomes[0].status == "result":
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{arch.name} does not answer: {outcomes[0].error}")
+            await asyncio.sleep(1)
+        docs = [(f"warm-{self.run_id}-{i}", t) for i, t in enumerate(self.texts(40, 11))]
+        await capacity(arch.url, docs, concurrency=4, seconds=3)
+        print(f"{arch.name}: answering", flush=True)
+
+    def texts(self, n: int, seed: int) -> list[str]:
+        return [d.text for d in self.example.documents(n, seed=seed)]
+
+    async def capacity(self, arch: Arch) -> float:
+        docs = [(f"cap-{self.run_id}-{i}", t) for i, t in enumerate(self.texts(3000, 13))]
+        rps = await capacity(
+            arch.url, docs, concurrency=CAPACITY_CALLERS, seconds=self.cfg.capacity_s
+        )
+        print(f"{arch.name}: capacity {rps:.1f} notes/s", flush=True)
+        return round(rps, 1)
+
+    async def calibrate(self, chain: RestChain) -> float:
+        """The extra milliseconds per note that make icd10 SLOW_FACTOR times slower: its
+        median time per call, unloaded, as the chain sees it."""
+        urls = {m: f"127.0.0.1:{chain.ports[m]}" for m in self.specs.models}
+        c = Chain(urls, timeout_s=10, retries=0)
+        note = await c.call("normalize", {"text": [self.texts(1, 17)[0].encode()]})
+        pieces = {
+            m: await c.call(m, {"clauses": note["clauses"]})
+            for m in ("sections", "entities", "assertion")
+        }
+        inputs = {**note}
+        for model, prefix in (
+            ("sections", "section"),
+            ("entities", "concept"),
+            ("assertion", "assertion"),
+        ):
+            inputs[prefix] = pieces[model]["label"]
+            inputs[f"{prefix}_score"] = pieces[model]["score"]
+        times = []
+        for _ in range(30):
+            t = time.perf_counter()
+            await c.call(FAULTY_MODEL, inputs)
+            times.append(time.perf_counter() - t)
+        for client in c.clients.values():
+            await client.aclose()
+        return round((SLOW_FACTOR - 1) * statistics.median(times) * 1000, 2)
+
+    def set_faults(self, **faults: Any) -> None:
+        self.specs.control.write_text(json.dumps(faults))
+
+    def runs(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for log in self.specs.runs_logs():
+            counts.update(log.read_text().split())
+        return counts
+
+    async def scenarios(
+        self,
+        arch: Arch,
+        texts: list[str],
+        rate: float,
+        slow_ms: float,
+        timelines: dict[str, dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        rows: list[dict[str, Any]] = []
+        steady: dict[int, dict[str, Any]] | None = None
+        steady_p50: float | None = None
+        for scenario in cfg.scenarios:
+            print(f"{arch.name}: {scenario} ({len(texts)} notes at {rate}/s) ...", flush=True)
+            self.set_faults()
+            for log in self.specs.runs_logs():
+                log.unlink()
+            events: list[tuple[float, str]] = []
+            actions: list[tuple[float, Any]] = []
+            at = cfg.fault_at_s
+            recover_from: float | None = None
+            if scenario == "poison":
+                self.set_faults(poison=True)
+            elif scenario == "slow":
+                until = at + cfg.slow_for_s
+                events += [(at, "slow from"), (until, "slow until")]
+                recover_from = until
+
+                async def slow() -> None:
+                    now = time.time()
+                    self.set_faults(slow_ms=slow_ms, slow_from=now, slow_until=now + cfg.slow_for_s)
+
+                actions.append((at, slow))
+            elif scenario == "crash":
+                back = at + cfg.restart_after_s
+                events += [(at, "SIGKILL"), (back, "restart")]
+                recover_from = back
+
+                async def kill() -> None:
+                    await asyncio.to_thread(arch.kill)
+
+                async def restart() -> None:
+                    await asyncio.to_thread(arch.restart)
+
+                actions += [(at, kill), (back, restart)]
+            docs = [
+                (f"{scenario}-{self.run_id}-{arch.name[:4]}-{i}", t) for i, t in enumerate(texts)
+            ]
+            outcomes, _ = await open_loop(
+                arch.url, docs, rate=rate, deadline_s=cfg.deadline_s, events=actions
+            )
+            self.set_faults()
+            row = summarize(
+                outcomes,
+                seconds=_span(outcomes),
+                steady=steady,
+                steady_p50_s=steady_p50,
+                recover_from_s=recover_from,
+                window_s=cfg.window_s,
+                runs=self.runs(),
+                keys=[self.key(t) for t in texts],
+            )
+            rows.append({"architecture": arch.name, "scenario": scenario, **row})
+            print("  " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "error_samples"))
+            if scenario == "steady":
+                steady = {o.doc: o.result for o in outcomes if o.result is not None}
+                ok = [o.latency_s for o in outcomes if o.status == "result" and o.latency_s]
+                steady_p50 = statistics.median(ok) if ok else None
+            timelines[scenario][arch.name] = {
+                "outcomes": outcomes,
+                "events": events,
+                "deadline_s": cfg.deadline_s,
+            }
+        return rows
+
+
+def _span(outcomes: list[Outcome]) -> float:
+    """From the first send to the last answer."""
+    ends = [o.sent_s + o.latency_s for o in outcomes if o.latency_s is not None]
+    return max(ends, default=0.0)
+
+
+def agreement(steady: dict[str, Any]) -> dict[str, int] | None:
+    """How many notes the two architectures answered alike (route, codes, risk) at steady."""
+    if len(steady) != 2:
+        return None
+    a, b = ({o.doc: o.result for o in run["outcomes"] if o.result} for run in steady.values())
+    fields = ("route", "codes", "risk_score")
+    both = set(a) & set(b)
+    same = sum(all(a[d].get(f) == b[d].get(f) for f in fields) for d in both)
+    return {"compared": len(both), "same": same}
