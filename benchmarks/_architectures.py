@@ -55,9 +55,13 @@ class RestChain:
         args = [str(self.specs.models[model]), str(self.ports[model]), str(free_port())]
         return self.children.start(name, args, script=HERE / "_model_server.py")
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the model servers; ``ready`` waits for them."""
         for model in self.specs.models:
             self.servers[model] = self._server(model, f"model-{model}")
+
+    def ready(self) -> None:
+        """Wait for the model servers, then start the orchestrator and wait for it."""
         for model, child in self.servers.items():
             wait_ready(child, self.model_url(model) + "/ready")
         args = [str(self.port), self.specs.pipeline_name]
@@ -77,7 +81,14 @@ class RestChain:
         )
 
     def stop(self) -> None:
-        pass  # the children end with the caller's Children
+        """SIGTERM to every server at once, then wait for each (the caller's ``Children``
+        would stop them one after the other)."""
+        mine = [c for c in self.children.children() if c.name.startswith(("model-", "orchestr"))]
+        for child in mine:
+            if child.alive():
+                child.proc.send_signal(signal.SIGTERM)
+        for child in mine:
+            self.children.stop(child)
 
 
 class Pipeline:
@@ -103,12 +114,17 @@ class Pipeline:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v2/pipelines/{self.specs.pipeline_name}/infer"
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start the workers and the gateway; ``ready`` waits for the gateway."""
         self.workers.start()
         args = ["serve", str(self.specs.pipeline), "--bootstrap", self.bootstrap]
         args += ["--http-port", str(self.port), "--grpc-port", str(free_port())]
-        self.gateway = gateway = self.children.start("gateway", args)
-        wait_ready(gateway, f"http://127.0.0.1:{self.port}/v2/health/ready")
+        self.gateway = self.children.start("gateway", args)
+
+    def ready(self) -> None:
+        assert self.gateway is not None
+        wait_ready(self.gateway, f"http://127.0.0.1:{self.port}/v2/health/ready")
+        self.workers.check()
 
     def _faulty(self) -> Worker:
         return next(w for w in self.workers.workers if w.steps == [FAULTY_STEP])

@@ -171,7 +171,17 @@ def plot(
             )
         for at, what in run["events"]:
             ax.axvline(at, color="tab:orange", linestyle="--", linewidth=1)
-            ax.annotate(what, (at, top), fontsize=8, rotation=90, va="top", ha="right")
+            ax.text(
+                at,
+                0.97,
+                what,
+                transform=ax.get_xaxis_transform(),
+                fontsize=8,
+                rotation=90,
+                va="top",
+                ha="right",
+                color="tab:orange",
+            )
         ax.set_yscale("log")
         ax.set_ylabel("latency, ms")
         ax.set_title(arch, fontsize=10)

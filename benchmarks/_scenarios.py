@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from _architectures import Pipeline, RestChain
-from _chain import Chain
+from _chain import BACKOFF_S, Chain
 from _decoupling_report import summarize
 from _medrec_faults import note_key
 from _medrec_specs import FAULTY_MODEL, BenchSpecs, write_specs
@@ -33,7 +33,9 @@ __all__ = ["Config", "Runner"]
 LOAD_SHARE = 0.6  # of the smaller capacity
 SLOW_FACTOR = 5
 CAPACITY_CALLERS = 16
-WARM_UP_S = 180.0
+WARM_UP_S = 180.0  # for the first answer
+WARM_RATE = 3.0
+CALL_TIMEOUT_S = 5.0  # the chain's timeout per model call (2 retries follow)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Config:
     slow_for_s: float
     window_s: float
     capacity_s: float
+    warm_s: float  # notes at WARM_RATE before measuring
+    settle_s: float  # idle between measurements, so that one's after-effects pass
     scenarios: tuple[str, ...]
 
     @property
@@ -72,6 +76,11 @@ class Runner:
         # Children inherit it: the engine and the model servers import medrec from there.
         os.environ["PYTHONPATH"] = self.specs.env["PYTHONPATH"]
         self._keys: dict[str, str] = {}
+        self.t0 = time.monotonic()
+        self.per_request = False  # add each request's id, status and latency to its row
+
+    def say(self, line: str) -> None:
+        print(f"[{time.monotonic() - self.t0:6.1f} s] {line}", flush=True)
 
     def key(self, text: str) -> str:
         if text not in self._keys:
@@ -83,11 +92,22 @@ class Runner:
     async def run(
         self, broker: Callable[[], AbstractContextManager[str]], rate: float | None
     ) -> dict[str, Any]:
-        chain = RestChain(self.children, self.specs, call_timeout_s=5.0)
-        print("starting the REST chain ...", flush=True)
-        chain.start()
-        await self.warm_up(chain)
-        slow_ms = await self.calibrate(chain)
+        chain = RestChain(self.children, self.specs, call_timeout_s=CALL_TIMEOUT_S)
+        # Everything starts at once (the chain's servers boot while the broker does); the
+        # measurements wait until all of it answers.
+        self.say("starting the REST chain and a broker ...")
+        try:
+            chain.launch()
+            return await self._run(chain, broker, rate)
+        finally:
+            chain.stop()
+
+    async def _run(
+        self,
+        chain: RestChain,
+        broker: Callable[[], AbstractContextManager[str]],
+        rate: float | None,
+    ) -> dict[str, Any]:
         caps: dict[str, float] = {}
         rows: list[dict[str, Any]] = []
         timelines: dict[str, dict[str, Any]] = {s: {} for s in self.cfg.scenarios}
@@ -95,12 +115,17 @@ class Runner:
             bootstrap = stack.enter_context(broker())
             pipeline = Pipeline(self.children, self.specs, bootstrap, self.work / "workers")
             stack.callback(pipeline.stop)
-            print("starting the pipeline ...", flush=True)
-            pipeline.start()
+            self.say("starting the pipeline ...")
+            pipeline.launch()
+            chain.ready()
+            await self.warm_up(chain)
+            slow_ms = await self.calibrate(chain)
+            pipeline.ready()
             await self.warm_up(pipeline)
             if rate is None:
                 for arch in (chain, pipeline):
                     caps[arch.name] = await self.capacity(arch)
+                    await asyncio.sleep(self.cfg.settle_s)
                 rate = round(LOAD_SHARE * min(caps.values()), 1)
             docs = self.example.documents(math.ceil(rate * self.cfg.duration_s))
             texts = [d.text for d in docs]
@@ -111,6 +136,7 @@ class Runner:
             "capacity": caps,
             "slow_ms_per_note": slow_ms,
             "faulty_model": FAULTY_MODEL,
+            "chain": {"call_timeout_s": CALL_TIMEOUT_S, "retries": 2, "backoff_s": BACKOFF_S},
             "rows": rows,
             "agreement": agreement(timelines.get("steady", {})),
             "timelines": timelines,
@@ -131,9 +157,14 @@ class Runner:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{arch.name} does not answer: {outcomes[0].error}")
             await asyncio.sleep(1)
-        docs = [(f"warm-{self.run_id}-{i}", t) for i, t in enumerate(self.texts(40, 11))]
-        await capacity(arch.url, docs, concurrency=4, seconds=3)
-        print(f"{arch.name}: answering", flush=True)
+        # Then notes at a modest rate for a while: the first seconds of a fresh broker and
+        # of fresh consumers and transactional producers are slower than what follows.
+        n = math.ceil(WARM_RATE * self.cfg.warm_s)
+        docs = [(f"warm-{self.run_id}-{i}", t) for i, t in enumerate(self.texts(n, 11))]
+        outcomes, _ = await open_loop(arch.url, docs, rate=WARM_RATE, deadline_s=60)
+        late = [o.latency_s for o in outcomes[n // 2 :] if o.latency_s is not None]
+        p50 = statistics.median(late) * 1000 if late else math.nan
+        self.say(f"{arch.name}: answering (p50 {p50:.0f} ms at the end of the warm-up)")
 
     def texts(self, n: int, seed: int) -> list[str]:
         return [d.text for d in self.example.documents(n, seed=seed)]
@@ -143,7 +174,7 @@ class Runner:
         rps = await capacity(
             arch.url, docs, concurrency=CAPACITY_CALLERS, seconds=self.cfg.capacity_s
         )
-        print(f"{arch.name}: capacity {rps:.1f} notes/s", flush=True)
+        self.say(f"{arch.name}: capacity {rps:.1f} notes/s")
         return round(rps, 1)
 
     async def calibrate(self, chain: RestChain) -> float:
@@ -195,7 +226,8 @@ class Runner:
         steady: dict[int, dict[str, Any]] | None = None
         steady_p50: float | None = None
         for scenario in cfg.scenarios:
-            print(f"{arch.name}: {scenario} ({len(texts)} notes at {rate}/s) ...", flush=True)
+            await asyncio.sleep(cfg.settle_s)
+            self.say(f"{arch.name}: {scenario} ({len(texts)} notes at {rate}/s) ...")
             self.set_faults()
             for log in self.specs.runs_logs():
                 log.unlink()
@@ -245,11 +277,16 @@ class Runner:
                 keys=[self.key(t) for t in texts],
             )
             rows.append({"architecture": arch.name, "scenario": scenario, **row})
-            print("  " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "error_samples"))
+            self.say("  " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "error_samples"))
             if scenario == "steady":
                 steady = {o.doc: o.result for o in outcomes if o.result is not None}
                 ok = [o.latency_s for o in outcomes if o.status == "result" and o.latency_s]
                 steady_p50 = statistics.median(ok) if ok else None
+            if self.per_request:
+                rows[-1]["requests"] = [
+                    [o.rid, o.status, None if o.latency_s is None else round(o.latency_s * 1000, 1)]
+                    for o in outcomes
+                ]
             timelines[scenario][arch.name] = {
                 "outcomes": outcomes,
                 "events": events,

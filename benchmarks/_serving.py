@@ -196,6 +196,9 @@ class Children:
         self._children.append(child)
         return child
 
+    def children(self) -> list[Child]:
+        return list(self._children)
+
     def stop(self, child: Child) -> None:
         child.stop()
         self._children.remove(child)

@@ -22,7 +22,7 @@ pipeline, under the same open-loop load, with and without a fault in one mid-DAG
 
     .venv/bin/python benchmarks/decoupling.py [--quick] [--rate R] [--duration-s S]
         [--scenarios steady,poison,slow,crash] [--bootstrap HOST:PORT] [--json PATH]
-        [--plot-dir DIR | --no-plot] [--example DIR]
+        [--plot-dir DIR | --no-plot] [--per-request] [--example DIR]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from streamdag.demo.example import EXAMPLE_DIR, MedicalRecords
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("steady", "poison", "slow", "crash")
 FULL = {"duration_s": 60.0, "deadline_s": 60.0, "restart_after_s": 10.0, "slow_for_s": 10.0}
-QUICK = {"duration_s": 9.0, "deadline_s": 20.0, "restart_after_s": 3.0, "slow_for_s": 3.0}
+QUICK = {"duration_s": 6.0, "deadline_s": 20.0, "restart_after_s": 3.0, "slow_for_s": 2.0}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -66,6 +66,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--plot-dir", type=Path, help="timelines here (default without --quick: docs/img)"
     )
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--per-request", action="store_true", help="each request's id, status and latency in --json"
+    )
     p.add_argument("--example", type=Path, default=EXAMPLE_DIR, help="the medical_records folder")
     args = p.parse_args(argv)
     for s in args.scenarios.split(","):
@@ -82,7 +85,9 @@ def config(args: argparse.Namespace) -> Config:
         restart_after_s=base["restart_after_s"],
         slow_for_s=base["slow_for_s"],
         window_s=1.0 if args.quick else 2.0,
-        capacity_s=3.0 if args.quick else 15.0,
+        capacity_s=2.0 if args.quick else 15.0,
+        warm_s=3.0 if args.quick else 30.0,
+        settle_s=1.0 if args.quick else 10.0,
         scenarios=tuple(s for s in SCENARIOS if s in args.scenarios.split(",")),
     )
 
@@ -100,6 +105,7 @@ def main(argv: list[str]) -> int:
         Children(Path(tmp)) as children,
     ):
         runner = Runner(example, Path(tmp), run_id, cfg, children)
+        runner.per_request = args.per_request
         results = asyncio.run(runner.run(lambda: kafka_bootstrap(args.bootstrap), args.rate))
     rows = results["rows"]
     report: dict[str, Any] = {
@@ -115,6 +121,7 @@ def main(argv: list[str]) -> int:
     for line in table(rows):
         print(line)
     print(f"\nload {results['rate']} requests/s; capacity {results['capacity']}")
+    print(f"{report['seconds']} s in all")
     plot_dir = args.plot_dir or (None if args.quick else HERE.parent / "docs" / "img")
     if plot_dir is not None and not args.no_plot:
         for scenario, runs in results["timelines"].items():
