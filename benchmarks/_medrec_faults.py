@@ -65,7 +65,7 @@ def code_icd10(inputs: dict[str, Any]) -> dict[str, Any]:
     if faults.get("poison"):
         bad = [k for k in keys if is_poison(k)]
         if bad:
-            raise PoisonInput(f"icd10 cannot code note {bad[0]} (injected poison input)")
+            raise PoisonInput(f"cannot code note {bad[0]} (injected poison input)")
     slow_ms = float(faults.get("slow_ms", 0))
     if slow_ms and faults.get("slow_from", 0) <= time.time() < faults.get("slow_until", 0):
         for _ in keys:

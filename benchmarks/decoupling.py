@@ -32,11 +32,13 @@ import asyncio
 import datetime as dt
 import json
 import shlex
+import signal
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from _broker import kafka_bootstrap
@@ -92,7 +94,13 @@ def config(args: argparse.Namespace) -> Config:
     )
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds through every finally: each process started is stopped.
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parse(argv)
     cfg = config(args)
     example = MedicalRecords(args.example)
