@@ -97,6 +97,7 @@ COLUMNS = [
     ("p99 ms", "{}"),
     ("results/s", "{}"),
     ("recover s", "{}"),
+    ("load avg", "{}"),
 ]
 KEYS = [
     "architecture",
@@ -114,6 +115,7 @@ KEYS = [
     "p99_ms",
     "throughput_rps",
     "recover_s",
+    "load_avg",
 ]
 
 

@@ -77,7 +77,11 @@ class Runner:
         os.environ["PYTHONPATH"] = self.specs.env["PYTHONPATH"]
         self._keys: dict[str, str] = {}
         self.t0 = time.monotonic()
-        self.per_request = False  # add each request's id, status and latency to its row
+        self.per_request = False
+        # Per architecture: the steady run's result per document, and its p50 (s).
+        self.steady: dict[
+            str, tuple[dict[int, Any] | None, float | None]
+        ] = {}  # add each request's id, status and latency to its row
 
     def say(self, line: str) -> None:
         print(f"[{time.monotonic() - self.t0:6.1f} s] {line}", flush=True)
@@ -129,8 +133,13 @@ class Runner:
                 rate = round(LOAD_SHARE * min(caps.values()), 1)
             docs = self.example.documents(math.ceil(rate * self.cfg.duration_s))
             texts = [d.text for d in docs]
-            rows += await self.scenarios(pipeline, texts, rate, slow_ms, timelines)
-        rows += await self.scenarios(chain, texts, rate, slow_ms, timelines)
+            # Scenario by scenario, each architecture in turn (the other idle), so that both
+            # meet much the same background load on a shared machine.
+            for scenario in self.cfg.scenarios:
+                for arch in (pipeline, chain):
+                    rows.append(
+                        await self.scenario(arch, scenario, texts, rate, slow_ms, timelines)
+                    )
         return {
             "rate": rate,
             "capacity": caps,
@@ -213,86 +222,85 @@ class Runner:
             counts.update(log.read_text().split())
         return counts
 
-    async def scenarios(
+    async def scenario(
         self,
         arch: Arch,
+        scenario: str,
         texts: list[str],
         rate: float,
         slow_ms: float,
         timelines: dict[str, dict[str, Any]],
-    ) -> list[dict[str, Any]]:
+    ) -> dict[str, Any]:
         cfg = self.cfg
-        rows: list[dict[str, Any]] = []
-        steady: dict[int, dict[str, Any]] | None = None
-        steady_p50: float | None = None
-        for scenario in cfg.scenarios:
-            await asyncio.sleep(cfg.settle_s)
-            self.say(f"{arch.name}: {scenario} ({len(texts)} notes at {rate}/s) ...")
-            self.set_faults()
-            for log in self.specs.runs_logs():
-                log.unlink()
-            events: list[tuple[float, str]] = []
-            actions: list[tuple[float, Any]] = []
-            at = cfg.fault_at_s
-            recover_from: float | None = None
-            if scenario == "poison":
-                self.set_faults(poison=True)
-            elif scenario == "slow":
-                until = at + cfg.slow_for_s
-                events += [(at, "slow from"), (until, "slow until")]
-                recover_from = until
+        await asyncio.sleep(cfg.settle_s)
+        self.say(f"{arch.name}: {scenario} ({len(texts)} notes at {rate}/s) ...")
+        self.set_faults()
+        for log in self.specs.runs_logs():
+            log.unlink()
+        events: list[tuple[float, str]] = []
+        actions: list[tuple[float, Any]] = []
+        at = cfg.fault_at_s
+        recover_from: float | None = None
+        if scenario == "poison":
+            self.set_faults(poison=True)
+        elif scenario == "slow":
+            until = at + cfg.slow_for_s
+            events += [(at, "slow from"), (until, "slow until")]
+            recover_from = until
 
-                async def slow() -> None:
-                    now = time.time()
-                    self.set_faults(slow_ms=slow_ms, slow_from=now, slow_until=now + cfg.slow_for_s)
+            async def slow() -> None:
+                now = time.time()
+                self.set_faults(slow_ms=slow_ms, slow_from=now, slow_until=now + cfg.slow_for_s)
 
-                actions.append((at, slow))
-            elif scenario == "crash":
-                back = at + cfg.restart_after_s
-                events += [(at, "SIGKILL"), (back, "restart")]
-                recover_from = back
+            actions.append((at, slow))
+        elif scenario == "crash":
+            back = at + cfg.restart_after_s
+            events += [(at, "SIGKILL"), (back, "restart")]
+            recover_from = back
 
-                async def kill() -> None:
-                    await asyncio.to_thread(arch.kill)
+            async def kill() -> None:
+                await asyncio.to_thread(arch.kill)
 
-                async def restart() -> None:
-                    await asyncio.to_thread(arch.restart)
+            async def restart() -> None:
+                await asyncio.to_thread(arch.restart)
 
-                actions += [(at, kill), (back, restart)]
-            docs = [
-                (f"{scenario}-{self.run_id}-{arch.name[:4]}-{i}", t) for i, t in enumerate(texts)
+            actions += [(at, kill), (back, restart)]
+        docs = [(f"{scenario}-{self.run_id}-{arch.name[:4]}-{i}", t) for i, t in enumerate(texts)]
+        outcomes, _ = await open_loop(
+            arch.url, docs, rate=rate, deadline_s=cfg.deadline_s, events=actions
+        )
+        self.set_faults()
+        steady, steady_p50 = self.steady.get(arch.name, (None, None))
+        row = summarize(
+            outcomes,
+            seconds=_span(outcomes),
+            steady=steady,
+            steady_p50_s=steady_p50,
+            recover_from_s=recover_from,
+            window_s=cfg.window_s,
+            runs=self.runs(),
+            keys=[self.key(t) for t in texts],
+        )
+        # The machine is shared: the 1-minute load average says how busy it was meanwhile.
+        row["load_avg"] = round(os.getloadavg()[0], 1)
+        self.say("  " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "error_samples"))
+        if scenario == "steady":
+            ok = [o.latency_s for o in outcomes if o.status == "result" and o.latency_s]
+            self.steady[arch.name] = (
+                {o.doc: o.result for o in outcomes if o.result is not None},
+                statistics.median(ok) if ok else None,
+            )
+        if self.per_request:
+            row["requests"] = [
+                [o.rid, o.status, None if o.latency_s is None else round(o.latency_s * 1000, 1)]
+                for o in outcomes
             ]
-            outcomes, _ = await open_loop(
-                arch.url, docs, rate=rate, deadline_s=cfg.deadline_s, events=actions
-            )
-            self.set_faults()
-            row = summarize(
-                outcomes,
-                seconds=_span(outcomes),
-                steady=steady,
-                steady_p50_s=steady_p50,
-                recover_from_s=recover_from,
-                window_s=cfg.window_s,
-                runs=self.runs(),
-                keys=[self.key(t) for t in texts],
-            )
-            rows.append({"architecture": arch.name, "scenario": scenario, **row})
-            self.say("  " + ", ".join(f"{k}={v}" for k, v in row.items() if k != "error_samples"))
-            if scenario == "steady":
-                steady = {o.doc: o.result for o in outcomes if o.result is not None}
-                ok = [o.latency_s for o in outcomes if o.status == "result" and o.latency_s]
-                steady_p50 = statistics.median(ok) if ok else None
-            if self.per_request:
-                rows[-1]["requests"] = [
-                    [o.rid, o.status, None if o.latency_s is None else round(o.latency_s * 1000, 1)]
-                    for o in outcomes
-                ]
-            timelines[scenario][arch.name] = {
-                "outcomes": outcomes,
-                "events": events,
-                "deadline_s": cfg.deadline_s,
-            }
-        return rows
+        timelines[scenario][arch.name] = {
+            "outcomes": outcomes,
+            "events": events,
+            "deadline_s": cfg.deadline_s,
+        }
+        return {"architecture": arch.name, "scenario": scenario, **row}
 
 
 def _span(outcomes: list[Outcome]) -> float:
