@@ -1,6 +1,6 @@
-"""The decoupling benchmark's run: both architectures up, warm-up, capacity, then every
-scenario per architecture (the pipeline first, stopped with its broker before the chain
-runs its scenarios)."""
+"""The decoupling benchmark's run: both architectures up, warm-up, capacity, then each
+scenario on the pipeline and then on the chain (the other idle), the pipeline and its
+broker stopped at the end."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ pipeline, under the same open-loop load, with and without a fault in one mid-DAG
    then a broker (unless ``--bootstrap``) and the pipeline (a worker per step, the
    gateway). Each answers a warm-up; each's capacity is measured (16 callers, closed
    loop) unless ``--rate`` is given; the load is 60% of the smaller capacity.
-3. Each architecture runs each scenario in turn, the other idle (the pipeline first, then
-   it is stopped and the chain runs): the same notes at the same rate for the same time,
-   each request with a deadline.
+3. Scenario by scenario, each architecture runs it in turn while the other idles (both
+   then meet much the same background load on a shared machine): the same notes at the
+   same rate for the same time, each request with a deadline.
        steady   no fault
        poison   icd10 raises on a fixed 1% of the notes
        slow     icd10 takes 5x its time per note for ``slow_for`` seconds from 1/3 of the run
