@@ -18,7 +18,7 @@ import pytest
 from streamdag.demo import EXAMPLE_DIR, MedicalRecords
 
 ROOT = Path(__file__).resolve().parents[2]
-RATE, DURATION_S = 3.0, 5.0
+RATE, DURATION_S = 3.0, 4.0
 
 
 @pytest.mark.kafka
