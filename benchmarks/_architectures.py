@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import os
 import signal
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
+import numpy as np
+from _chain import Chain
 from _medrec_specs import FAULTY_MODEL, FAULTY_STEP, BenchSpecs
 from _serving import Child, Children, wait_ready
 
@@ -69,6 +73,20 @@ class RestChain:
         args += ["--timeout-s", str(self.call_timeout_s), "--retries", "2"]
         orchestrator = self.children.start("orchestrator", args, script=HERE / "_chain.py")
         wait_ready(orchestrator, f"http://127.0.0.1:{self.port}/v2/health/ready")
+
+    async def faulty_call_s(self, text: str, calls: int = 30) -> float:
+        """The median seconds of one call of the faulty model for ``text``, unloaded."""
+        chain = Chain({m: f"127.0.0.1:{p}" for m, p in self.ports.items()}, 10.0, retries=0)
+        try:
+            inputs = await chain.coder_inputs(np.array([text.encode()], dtype=object))
+            times = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                await chain.call(FAULTY_MODEL, inputs)
+                times.append(time.perf_counter() - started)
+        finally:
+            await chain.aclose()
+        return statistics.median(times)
 
     def kill(self) -> None:
         os.kill(self.servers[FAULTY_MODEL].pid, signal.SIGKILL)

@@ -83,7 +83,21 @@ class Chain:
                 break
         raise ChainFailed(model, last, timed_out=timed_out)
 
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
     async def note(self, text: Any) -> Arrays:
+        coded = await self.call("icd10", await self.coder_inputs(text))
+        async with asyncio.TaskGroup() as group:
+            risk = group.create_task(
+                self.call("hcc", {k: coded[k] for k in ("supported", "age", "sex")})
+            )
+            routed = group.create_task(self._route(coded))
+        return {**risk.result(), **routed.result()}
+
+    async def coder_inputs(self, text: Any) -> Arrays:
+        """What icd10 takes: normalize's outputs and the three classifiers' labels."""
         norm = await self.call("normalize", {"text": text})
         clauses = {"clauses": norm["clauses"]}
         async with asyncio.TaskGroup() as group:
@@ -92,24 +106,15 @@ class Chain:
                 for m in ("sections", "entities", "assertion")
             }
         sec, ent, ass = (tasks[m].result() for m in ("sections", "entities", "assertion"))
-        coded = await self.call(
-            "icd10",
-            {
-                **norm,
-                "section": sec["label"],
-                "section_score": sec["score"],
-                "concept": ent["label"],
-                "concept_score": ent["score"],
-                "assertion": ass["label"],
-                "assertion_score": ass["score"],
-            },
-        )
-        async with asyncio.TaskGroup() as group:
-            risk = group.create_task(
-                self.call("hcc", {k: coded[k] for k in ("supported", "age", "sex")})
-            )
-            routed = group.create_task(self._route(coded))
-        return {**risk.result(), **routed.result()}
+        return {
+            **norm,
+            "section": sec["label"],
+            "section_score": sec["score"],
+            "concept": ent["label"],
+            "concept_score": ent["score"],
+            "assertion": ass["label"],
+            "assertion_score": ass["score"],
+        }
 
     async def _route(self, coded: Arrays) -> Arrays:
         gated = await self.call(

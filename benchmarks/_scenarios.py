@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from _architectures import Pipeline, RestChain
-from _chain import BACKOFF_S, Chain
+from _chain import BACKOFF_S
 from _decoupling_report import summarize
 from _medrec_faults import note_key
 from _medrec_specs import FAULTY_MODEL, BenchSpecs, write_specs
@@ -189,29 +189,8 @@ class Runner:
     async def calibrate(self, chain: RestChain) -> float:
         """The extra milliseconds per note that make icd10 SLOW_FACTOR times slower: its
         median time per call, unloaded, as the chain sees it."""
-        urls = {m: f"127.0.0.1:{chain.ports[m]}" for m in self.specs.models}
-        c = Chain(urls, timeout_s=10, retries=0)
-        note = await c.call("normalize", {"text": [self.texts(1, 17)[0].encode()]})
-        pieces = {
-            m: await c.call(m, {"clauses": note["clauses"]})
-            for m in ("sections", "entities", "assertion")
-        }
-        inputs = {**note}
-        for model, prefix in (
-            ("sections", "section"),
-            ("entities", "concept"),
-            ("assertion", "assertion"),
-        ):
-            inputs[prefix] = pieces[model]["label"]
-            inputs[f"{prefix}_score"] = pieces[model]["score"]
-        times = []
-        for _ in range(30):
-            t = time.perf_counter()
-            await c.call(FAULTY_MODEL, inputs)
-            times.append(time.perf_counter() - t)
-        for client in c.clients.values():
-            await client.aclose()
-        return round((SLOW_FACTOR - 1) * statistics.median(times) * 1000, 2)
+        call_s = await chain.faulty_call_s(self.texts(1, 17)[0])
+        return round((SLOW_FACTOR - 1) * call_s * 1000, 2)
 
     def set_faults(self, **faults: Any) -> None:
         self.specs.control.write_text(json.dumps(faults))
