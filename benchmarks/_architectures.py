@@ -28,8 +28,7 @@ from _serving import Child, Children, wait_ready
 from streamdag.broker import free_port
 from streamdag.demo.processes import Worker, Workers
 from streamdag.kafka import KafkaConnection
-from streamdag.pipeline import load_spec
-from streamdag.pipeline.topics import OUTPUT_JOIN
+from streamdag.pipeline import compile_plan, load_spec
 
 __all__ = ["Pipeline", "RestChain"]
 
@@ -120,9 +119,7 @@ class Pipeline:
         self.bootstrap = bootstrap
         self.port = free_port()
         spec = load_spec(specs.pipeline)
-        groups = [[s.name] for s in spec.steps]
-        if len(spec.output_steps) > 1:
-            groups.append([OUTPUT_JOIN])
+        groups = [[node] for node in compile_plan(spec).nodes]  # each step, the assembler
         cluster = KafkaConnection(bootstrap_servers=bootstrap)
         self.workers = Workers(specs.pipeline, cluster, groups, log_dir)
         self.gateway: Child | None = None

@@ -11,14 +11,19 @@ import asyncio
 import sys
 from pathlib import Path
 
-from streamdag.pipeline import load_spec
+from streamdag.pipeline import compile_plan, load_spec
 from streamdag.serving import serve
 
 
 def main(argv: list[str]) -> None:
     spec, http_port, grpc_port = Path(argv[0]), int(argv[1]), int(argv[2])
     asyncio.run(
-        serve([load_spec(spec)], host="127.0.0.1", http_port=http_port, grpc_port=grpc_port)
+        serve(
+            [compile_plan(load_spec(spec))],
+            host="127.0.0.1",
+            http_port=http_port,
+            grpc_port=grpc_port,
+        )
     )
 
 
