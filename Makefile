@@ -41,8 +41,9 @@ TEST_PROCESSES ?= 2
 test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
+# The unit tests: no broker, no long waits (tests marked `kafka` or `slow` are left out).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not kafka" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) -m "not kafka and not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

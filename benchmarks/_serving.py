@@ -124,7 +124,8 @@ class Child:
     """A `streamdag` command in a child process of its own session (Ctrl-C reaches only
     the benchmark, which stops its children in order); output goes to ``log_file``.
     ``prelude`` is Python code run in the child before the command; ``argv`` runs another
-    program instead (a peer's server), in ``cwd``."""
+    program instead (a peer's server), in ``cwd``; ``script`` runs that Python file with
+    ``args`` instead of the `streamdag` command."""
 
     def __init__(
         self,
@@ -134,10 +135,13 @@ class Child:
         prelude: str = "",
         argv: list[str] | None = None,
         cwd: Path | None = None,
+        script: Path | None = None,
     ) -> None:
         self.name = name
         self.log_file = log_file
-        if argv is None and prelude:
+        if script is not None:
+            argv = [sys.executable, str(script), *args]
+        elif argv is None and prelude:
             code = f"{prelude}\nfrom streamdag.cli.main import run\nrun()\n"
             argv = [sys.executable, "-c", code, *args]
         elif argv is None:
@@ -196,10 +200,16 @@ class Children:
         prelude: str = "",
         argv: list[str] | None = None,
         cwd: Path | None = None,
+        script: Path | None = None,
     ) -> Child:
-        child = Child(name, args, self.folder / f"{name}.log", prelude, argv, cwd)
+        child = Child(
+            name, args, self.folder / f"{name}.log", prelude, argv=argv, cwd=cwd, script=script
+        )
         self._children.append(child)
         return child
+
+    def children(self) -> list[Child]:
+        return list(self._children)
 
     def stop(self, child: Child) -> None:
         child.stop()

@@ -31,6 +31,9 @@ from streamdag.serving import Server
 from streamdag.serving.auth import Tokens
 from streamdag.serving.tls import TlsFiles
 
+# Each test runs the CLI in a process of its own: slow for `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:

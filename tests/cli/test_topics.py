@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from streamdag.kafka import TopicSpec, ensure_topics, list_topics
 
 SPEC = """
@@ -100,6 +102,7 @@ def test_bad_spec_is_one_line_error(write_spec: Callable[[str], Path]) -> None:
     assert result.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.slow  # waits out the connection timeout
 def test_unreachable_broker_is_one_line_error(
     write_spec: Callable[[str], Path], unique_name: Callable[[str], str]
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -74,3 +75,54 @@ def test_a_killed_child_is_replaced_and_stop_ends_them_all(
     assert "died of SIGKILL; restarting it in 0 s" in caplog.text
     for child in supervisor.children:
         assert child.process is not None and child.process.poll() in (0, -signal.SIGTERM)
+
+
+PARENT = """
+import sys, threading, time
+from streamdag.engine.supervisor import Supervisor
+
+supervisor = Supervisor(2, lambda k: SLEEPER)
+
+def report() -> None:
+    while len(supervisor.pids()) < 2:
+        time.sleep(0.05)
+    print(*supervisor.pids(), flush=True)
+
+threading.Thread(target=report, daemon=True).start()
+sys.exit(supervisor.run())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_no_child_outlives_a_parent_killed_with_sigkill() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"SLEEPER = {SLEEPER!r}\n{PARENT}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in pids if _alive(p)], "a worker outlived its supervisor"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) is not running any more.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[-1][0] != "Z"

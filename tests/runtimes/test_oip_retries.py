@@ -31,6 +31,9 @@ from streamdag.protocol import (
 )
 from streamdag.runtimes import OipModel, OipModelSpec
 
+# Waits out retries and deadlines: slow for `make test-fast`.
+pytestmark = pytest.mark.slow
+
 X = np.arange(6, dtype=np.float32).reshape(2, 3)
 TENSOR: dict[str, Any] = {"name": "x", "datatype": "FP32", "shape": [-1, 3]}
 

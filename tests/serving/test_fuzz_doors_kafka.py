@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from kafka_support import read_topic, run_pipeline
 from server_support import running_server
 
-from streamdag.pipeline import PipelineSpec, load_spec
+from streamdag.pipeline import PipelineSpec, compile_plan, load_spec
 from streamdag.protocol import ModelInferResponse, decode_request, request_from_bytes
 from streamdag.serving import KafkaGateway, Server
 
@@ -122,7 +122,7 @@ def door(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     bootstrap = kafka_broker.bootstrap
     with (
         run_pipeline(spec, bootstrap),
-        running_server([spec], KafkaGateway([spec], bootstrap)) as server,
+        running_server([spec], KafkaGateway([compile_plan(spec)], bootstrap)) as server,
     ):
         door = Door(server, spec)
         yield door

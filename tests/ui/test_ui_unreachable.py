@@ -13,6 +13,9 @@ from streamdag.settings import get_settings
 
 from .ui_support import write_pipeline
 
+# Waits out Kafka's connection timeouts: slow for `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def test_figures_say_kafka_is_out_of_reach(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMDAG_BOOTSTRAP_SERVERS", "127.0.0.1:1")

@@ -13,14 +13,18 @@ parent keeps nothing but the children:
                           start: the parent stops the others and exits 1
 
 A restarted child takes its predecessor's instance id (``<id>-<k>``), so its
-transactions fence the dead one's at once.
+transactions fence the dead one's at once. On Linux a child is sent SIGTERM when the
+parent dies, even of SIGKILL, so no worker outlives its supervisor.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +34,18 @@ from types import FrameType
 __all__ = ["Backoff", "Supervisor"]
 
 log = logging.getLogger("streamdag.engine.supervisor")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """In the child, before it runs its command: SIGTERM when ``parent`` dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -101,7 +117,8 @@ class Supervisor:
         self._stop.set()
 
     def _start(self, child: _Child) -> None:
-        child.process = subprocess.Popen(child.command)
+        parent = os.getpid()
+        child.process = subprocess.Popen(child.command, preexec_fn=lambda: _die_with(parent))
         child.started = time.monotonic()
         child.restart_at = None
         child.history.append(child.process.pid)
