@@ -98,15 +98,11 @@ class Trace:
 
 def pipeline_topics(plan: PipelinePlan) -> list[PipelineTopic]:
     """The topics a request crosses, in DAG order: inputs, each step's outputs, errors,
-    outputs. Join-state topics are left out, and so is a step that answers alone: its
-    results are on the outputs topic, named by ``streamdag-step``."""
+    outputs. Join-state topics are left out. A step that answers alone has the outputs
+    topic for its own (its records there are named by ``streamdag-step``)."""
     return [
         PipelineTopic("inputs", None, plan.inputs_topic),
-        *(
-            PipelineTopic("step", n.name, n.outputs_topic)
-            for n in plan.steps
-            if n.outputs_topic != plan.outputs_topic
-        ),
+        *(PipelineTopic("step", n.name, n.outputs_topic) for n in plan.steps),
         PipelineTopic("errors", None, plan.errors_topic),
         PipelineTopic("outputs", None, plan.outputs_topic),
     ]
@@ -129,7 +125,12 @@ def trace_request(
     partition = partition_for(key, plan.partitions)
     with TopicReader(kafka) as reader:
         existing = reader.topics()
-        topics = [t for t in pipeline_topics(plan) if t.topic in existing]
+        # Each topic once: a step that answers alone shares the outputs topic.
+        topics = [
+            t
+            for t in pipeline_topics(plan)
+            if t.topic in existing and not (t.role == "step" and t.topic == plan.outputs_topic)
+        ]
         if not topics:
             raise NotFound(f"pipeline {plan.name} has no topics on {reader.kafka}: has it run?")
         replies, requests = plan.outputs_topic, plan.inputs_topic
