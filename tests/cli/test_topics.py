@@ -55,7 +55,7 @@ def test_prints_derived_topics_without_a_broker(
             "clean.outputs",
             "left.outputs",
             "right.outputs",
-            "both.outputs",
+            # both answers alone (no step reads it): its results go to the outputs topic
             "both.join-state",
             "errors",
             "outputs",
