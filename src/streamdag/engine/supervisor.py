@@ -91,6 +91,9 @@ class Supervisor:
         self.children = [_Child(k, command_for(k), backoff()) for k in range(count)]
         self.grace_s = grace_s
         self._stop = threading.Event()
+        # Set by the signal handler, which must take no lock: the handler runs between two
+        # bytecodes of the main thread, which may hold the Event's own lock at that moment.
+        self._signalled = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -114,7 +117,7 @@ class Supervisor:
     # -- internals ---------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: stopping %d worker processes", signum, len(self.children))
-        self._stop.set()
+        self._signalled = True
 
     def _start(self, child: _Child) -> None:
         parent = os.getpid()
@@ -126,7 +129,8 @@ class Supervisor:
 
     def _watch(self) -> bool:
         """Until stopped: restart children that died. True if one kept dying."""
-        while not self._stop.wait(0.2):
+        while not (self._signalled or self._stop.is_set()):
+            time.sleep(0.2)
             now = time.monotonic()
             for child in self.children:
                 if child.restart_at is not None:
