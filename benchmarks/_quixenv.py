@@ -10,25 +10,14 @@ messages with the same libraries; streamdag itself is not installed there.
 from __future__ import annotations
 
 import importlib.metadata
-import json
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from _drain import BenchmarkFailed
+from _peerenv import ROOT, ensure, versions
 
 __all__ = ["QUIXSTREAMS", "QuixEnv", "quix_env"]
 
 QUIXSTREAMS = "3.28.1"
-ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / ".bench-venvs" / "quix"
-
-_VERSIONS = """\
-import importlib.metadata as m, json, sys
-print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))
-"""
 
 
 class QuixEnv:
@@ -49,49 +38,11 @@ def wanted() -> dict[str, str]:
     }
 
 
-def _installed(python: Path, names: list[str]) -> dict[str, str] | None:
-    if not python.exists():
-        return None
-    done = subprocess.run(
-        [str(python), "-c", _VERSIONS, *names], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        return None
-    versions: dict[str, str] = json.loads(done.stdout)
-    return versions
-
-
-def _versions_of(python: Path) -> dict[str, str]:
-    names = ["quixstreams", "confluent-kafka", "protobuf", "numpy"]
-    versions = _installed(python, names)
-    if versions is None:
-        raise BenchmarkFailed(f"{python}: cannot read the installed versions")
-    return versions
-
-
 def quix_env(folder: Path = FOLDER) -> QuixEnv:
     """The environment in ``folder``, created or brought to the wanted versions if needed."""
-    want = wanted()
-    python = folder / "bin" / "python"
-    have = _installed(python, list(want))
-    if have == want:
-        return QuixEnv(folder, _versions_of(python), 0.0)
-    started = time.perf_counter()
-    if have is None:  # missing, or an interpreter that no longer runs: start over
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        print(f"creating {folder} (Quix Streams {QUIXSTREAMS})", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-    else:
-        print(f"updating {folder}: {have} -> {want}", flush=True)
-    install = [f"{name}=={version}" for name, version in want.items()]
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *install],
-        check=False,
-    )
-    if done.returncode != 0 or _installed(python, list(want)) != want:
-        raise BenchmarkFailed(f"could not install {' '.join(install)} into {folder}")
-    return QuixEnv(folder, _versions_of(python), time.perf_counter() - started)
+    created_s = ensure(folder, wanted(), f"Quix Streams {QUIXSTREAMS}")
+    names = ["quixstreams", "confluent-kafka", "protobuf", "numpy"]
+    return QuixEnv(folder, versions(folder / "bin" / "python", names), created_s)
 
 
 if __name__ == "__main__":
