@@ -79,7 +79,7 @@ def test_searches_never_hold_up_inference(
         alone = time.monotonic() - start
         searches = [clients.submit(find, f"s{i}-{uuid.uuid4().hex}") for i in range(SEARCHES)]
         time.sleep(alone / 3)  # they have reached the server and started reading
-        during = [infer_seconds(inferrer) for _ in range(3)]
+        during = sorted(infer_seconds(inferrer) for _ in range(5))
         in_flight = sum(not s.done() for s in searches)
         answers = [s.result() for s in searches]
     # The view's threads ended with their reads: nothing is left running.
@@ -90,8 +90,10 @@ def test_searches_never_hold_up_inference(
         time.sleep(0.05)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("streamdag-ui-")]
     assert in_flight > 0, "the searches ended before the inferences: make them longer"
-    # An inference takes milliseconds; queued behind the searches it would wait for seconds.
-    assert max(during) < alone / 2, (during, alone)
+    # An inference takes milliseconds; queued behind the searches every one would wait for
+    # seconds. The searches' Python work shares the interpreter with the door, so on a busy
+    # machine one call can be slowed: the median tells a queue from a slow call.
+    assert during[len(during) // 2] < alone / 2, (during, alone)
     statuses = sorted({r.status_code for r in answers})
     assert statuses in ([404], [404, 503]), [r.text for r in answers]
     busy = [r for r in answers if r.status_code == 503]
