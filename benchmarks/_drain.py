@@ -160,7 +160,10 @@ def timed_command(
 
     Its output goes to ``log``, whose last lines a failure quotes. ``cpu_s`` is the
     process's CPU time (every thread) from its start until the last result was readable.
+    As deployed, the process may cache its modules' bytecode (the warm-up drains write it):
+    ``PYTHONDONTWRITEBYTECODE`` would have it compile its sources at every start.
     """
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     counter = OutputCounter(bootstrap, topic, partitions)
     try:
         with log.open("wb") as out:

@@ -91,6 +91,9 @@ class FakeProducer:
         self._pending_offsets: list[TopicPartition] = []
         self._in_transaction = False
 
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> None:
+        self.cluster.hit("list_topics")
+
     # transactions
     def init_transactions(self, timeout: float = -1) -> None:
         self.cluster.hit("init_transactions")

@@ -98,7 +98,8 @@ def envelope(
     arrays = arrays or {}
     value = encode_response(source, arrays, id=rid).SerializeToString()
     all_headers: h.Headers = [(h.REQUEST_TS, b"1000"), (h.CALL, b"0-1"), *(headers or [])]
-    env = Envelope(topic, partition, 7, rid, all_headers, value, arrays=arrays, problem=problem)
+    env = Envelope(topic, partition, 7, rid, all_headers, value, problem=problem)
+    env.arrays = arrays
     env.request_ts_ms = 1000
     return env
 

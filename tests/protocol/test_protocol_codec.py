@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamdag.errors import DecodeError, InvalidInput
 from streamdag.protocol import (
@@ -24,7 +26,13 @@ from streamdag.protocol import (
     requested_outputs,
     response_from_bytes,
 )
-from streamdag.protocol.codec import decode_requests, decode_responses, response_bytes
+from streamdag.protocol.codec import (
+    Rows,
+    decode_requests,
+    decode_responses,
+    response_bytes,
+    response_bytes_many,
+)
 
 Sample = Callable[[str, tuple[int, ...]], Array]
 Same = Callable[[Array, Array], None]
@@ -382,3 +390,72 @@ def test_response_bytes_parses_like_encode_response(arrays: dict[str, object]) -
 def test_response_bytes_refuses_what_encode_response_refuses() -> None:
     with pytest.raises(InvalidInput, match="numpy dtype complex128 has no OIP datatype"):
         response_bytes({"c": np.zeros(2, complex)}, id="r", model_version="1")
+
+
+def test_grouped_decode_gives_each_request_its_rows_of_one_array_per_tensor() -> None:
+    """``grouped``: requests of one layout share one decoded array per tensor; each
+    request's rows are the same values its own decoding gives, and the rest decode as
+    before."""
+    requests = [
+        _wire_request(encode_request("m", {"x": np.full((rows, 2), i, np.float32)}))
+        for i, rows in enumerate([1, 3, 2])
+    ]
+    requests.insert(1, _wire_request(encode_request("m", {"s": np.array([b"a"], dtype=object)})))
+
+    grouped = decode_requests(requests, grouped=True)
+
+    rows = [g for g in grouped if isinstance(g, Rows)]
+    assert len(rows) == 3 and isinstance(grouped[1], dict)
+    (columns,) = {id(r.columns): r.columns for r in rows}.values()
+    assert columns.counts() == [1, 3, 2] and columns.arrays["x"].shape == (6, 2)
+    for got, request in zip(rows, [requests[0], *requests[2:]], strict=True):
+        assert got.arrays()["x"].tolist() == decode_request(request)["x"].tolist()
+
+
+_FIXED_DTYPES = [np.float32, np.float64, np.float16, np.int8, np.int64, np.uint16, np.bool_]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    counts=st.lists(st.integers(1, 4), min_size=1, max_size=6),
+    widths=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    dtypes=st.lists(st.sampled_from(_FIXED_DTYPES), min_size=3, max_size=3),
+    ids=st.lists(st.text(max_size=150), min_size=6, max_size=6),
+    names=st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=3),
+    big_endian=st.booleans(),
+)
+def test_response_bytes_many_writes_what_response_bytes_writes_request_by_request(
+    counts: list[int],
+    widths: list[int],
+    dtypes: list[type],
+    ids: list[str],
+    names: list[str],
+    big_endian: bool,
+) -> None:
+    """A micro-batch's results encoded together are byte for byte the responses each
+    request's rows would get alone, for every target name."""
+    total = sum(counts)
+    rng = np.random.default_rng(total)
+    outputs = {}
+    for k, width in enumerate(widths):
+        array = (rng.standard_normal((total, width)) * 100).astype(dtypes[k])
+        outputs[f"out{k}"] = array.astype(array.dtype.newbyteorder(">")) if big_endian else array
+    request_ids = ids[: len(counts)]
+
+    many = response_bytes_many(
+        outputs, counts, ids=request_ids, model_version="7", model_names=names
+    )
+
+    assert many is not None
+    start = 0
+    for rid, rows, values in zip(request_ids, counts, many, strict=True):
+        alone = {name: array[start : start + rows] for name, array in outputs.items()}
+        assert values == response_bytes(alone, id=rid, model_version="7", model_names=names)
+        start += rows
+
+
+def test_response_bytes_many_leaves_bytes_tensors_and_wrong_row_counts_to_each_request() -> None:
+    strings = {"s": np.array([b"a", b"bc", b"d"], dtype=object)}
+    assert response_bytes_many(strings, [1, 2], ids=["a", "b"], model_version="1") is None
+    short = {"y": np.zeros((2, 1), np.float32)}
+    assert response_bytes_many(short, [1, 2], ids=["a", "b"], model_version="1") is None

@@ -1,35 +1,58 @@
 """The ``streamdag`` command: a thin layer that parses arguments and calls the library.
 
-A StreamdagError becomes one line on stderr and exit status 1.
+A StreamdagError becomes one line on stderr and exit status 1. A command's module is
+imported when the command runs, not before: ``streamdag run`` never pays for the web
+server, ``streamdag infer`` never for the engine (a worker's start is part of a drain).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
-from streamdag.cli.broker import broker
-from streamdag.cli.demo import demo
-from streamdag.cli.errors import errors
-from streamdag.cli.infer import infer
-from streamdag.cli.inspect import inspect_command
-from streamdag.cli.payloads import payloads
-from streamdag.cli.run import run as run_command
-from streamdag.cli.serve import serve
-from streamdag.cli.topics import topics
 from streamdag.errors import StreamdagError
 from streamdag.observability.logging import configure_logging
 from streamdag.settings import get_settings
 
 __all__ = ["cli", "main", "run"]
 
+# Command name -> "module:attribute" of its click command, in the order of --help.
+_COMMANDS = {
+    "broker": "streamdag.cli.broker:broker",
+    "topics": "streamdag.cli.topics:topics",
+    "run": "streamdag.cli.run:run",
+    "demo": "streamdag.cli.demo:demo",
+    "serve": "streamdag.cli.serve:serve",
+    "infer": "streamdag.cli.infer:infer",
+    "inspect": "streamdag.cli.inspect:inspect_command",
+    "errors": "streamdag.cli.errors:errors",
+    "payloads": "streamdag.cli.payloads:payloads",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose subcommands are imported by name, on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*_COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command), target
+        return command
+
 
 # Long-running commands, whose logs are how operators learn what Kafka is doing.
 _SERVICES = frozenset({"run", "serve"})
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamdag")
 @click.option("--verbose", "-v", is_flag=True, help="Log Kafka client details too.")
 @click.pass_context
@@ -44,17 +67,6 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     else:
         kafka_level = "CRITICAL"  # one-shot commands report failures themselves, in a line
     configure_logging(level, kafka_client_level=kafka_level, fmt=settings.log_format)
-
-
-cli.add_command(broker)
-cli.add_command(topics)
-cli.add_command(run_command)
-cli.add_command(demo)
-cli.add_command(serve)
-cli.add_command(infer)
-cli.add_command(inspect_command)
-cli.add_command(errors)
-cli.add_command(payloads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ __all__ = [
     "group_compatible",
     "rows_of",
     "run_batch",
+    "run_group",
     "split",
 ]
 
@@ -116,14 +117,7 @@ def concat(items: Sequence[Arrays]) -> Arrays:
 def split(outputs: Arrays, row_counts: Sequence[int]) -> list[Arrays]:
     """Split a batch's outputs back into one dict per request; raise ModelError if an
     output's first axis does not hold exactly the batch's rows."""
-    total = sum(row_counts)
-    for name, array in outputs.items():
-        if array.ndim == 0 or array.shape[0] != total:
-            got = array.shape[0] if array.ndim else "no batch axis"
-            raise ModelError(
-                f"output {name!r} has {got} rows for a batch of {total}: a model must "
-                "return one row per input row"
-            )
+    _check_rows(outputs, sum(row_counts))
     if len(row_counts) == 1:
         return [outputs]
     parts = []
@@ -133,6 +127,16 @@ def split(outputs: Arrays, row_counts: Sequence[int]) -> list[Arrays]:
         parts.append({name: array[start:end] for name, array in outputs.items()})
         start = end
     return parts
+
+
+def _check_rows(outputs: Arrays, total: int) -> None:
+    for name, array in outputs.items():
+        if array.ndim == 0 or array.shape[0] != total:
+            got = array.shape[0] if array.ndim else "no batch axis"
+            raise ModelError(
+                f"output {name!r} has {got} rows for a batch of {total}: a model must "
+                "return one row per input row"
+            )
 
 
 def _error_of(exc: BaseException) -> tuple[str, str]:
@@ -172,6 +176,42 @@ def _run_alone(
             sleep(policy.delay(attempt))
 
 
+def run_group(
+    predict: Predict,
+    inputs: Arrays,
+    counts: Sequence[int],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[], None] = lambda: None,
+    on_call: Callable[[int], None] = lambda rows: None,
+) -> Arrays | list[Outcome]:
+    """Requests of one layout whose rows are concatenated in ``inputs`` (request k has
+    ``counts[k]`` rows, in order), as one call: its outputs, every row, when it succeeded.
+    If that call raises (or returns the wrong number of rows), or there is one request,
+    each request runs alone with retries and backoff: their outcomes, in order."""
+    total = sum(counts)
+    if len(counts) > 1:
+        try:
+            on_call(total)
+            outputs = predict(inputs)
+            _check_rows(outputs, total)
+            return outputs
+        except ModelHung:
+            raise
+        except Exception:
+            pass
+    outcomes: list[Outcome] = []
+    start = 0
+    for rows in counts:
+        end = start + rows
+        alone = inputs if len(counts) == 1 else {n: a[start:end] for n, a in inputs.items()}
+        on_call(rows)
+        outcomes.append(_run_alone(predict, alone, policy, sleep, on_retry))
+        start = end
+    return outcomes
+
+
 def run_batch(
     predict: Predict,
     items: Sequence[Arrays],
@@ -184,23 +224,29 @@ def run_batch(
     """One outcome per item, in order.
 
     Each compatible group runs as one call; if that call raises (or returns the wrong
-    number of rows), every item of the group is run alone with retries and backoff.
+    number of rows), every item of the group is run alone with retries and backoff
+    (``run_group``).
     """
     outcomes: list[Outcome | None] = [None] * len(items)
     for group, counts in _groups(items):
-        members = [items[i] for i in group]
         if len(group) > 1:
-            try:
-                on_call(sum(counts))
-                outputs = predict(concat(members))
-                for i, part in zip(group, split(outputs, counts), strict=True):
+            found = run_group(
+                predict,
+                concat([items[i] for i in group]),
+                counts,
+                policy,
+                sleep=sleep,
+                on_retry=on_retry,
+                on_call=on_call,
+            )
+            if isinstance(found, dict):
+                for i, part in zip(group, split(found, counts), strict=True):
                     outcomes[i] = Success(part)
-                continue
-            except ModelHung:
-                raise
-            except Exception:
-                pass
-        for i in group:
-            on_call(rows_of(items[i]) or 1)
-            outcomes[i] = _run_alone(predict, items[i], policy, sleep, on_retry)
+            else:
+                for i, outcome in zip(group, found, strict=True):
+                    outcomes[i] = outcome
+            continue
+        (i,) = group
+        on_call(rows_of(items[i]) or 1)
+        outcomes[i] = _run_alone(predict, items[i], policy, sleep, on_retry)
     return [o for o in outcomes if o is not None]

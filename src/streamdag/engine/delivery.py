@@ -221,6 +221,11 @@ class TransactionalDelivery(Delivery):
         # transaction, so a restarted worker never sees a zombie's half-written batch.
         # While the cluster is unreachable this keeps trying, up to _OUTAGE_S.
         for_s = _OUTAGE_S if deadline is None else deadline.left(_OUTAGE_S)
+        with contextlib.suppress(KafkaException):
+            # Learn the cluster first: librdkafka 2.16 looks for the transaction
+            # coordinator while its bootstrap connection gives way to the broker's own,
+            # finds no broker up half of the time, and asks again only 500 ms later.
+            producer.list_topics(timeout=min(for_s, _TIMEOUT_S))
         _retry(producer.init_transactions, "init_transactions", for_s=for_s)
         return producer
 
@@ -371,7 +376,15 @@ class AtLeastOnceDelivery(Delivery):
 
     def commit(self, deadline: Deadline | None = None) -> bool:
         """Wait for every produced record, then commit the offsets of their batches; on a
-        failed delivery rewind instead, so those batches are done again."""
+        failed delivery rewind instead, so those batches are done again.
+
+        The offsets are committed without waiting for the broker's answer, unless there
+        is a ``deadline`` (the partitions are being revoked) or the worker stops: a commit
+        that fails then only means its batches may be done again, as this guarantee
+        allows, and the worker goes on with the next batch meanwhile."""
+        return self._commit(deadline, wait=deadline is not None)
+
+    def _commit(self, deadline: Deadline | None, *, wait: bool) -> bool:
         self._last_commit = time.monotonic()
         if not self._uncommitted and not len(self._producer):
             return True
@@ -389,7 +402,10 @@ class AtLeastOnceDelivery(Delivery):
         if not offsets:
             return True
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            if wait:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             # The results are out; whoever owns the partitions next may repeat them, which
             # this guarantee allows.
@@ -397,7 +413,7 @@ class AtLeastOnceDelivery(Delivery):
         return True
 
     def close(self) -> None:
-        self.commit()
+        self._commit(None, wait=True)
 
 
 def new_transactional_id(group_id: str, instance_id: str | None) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from streamdag.errors import DecodeError, InvalidInput, PayloadLost, StreamdagError
@@ -26,7 +26,7 @@ from streamdag.protocol import (
     request_from_json,
     response_from_bytes,
 )
-from streamdag.protocol.codec import decode_requests, decode_responses, response_bytes
+from streamdag.protocol.codec import Rows, decode_requests, decode_responses, response_bytes
 from streamdag.protocol.datatypes import Arrays
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ def record_size(record: OutRecord) -> int:
 @dataclass(slots=True)
 class Envelope:
     """One consumed record, decoded. ``error`` is set for an upstream error reply;
-    ``problem`` is set when the record could not be decoded at all."""
+    ``problem`` is set when the record could not be decoded at all. The tensors of a
+    record decoded together with others of its batch are ``rows`` of their columns until
+    someone asks for them one by one (``tensors``)."""
 
     topic: str
     partition: int
@@ -80,10 +82,23 @@ class Envelope:
     request_id: str
     headers: h.Headers
     value: bytes
-    arrays: Arrays = field(default_factory=dict)
     error: h.ErrorInfo | None = None
     problem: StreamdagError | None = None
     request_ts_ms: int = 0
+    rows: Rows | None = None
+    _arrays: Arrays | None = None
+
+    @property
+    def arrays(self) -> Arrays:
+        """The record's tensors by name (none for a marker or an undecodable record)."""
+        found = self._arrays
+        if found is None:
+            found = self._arrays = {} if self.rows is None else self.rows.arrays()
+        return found
+
+    @arrays.setter
+    def arrays(self, value: Arrays) -> None:
+        self._arrays = value
 
     @property
     def carried_headers(self) -> h.Headers:
@@ -121,6 +136,7 @@ def decode_records(
     requests: list[tuple[Envelope, ModelInferRequest]] = []
     responses: list[tuple[Envelope, ModelInferResponse]] = []
     now_ms = 0
+    kinds: dict[str, bool] = {}  # topic -> is_request(topic)
     request_ts_header, content_type_header, error_header = h.REQUEST_TS, h.CONTENT_TYPE, h.ERROR
     call_header, payload_header = h.CALL, h.PAYLOAD
     for msg in messages:
@@ -142,7 +158,9 @@ def decode_records(
                 payload = v
         key: bytes | None = msg.key()
         topic: str = msg.topic()
-        requested = is_request(topic)
+        requested = kinds.get(topic)
+        if requested is None:
+            requested = kinds[topic] = is_request(topic)
         if requested and call is None:
             # Written by a client, not a gateway: the record's place names this call, the
             # same for every step that reads it and after any redelivery.
@@ -184,13 +202,15 @@ def decode_records(
         if not pairs:
             continue
         try:
-            decoded = decode([message for _, message in pairs])
+            decoded = decode([message for _, message in pairs], grouped=True)
         except Exception as exc:  # a codec bug must not stop the partition
             for env, _ in pairs:
                 _set_problem(env, exc)
             continue
         for (env, _), arrays in zip(pairs, decoded, strict=True):
-            if isinstance(arrays, InvalidInput):
+            if isinstance(arrays, Rows):
+                env.rows = arrays
+            elif isinstance(arrays, InvalidInput):
                 env.problem = arrays
             else:
                 env.arrays = arrays
@@ -247,20 +267,23 @@ def result_records(
     partitions: dict[str, int] | None = None,
     model_names: tuple[str, ...] | None = None,
     own_topic: str | None = None,
+    values: list[bytes] | None = None,
 ) -> list[OutRecord]:
     """One result record per ``(topic, model_name)`` target, encoded once; ``partitions``
     pins the records of some topics to a partition. ``model_names``: the targets' names,
     if the caller has them at hand. Records to a topic other than ``own_topic`` (the
     step's outputs) name the step in ``streamdag-step``.
 
-    The tensors are serialized a single time for all targets (see ``response_bytes``).
+    The tensors are serialized a single time for all targets (see ``response_bytes``),
+    unless ``values`` holds them already, one per target.
     """
-    values = response_bytes(
-        outputs,
-        id=env.request_id,
-        model_version=version,
-        model_names=model_names or tuple([name for _, name in targets]),
-    )
+    if values is None:
+        values = response_bytes(
+            outputs,
+            id=env.request_id,
+            model_version=version,
+            model_names=model_names or tuple([name for _, name in targets]),
+        )
     headers = _stamp(env, attempts=attempts)
     return [
         OutRecord(

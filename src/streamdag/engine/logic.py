@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 from opentelemetry.trace import Span, StatusCode
 
-from streamdag.engine.batching import Failure, Outcome, run_batch
+from streamdag.engine.batching import Failure, Outcome, Success, run_batch, run_group
 from streamdag.engine.envelope import (
     Envelope,
     OutRecord,
@@ -50,6 +50,7 @@ from streamdag.observability import metrics, tracing
 from streamdag.payloads import PayloadStore
 from streamdag.pipeline import NodeKind
 from streamdag.protocol import decode_response, response_from_bytes
+from streamdag.protocol.codec import Columns, response_bytes_many
 from streamdag.protocol.datatypes import Arrays
 
 __all__ = ["StepLogic"]
@@ -81,6 +82,9 @@ class StepLogic:
         if self._final is not None:
             self._targets.append((self._final, plan.pipeline))
         self._target_names = tuple(name for _, name in self._targets)
+        # Records decoded together can run as they are, as columns (``_by_columns``), when
+        # nothing has to be decided for each of them: no join, no trigger.
+        self._columnar = plan.join is None and not plan.triggers
         self.join: JoinState | None = None
         if plan.join is not None and plan.changelog_topic is not None:
             self.join = JoinState(
@@ -109,6 +113,8 @@ class StepLogic:
         fetched_ns = time.time_ns() if fetched_ns is None else fetched_ns
         records: list[OutRecord] = []
         runnable: list[tuple[Envelope, Arrays]] = []
+        if self._columnar and tracing.tracer() is None:
+            envelopes = self._by_columns(envelopes, now_ms, records)
         for env in envelopes:
             if env.problem is not None:
                 records += self._failure(env, Failure(env.problem.code, env.problem.message, 0))
@@ -140,6 +146,81 @@ class StepLogic:
             self._e2e_seconds = []
         if self.join is not None:
             records += self.join.changelog()
+        return records
+
+    # -- whole decoded groups, as columns ----------------------------------------------
+    def _by_columns(
+        self, envelopes: Sequence[Envelope], now_ms: float, records: list[OutRecord]
+    ) -> Sequence[Envelope]:
+        """Run each group of records decoded together (``Envelope.rows``) as it is: the
+        model is called on the group's columns, and the results are encoded together
+        (``response_bytes_many``), with no per-record arrays. The records, and the
+        failures of a call that failed, are what the record-by-record path would write;
+        they go to ``records``. Returns the envelopes left for that path: those of no
+        group, and of groups that need a decision per record."""
+        groups: dict[int, list[Envelope]] = {}
+        rest: list[Envelope] = []
+        for env in envelopes:
+            rows = env.rows
+            if rows is None or env.problem is not None or piece_kind(env) != "result":
+                rest.append(env)
+            else:
+                groups.setdefault(id(rows.columns), []).append(env)
+        if not groups:
+            return envelopes
+        for members in groups.values():
+            rows = members[0].rows
+            assert rows is not None
+            topic = members[0].topic
+            if len(members) != rows.columns.members or any(e.topic != topic for e in members):
+                rest += members  # some rows belong to records handled one by one
+                continue
+            try:
+                inputs = self.plan.select(self.plan.source_topics[topic], rows.columns.arrays)
+            except InvalidInput:
+                rest += members  # each record reports it
+                continue
+            records += self._run_columns(members, inputs, rows.columns, now_ms)
+        return rest
+
+    def _run_columns(
+        self, members: list[Envelope], inputs: Arrays, columns: Columns, now_ms: float
+    ) -> list[OutRecord]:
+        counts = columns.counts()
+        found = run_group(
+            self.predict,
+            inputs,
+            counts,
+            self.plan.retry,
+            on_retry=metrics.RETRIES.labels(*self.labels).inc,
+            on_call=metrics.BATCH_SIZE.labels(*self.labels).observe,
+        )
+        records: list[OutRecord] = []
+        if isinstance(found, list):  # the call failed: each request ran alone
+            for env, outcome in zip(members, found, strict=True):
+                records += self._records(env, outcome, now_ms)
+        else:
+            values = response_bytes_many(
+                found,
+                counts,
+                ids=[env.request_id for env in members],
+                model_version=self.plan.version,
+                model_names=self._target_names,
+            )
+            if values is None:  # outputs that are encoded request by request
+                start = 0
+                for env, rows in zip(members, counts, strict=True):
+                    end = start + rows
+                    part = {name: array[start:end] for name, array in found.items()}
+                    records += self._records(env, Success(part), now_ms)
+                    start = end
+            else:
+                done = Success({})
+                for env, value in zip(members, values, strict=True):
+                    records += self._records(env, done, now_ms, value)
+        if self._e2e_seconds:
+            metrics.observe_many(self._e2e, self._e2e_seconds)
+            self._e2e_seconds = []
         return records
 
     # -- tracing (only when configured: otherwise tracer() is None and nothing is made) ---
@@ -207,11 +288,12 @@ class StepLogic:
         if kind == "skip":
             return self._skip(env)
         source = self.plan.source_topics[env.topic]
+        arrays = env.arrays
         try:
-            inputs = self.plan.select(source, env.arrays)
+            inputs = self.plan.select(source, arrays)
         except InvalidInput as exc:
             return self._failure(env, Failure(exc.code, exc.message, 0))
-        if not self._fires({source: env.arrays}):
+        if not self._fires({source: arrays}):
             return self._skip(env)
         runnable.append((env, self._drop_triggers(inputs)))
         return []
@@ -292,7 +374,11 @@ class StepLogic:
         return {k: v for k, v in inputs.items() if k not in names} if names else inputs
 
     # -- records out -------------------------------------------------------------------
-    def _records(self, env: Envelope, outcome: Outcome, now_ms: float) -> list[OutRecord]:
+    def _records(
+        self, env: Envelope, outcome: Outcome, now_ms: float, values: list[bytes] | None = None
+    ) -> list[OutRecord]:
+        """The records of one request's outcome; ``values``: its results, one per target,
+        already encoded (by ``response_bytes_many``)."""
         if isinstance(outcome, Failure):
             return self._failure(env, outcome)
         plan = self.plan
@@ -311,6 +397,7 @@ class StepLogic:
             partitions=None if partition is None else {plan.replies_topic: partition},
             model_names=self._target_names,
             own_topic=plan.outputs_topic if self._own else None,
+            values=values,
         )
         # The records of one result differ only in their model name: size the largest.
         size = record_size(max(records, key=lambda r: len(r.value or b"")))

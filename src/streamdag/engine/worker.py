@@ -24,6 +24,7 @@ supervisor to replace, and the batch is redone by the partitions' next owner.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 import time
@@ -91,17 +92,18 @@ class BatchState(enum.Enum):
 class _Batch:
     def __init__(self, messages: list[Any]) -> None:
         self.messages = messages
-        self.size = sum(len(m) for m in messages)  # bytes of the records' values
         self.future: Future[tuple[list[OutRecord], list[Span]]] | None = None
         self.state = BatchState.WORKING
 
+    @functools.cached_property
+    def size(self) -> int:
+        """Bytes of the records' values."""
+        return sum(len(m) for m in self.messages)
+
     def offsets(self) -> list[TopicPartition]:
-        nxt: dict[tuple[str, int], int] = {}
-        for m in self.messages:
-            nxt[(m.topic(), m.partition())] = max(
-                nxt.get((m.topic(), m.partition()), 0), m.offset() + 1
-            )
-        return [TopicPartition(t, p, o) for (t, p), o in nxt.items()]
+        # A partition's records come in offset order, so its last one is its highest.
+        last = {(m.topic(), m.partition()): m.offset() for m in self.messages}
+        return [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
 
 
 class StepWorker:

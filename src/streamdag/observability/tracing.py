@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from streamdag.settings import get_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
     "SpanKind",
@@ -51,8 +51,11 @@ def configure_tracing(service: str, endpoint: str | None = None) -> bool:
     with _lock:
         if _tracer is not None:
             return True
-        # Imported here: the exporter pulls in gRPC plumbing that untraced runs never need.
+        # Imported here: the SDK and the exporter's gRPC plumbing are for traced runs only.
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
         exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)

@@ -15,9 +15,6 @@ import time
 import uuid
 from typing import Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 from streamdag.errors import ConfigError, PayloadLost, Unavailable
 from streamdag.payloads.ref import PayloadRef, stub_value
 from streamdag.settings import get_settings
@@ -44,10 +41,14 @@ class PayloadStore:
         retention_s: float = 7 * 86_400.0,
     ) -> None:
         try:
+            import fsspec  # here: a worker without a store never needs it
+            from fsspec.implementations.local import LocalFileSystem
+
             fs, root = fsspec.core.url_to_fs(url)
         except (ImportError, ValueError) as exc:  # no package for the scheme, or a bad URL
             raise ConfigError(f"payload store {url}: {exc}") from exc
         self.fs: Any = fs
+        self._local = isinstance(fs, LocalFileSystem)
         self.root = root.rstrip("/")
         self.url = fs.unstrip_protocol(self.root).rstrip("/")
         self.inline_max_bytes = inline_max_bytes
@@ -69,7 +70,7 @@ class PayloadStore:
             if hour not in self._made:
                 self.fs.makedirs(f"{self.root}/{hour}", exist_ok=True)
                 self._made.add(hour)
-            if isinstance(self.fs, LocalFileSystem):
+            if self._local:
                 # A reader must never see half an object: write aside, then rename.
                 part = f"{path}.part-{uuid.uuid4().hex[:8]}"
                 self.fs.pipe_file(part, data)

@@ -8,7 +8,9 @@ the same for REST bodies. Every problem with a message or body raises
 that names the tensor or field.
 """
 
-from streamdag.protocol._generated import inference_pb2, inference_pb2_grpc
+from typing import TYPE_CHECKING, Any
+
+from streamdag.protocol._generated import inference_pb2
 from streamdag.protocol._generated.inference_pb2 import (
     InferParameter,
     InferTensorContents,
@@ -40,6 +42,19 @@ from streamdag.protocol.parameters import (
     read_parameters,
     write_parameters,
 )
+
+if TYPE_CHECKING:
+    from streamdag.protocol._generated import inference_pb2_grpc
+
+
+def __getattr__(name: str) -> Any:
+    # The gRPC stubs import grpc, which the engine never needs: imported on first use.
+    if name == "inference_pb2_grpc":
+        from streamdag.protocol._generated import inference_pb2_grpc
+
+        return inference_pb2_grpc
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DATATYPES",

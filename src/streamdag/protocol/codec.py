@@ -10,9 +10,11 @@ no protobuf message at all.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +26,7 @@ from streamdag.protocol._generated.inference_pb2 import (
     ModelInferRequest,
     ModelInferResponse,
 )
-from streamdag.protocol.datatypes import DATATYPES, Array, numpy_dtype, wire_dtype
+from streamdag.protocol.datatypes import DATATYPES, Array, datatype_of, numpy_dtype, wire_dtype
 from streamdag.protocol.parameters import ParameterValue, write_parameters
 from streamdag.protocol.tensors import (
     as_tensor,
@@ -35,6 +37,8 @@ from streamdag.protocol.tensors import (
 )
 
 __all__ = [
+    "Columns",
+    "Rows",
     "decode_request",
     "decode_requests",
     "decode_response",
@@ -44,6 +48,7 @@ __all__ = [
     "request_from_bytes",
     "requested_outputs",
     "response_bytes",
+    "response_bytes_many",
     "response_from_bytes",
 ]
 
@@ -128,27 +133,11 @@ def response_bytes(
     part: protobuf parses serialized messages one after the other as one message.
     """
     names = tuple(model_names)
-    layout: tuple[object, ...] | None
-    try:
-        key = (model_version, names, *[(n, v.dtype, v.shape) for n, v in arrays.items()])  # type: ignore[union-attr]
-        cached = _HEADS.get(key)
-        layout = key
-    except AttributeError:  # not arrays (lists, Python scalars): the general path
-        layout = cached = None
+    cached = _heads(arrays, model_version, names)
     if cached is None:
-        response = encode_response("", arrays, id=id, model_version=model_version)
-        if layout is None or any(tensor.datatype == "BYTES" for tensor in response.outputs):
-            # BYTES tensors vary in size with their elements: no reusable head.
-            return _per_name(response, names)
-        # The message without id and contents starts every response like it.
-        wires = [wire_dtype(tensor.datatype) for tensor in response.outputs]
-        native = all(w == v.dtype for w, v in zip(wires, arrays.values(), strict=True))  # type: ignore[union-attr]
-        response.id = ""
-        del response.raw_output_contents[:]
-        cached = _per_name(response, names), None if native else wires
-        if len(_HEADS) >= _MAX_HEADS:
-            _HEADS.clear()  # e.g. outputs of varying length: keep the cache bounded
-        _HEADS[layout] = cached
+        # BYTES tensors vary in size with their elements, and lists or Python scalars
+        # have no layout to key on: no reusable head.
+        return _per_name(encode_response("", arrays, id=id, model_version=model_version), names)
     heads, convert = cached
     values: list[Any] = list(arrays.values())
     if convert is None:  # already little-endian in the wire dtype
@@ -157,6 +146,127 @@ def response_bytes(
         raws = [v.astype(w).tobytes() for v, w in zip(values, convert, strict=True)]
     tail: bytes = ModelInferResponse(id=id, raw_output_contents=raws).SerializeToString()
     return [head + tail for head in heads]
+
+
+def response_bytes_many(
+    outputs: Mapping[str, Array],
+    counts: Sequence[int],
+    *,
+    ids: Sequence[str],
+    model_version: str,
+    model_names: Sequence[str] = ("",),
+) -> list[list[bytes]] | None:
+    """``response_bytes`` for the requests of a micro-batch at once: request k's outputs are
+    rows ``sum(counts[:k])`` to ``sum(counts[:k + 1])`` of every array of ``outputs``, and
+    its id is ``ids[k]``. The same bytes as ``response_bytes`` of each request's rows; each
+    tensor is converted and copied out once for the whole batch, each request's contents
+    are slices of that copy.
+
+    None when the outputs are not all fixed-size arrays with one row per request row
+    (BYTES tensors, Python lists): encode such requests one by one.
+    """
+    names = tuple(model_names)
+    total = sum(counts)
+    columns: list[memoryview] = []
+    row_sizes: list[int] = []
+    for value in outputs.values():
+        if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != total:
+            return None
+        try:
+            datatype = datatype_of(value)
+        except InvalidInput:  # no OIP datatype: each request reports it
+            return None
+        if datatype == "BYTES":
+            return None
+        wire = _FIXED[datatype][0]
+        column = value if value.dtype == wire else value.astype(wire)
+        columns.append(memoryview(column.tobytes()))
+        row_sizes.append(column.itemsize * math.prod(value.shape[1:]))
+    # A message is the concatenation of its fields, each serialized alone: the metadata
+    # part, then the id, then each tensor's raw contents. The bytes that frame the id and
+    # the contents depend only on their lengths; protobuf serializes them once per length.
+    out: list[list[bytes]] = []
+    heads_of: dict[int, list[bytes]] = {}
+    start = 0
+    for rid, rows in zip(ids, counts, strict=True):
+        heads = heads_of.get(rows)
+        if heads is None:
+            heads = heads_of[rows] = _heads_of_rows(outputs, rows, model_version, names)
+        end = start + rows
+        encoded = rid.encode()
+        parts: list[bytes | memoryview] = [b"", _frame(_ID, len(encoded)), encoded]
+        for buffer, size in zip(columns, row_sizes, strict=True):
+            contents = buffer[start * size : end * size]
+            parts += (_frame(_RAW_OUTPUT, len(contents)), contents)
+        values = []
+        for head in heads:
+            parts[0] = head
+            values.append(b"".join(parts))
+        out.append(values)
+        start = end
+    return out
+
+
+_ID = "id"
+_RAW_OUTPUT = "raw_output_contents"
+_FRAMES: dict[tuple[str, int], bytes] = {}
+
+
+def _frame(field: str, length: int) -> bytes:
+    """The bytes before a value of ``length`` bytes in a serialized ``ModelInferResponse``
+    whose only field is ``field`` (the id, or one raw contents entry): its tag and length.
+    """
+    found = _FRAMES.get((field, length))
+    if found is None:
+        filler = "x" * length if field == _ID else b"x" * length
+        kwargs: dict[str, Any] = {field: filler if field == _ID else [filler]}
+        serialized = ModelInferResponse(**kwargs).SerializeToString()
+        found = serialized[: len(serialized) - length]
+        if len(_FRAMES) >= _MAX_HEADS:
+            _FRAMES.clear()
+        _FRAMES[(field, length)] = found
+    return found
+
+
+def _heads(
+    arrays: Mapping[str, npt.ArrayLike], model_version: str, names: tuple[str, ...]
+) -> tuple[list[bytes], list[np.dtype[Any]] | None] | None:
+    """The serialized metadata parts of a response with ``arrays`` as outputs, one per
+    name, and the wire dtypes when some array is not in its wire dtype already; None for
+    outputs without a reusable metadata part (BYTES tensors, lists, Python scalars)."""
+    try:
+        key = (model_version, names, *[(n, v.dtype, v.shape) for n, v in arrays.items()])  # type: ignore[union-attr]
+    except AttributeError:  # not arrays
+        return None
+    if key in _HEADS:
+        return _HEADS[key]
+    datatypes = [datatype_of(v) for v in arrays.values()]  # type: ignore[arg-type]
+    if "BYTES" in datatypes:
+        cached = None  # elements of varying size
+    else:
+        response = encode_response("", arrays, id="", model_version=model_version)
+        # The message without id and contents starts every response like it.
+        wires = [wire_dtype(datatype) for datatype in datatypes]
+        native = all(w == v.dtype for w, v in zip(wires, arrays.values(), strict=True))  # type: ignore[union-attr]
+        del response.raw_output_contents[:]
+        cached = _per_name(response, names), None if native else wires
+    if len(_HEADS) >= _MAX_HEADS:
+        _HEADS.clear()  # e.g. outputs of varying length: keep the cache bounded
+    _HEADS[key] = cached
+    return cached
+
+
+def _heads_of_rows(
+    outputs: Mapping[str, Array],
+    rows: int,
+    model_version: str,
+    names: tuple[str, ...],
+) -> list[bytes]:
+    """The metadata parts of ``outputs`` cut to ``rows`` rows (fixed-size arrays)."""
+    sample = {name: value[:rows] for name, value in outputs.items()}
+    found = _heads(sample, model_version, names)
+    assert found is not None, "fixed-size arrays always have a metadata part"
+    return found[0]
 
 
 def _per_name(response: ModelInferResponse, names: Sequence[str]) -> list[bytes]:
@@ -170,7 +280,8 @@ def _per_name(response: ModelInferResponse, names: Sequence[str]) -> list[bytes]
 
 # Serialized metadata parts per (version, model names, output layout), and the wire dtypes
 # when some array is not already in its wire dtype, for response_bytes.
-_HEADS: dict[tuple[object, ...], tuple[list[bytes], list[np.dtype[Any]] | None]] = {}
+# None: a layout with BYTES tensors, which has no reusable metadata part.
+_HEADS: dict[tuple[object, ...], tuple[list[bytes], list[np.dtype[Any]] | None] | None] = {}
 _MAX_HEADS = 4096
 
 
@@ -184,26 +295,80 @@ def decode_response(response: ModelInferResponse) -> dict[str, Array]:
     return _decode(response.outputs, response.raw_output_contents, "raw_output_contents", "output")
 
 
-def decode_requests(requests: Sequence[ModelInferRequest]) -> list[dict[str, Array] | InvalidInput]:
+@overload
+def decode_requests(
+    requests: Sequence[ModelInferRequest], *, grouped: Literal[False] = False
+) -> list[dict[str, Array] | InvalidInput]: ...
+@overload
+def decode_requests(
+    requests: Sequence[ModelInferRequest], *, grouped: bool
+) -> list[dict[str, Array] | InvalidInput | Rows]: ...
+def decode_requests(
+    requests: Sequence[ModelInferRequest], *, grouped: bool = False
+) -> list[dict[str, Array] | InvalidInput] | list[dict[str, Array] | InvalidInput | Rows]:
     """``decode_request`` for many requests at once: one array per tensor, or the
     ``InvalidInput`` that ``decode_request`` would raise, in order.
 
     Requests with the same raw layout (tensor names, datatypes and shapes after the first
     axis) are decoded together, with one numpy conversion per tensor; each request's
     arrays are then row slices of one array. Anything else is decoded one by one.
+    ``grouped``: such requests come back as ``Rows`` of their group, not as dicts.
     """
     return _decode_many(
-        [(r.inputs, r.raw_input_contents) for r in requests], "raw_input_contents", "input"
+        [(r.inputs, r.raw_input_contents) for r in requests],
+        "raw_input_contents",
+        "input",
+        grouped,
     )
 
 
+@overload
 def decode_responses(
-    responses: Sequence[ModelInferResponse],
-) -> list[dict[str, Array] | InvalidInput]:
+    responses: Sequence[ModelInferResponse], *, grouped: Literal[False] = False
+) -> list[dict[str, Array] | InvalidInput]: ...
+@overload
+def decode_responses(
+    responses: Sequence[ModelInferResponse], *, grouped: bool
+) -> list[dict[str, Array] | InvalidInput | Rows]: ...
+def decode_responses(
+    responses: Sequence[ModelInferResponse], *, grouped: bool = False
+) -> list[dict[str, Array] | InvalidInput] | list[dict[str, Array] | InvalidInput | Rows]:
     """``decode_requests`` for responses."""
     return _decode_many(
-        [(r.outputs, r.raw_output_contents) for r in responses], "raw_output_contents", "output"
+        [(r.outputs, r.raw_output_contents) for r in responses],
+        "raw_output_contents",
+        "output",
+        grouped,
     )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Columns:
+    """The tensors of several messages with one layout, decoded together: the rows of
+    member k are ``bounds[k]`` to ``bounds[k + 1]`` of every array."""
+
+    arrays: dict[str, Array]
+    bounds: tuple[int, ...]
+
+    @property
+    def members(self) -> int:
+        return len(self.bounds) - 1
+
+    def counts(self) -> list[int]:
+        """The rows of each member."""
+        return [end - start for start, end in itertools.pairwise(self.bounds)]
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """One message's tensors as rows of its group's ``Columns``."""
+
+    columns: Columns
+    member: int
+
+    def arrays(self) -> dict[str, Array]:
+        start, end = self.columns.bounds[self.member], self.columns.bounds[self.member + 1]
+        return {name: array[start:end] for name, array in self.columns.arrays.items()}
 
 
 def requested_outputs(request: ModelInferRequest) -> list[str]:
@@ -304,9 +469,12 @@ def _raw_layout(tensors: Sequence[_Tensor], raw: Sequence[bytes]) -> tuple[_Layo
 
 
 def _decode_many(
-    messages: Sequence[tuple[Sequence[_Tensor], Sequence[bytes]]], raw_field: str, kind: str
-) -> list[dict[str, Array] | InvalidInput]:
-    results: list[dict[str, Array] | InvalidInput] = [{}] * len(messages)  # all replaced
+    messages: Sequence[tuple[Sequence[_Tensor], Sequence[bytes]]],
+    raw_field: str,
+    kind: str,
+    grouped: bool = False,
+) -> list[dict[str, Array] | InvalidInput | Rows]:
+    results: list[dict[str, Array] | InvalidInput | Rows] = [{}] * len(messages)  # replaced
 
     def one_by_one(index: int) -> None:
         tensors, raw = messages[index]
@@ -358,6 +526,14 @@ def _decode_many(
             else:
                 array = flat if wire == native else flat.astype(native)
             columns.append((name, array.reshape((total, *tail))))
+        if grouped:
+            bounds = [0]
+            for _, rows, _ in fitting:
+                bounds.append(bounds[-1] + rows)
+            group = Columns(dict(columns), tuple(bounds))
+            for k, (index, _, _) in enumerate(fitting):
+                results[index] = Rows(group, k)
+            continue
         start = 0
         for index, rows, _ in fitting:
             end = start + rows

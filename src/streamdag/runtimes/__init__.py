@@ -2,7 +2,13 @@
 ``python``, ``onnx``, ``sklearn``, ``oip`` (a remote OIP server) and ``custom`` (a class of
 your own), the registry that finds a runtime by name (plug-ins included), and
 ``create_model`` to build one from a declaration. docs/runtimes.md shows how to write one.
+
+The runtimes' classes are imported on first use (``streamdag.runtimes.OnnxModel``), so a
+process imports only the runtimes its pipelines name.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from streamdag.runtimes.base import (
     DATATYPES,
@@ -14,10 +20,6 @@ from streamdag.runtimes.base import (
     datatype_of,
 )
 from streamdag.runtimes.config import BatchConfig, RuntimeSpec, TensorDecl, resolve_uri
-from streamdag.runtimes.custom import CustomModel, CustomModelSpec
-from streamdag.runtimes.oip import OipModel, OipModelSpec
-from streamdag.runtimes.onnx import OnnxModel, OnnxModelSpec
-from streamdag.runtimes.python import PythonModel, PythonModelSpec
 from streamdag.runtimes.registry import (
     ENTRY_POINT_GROUP,
     ModelSpec,
@@ -26,7 +28,36 @@ from streamdag.runtimes.registry import (
     register_runtime,
     runtime_names,
 )
-from streamdag.runtimes.sklearn import SklearnModel, SklearnModelSpec
+
+if TYPE_CHECKING:
+    from streamdag.runtimes.custom import CustomModel, CustomModelSpec
+    from streamdag.runtimes.oip import OipModel, OipModelSpec
+    from streamdag.runtimes.onnx import OnnxModel, OnnxModelSpec
+    from streamdag.runtimes.python import PythonModel, PythonModelSpec
+    from streamdag.runtimes.sklearn import SklearnModel, SklearnModelSpec
+
+# Runtime classes by attribute name -> the module that defines them.
+_LAZY = {
+    f"{prefix}{suffix}": f"streamdag.runtimes.{module}"
+    for module, prefix in (
+        ("custom", "Custom"),
+        ("oip", "Oip"),
+        ("onnx", "Onnx"),
+        ("python", "Python"),
+        ("sklearn", "Sklearn"),
+    )
+    for suffix in ("Model", "ModelSpec")
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DATATYPES",
