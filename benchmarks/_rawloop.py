@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamdag.kafka import consumer_config, producer_config
 from streamdag.kafka.headers import (
-    REQUEST_ID,
+    CALL,
     REQUEST_TS,
     STEP,
 )
@@ -137,7 +137,7 @@ class PythonFloor(RawLoop):
 
     Per batch: parse the requests, decode their tensors together (``decode_requests``),
     run the benchmark's model once, then per request serialize the response
-    (``response_bytes``), stamp the headers a step writes (request id, request time, step)
+    (``response_bytes``), stamp the headers a step writes (call, request time, step)
     and produce one record to the pipeline's outputs topic, as the engine does for a step
     that answers alone. Flush and commit every 100 ms, as the engine does. No
     envelopes, no error paths, no metrics, no second thread: the floor under the engine's
@@ -184,7 +184,8 @@ class PythonFloor(RawLoop):
                         (value,) = response_bytes(
                             {"y": y[i : i + 1]}, id=rid, model_version="1", model_names=names
                         )
-                        headers = [(REQUEST_ID, key), (REQUEST_TS, now), *named]
+                        call = f"{m.partition()}-{m.offset()}".encode()
+                        headers = [(CALL, call), (REQUEST_TS, now), *named]
                         producer.produce(self.final_sink, value, key, headers=headers)
                         pending[(m.topic(), m.partition())] = m.offset() + 1
                     producer.poll(0)

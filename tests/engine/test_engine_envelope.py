@@ -255,7 +255,8 @@ def test_result_record_carries_user_headers_and_stamps_its_own() -> None:
     hs = record.headers
     assert values(hs, "x-tenant") == ["acme"]
     assert values(hs, "traceparent") == [TRACEPARENT.decode()]
-    assert values(hs, "x-request-id") == ["req-1"]
+    # The key is the request id: no header repeats it (nor carries a stale one on).
+    assert values(hs, "x-request-id") == []
     assert values(hs, "streamdag-attempt") == ["2"]  # a retry: how many the model needed
     assert values(hs, "streamdag-request-ts") == [str(RECORD_TS)]
     # The topic names the pipeline and the step; the upstream step's headers stay behind.
@@ -327,7 +328,7 @@ def test_error_reply_is_an_empty_response_with_the_error_header() -> None:
         "step": "sections",
         "attempts": 3,
     }
-    assert values(record.headers, "x-request-id") == ["req-3"]
+    assert values(record.headers, "x-request-id") == []  # the key says it
     assert values(record.headers, "x-tenant") == ["acme"]
     assert values(record.headers, "traceparent") == [TRACEPARENT.decode()]
     assert values(record.headers, "streamdag-attempt") == ["3"]
@@ -425,7 +426,8 @@ def test_a_first_try_writes_no_attempt_and_only_a_shared_topic_names_the_step() 
     assert values(final_record.headers, "streamdag-step") == ["coder"]
     for record in (step_record, final_record):
         assert values(record.headers, "streamdag-attempt") == []
-        assert values(record.headers, "x-request-id") == ["req-4"]
+        assert record.key == "req-4"
+        assert values(record.headers, "x-request-id") == []
 
 
 def test_a_request_from_a_client_is_given_a_call_named_by_its_place() -> None:

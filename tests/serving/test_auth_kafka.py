@@ -17,7 +17,7 @@ from kafka_support import read_topic, run_pipeline
 from server_support import running_server
 from tritonclient.utils import InferenceServerException
 
-from streamdag.kafka.headers import CALLER, REQUEST_ID, get_header
+from streamdag.kafka.headers import CALLER, get_header
 from streamdag.pipeline import PipelineSpec, compile_plan, load_spec
 from streamdag.serving import KafkaGateway
 from streamdag.serving.auth import Tokens
@@ -105,6 +105,6 @@ def test_only_callers_with_a_token_reach_the_pipeline_and_are_named(
     assert callers("inputs", until=3) == expected
     assert callers("outputs", until=3) == expected  # results and the error reply
     failures = read_topic(bootstrap, f"streamdag.{spec.name}.errors", until=1, settle=1)
-    assert [(get_header(h, REQUEST_ID), get_header(h, CALLER)) for _, _, h in failures] == [
+    assert [(key.decode(), get_header(h, CALLER)) for key, _, h in failures if key] == [
         ("http-13", "radiology")
     ]

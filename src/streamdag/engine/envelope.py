@@ -236,11 +236,11 @@ def _set_problem(env: Envelope, exc: Exception) -> None:
 
 
 def _stamp(env: Envelope, *, attempts: int) -> h.Headers:
-    """The headers of a record a step writes: what it carries, the request id and time,
-    and ``streamdag-attempt`` when the model needed more than one. The pipeline and the
-    step are the topic's; a record on a topic shared by steps names its step (``_named``)."""
+    """The headers of a record a step writes: what it carries, the request time, and
+    ``streamdag-attempt`` when the model needed more than one. The request id is the
+    record's key; the pipeline and the step are the topic's; a record on a topic shared by
+    steps names its step (``_named``)."""
     headers = h.passthrough(env.headers, drop=_RESTAMPED)
-    headers.append((h.REQUEST_ID, env.request_id.encode()))
     headers.append((h.REQUEST_TS, str(env.request_ts_ms).encode()))
     if attempts > 1:
         headers.append((h.ATTEMPT, str(attempts).encode()))
@@ -251,7 +251,7 @@ def _named(headers: h.Headers, step: str) -> h.Headers:
     return [*headers, (h.STEP, step.encode())]
 
 
-# Carried headers that every step writes afresh.
+# Carried headers that every step writes afresh, or not at all (the request id is the key).
 _RESTAMPED = frozenset({h.REQUEST_ID, h.REQUEST_TS})
 
 
