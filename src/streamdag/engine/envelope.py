@@ -158,27 +158,29 @@ def decode_records(
                 payload = v
         key: bytes | None = msg.key()
         topic: str = msg.topic()
+        partition: int = msg.partition()
+        offset: int = msg.offset()
         requested = kinds.get(topic)
         if requested is None:
             requested = kinds[topic] = is_request(topic)
         if requested and call is None:
             # Written by a client, not a gateway: the record's place names this call, the
             # same for every step that reads it and after any redelivery.
-            headers.append((call_header, f"{msg.partition()}-{msg.offset()}".encode()))
-        env = Envelope(
-            topic,
-            msg.partition(),
-            msg.offset(),
-            key.decode("utf-8", errors="replace") if key else "",
-            headers,
-            msg.value() or b"",
-        )
-        envelopes.append(env)
+            headers.append((call_header, f"{partition}-{offset}".encode()))
         ts = int(request_ts) if request_ts and request_ts.isdigit() else msg.timestamp()[1]
         if ts <= 0:  # confluent-kafka gives -1 for TIMESTAMP_NOT_AVAILABLE
             now_ms = now_ms or int(time.time() * 1000)
             ts = now_ms
-        env.request_ts_ms = ts
+        env = Envelope(
+            topic,
+            partition,
+            offset,
+            key.decode("utf-8", errors="replace") if key else "",
+            headers,
+            msg.value() or b"",
+            request_ts_ms=ts,
+        )
+        envelopes.append(env)
         try:
             value = env.value if payload is None else _claim(payloads, payload)
             if requested:
