@@ -10,7 +10,7 @@ from typing import Any
 
 from streamdag.broker import free_port
 from streamdag.pipeline import PipelineSpec, compile_plan
-from streamdag.serving import DataPlane, PipelineGateway, Server
+from streamdag.serving import DataPlane, PipelineGateway, Server, event_loop_factory
 
 
 @contextmanager
@@ -36,7 +36,9 @@ def running_server(
 
     def target() -> None:
         try:
-            asyncio.run(main())
+            # The event loop `streamdag serve` runs on.
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                runner.run(main())
         except BaseException as exc:
             state["error"] = exc
         finally:

@@ -26,10 +26,22 @@ def test_public_api_is_locked() -> None:
         "ServerMetadata",
         "build_gateway",
         "create_app",
+        "event_loop_factory",
         "serve",
     ]
     for name in streamdag.serving.__all__:
         assert getattr(streamdag.serving, name) is not None
+
+
+def test_the_doors_run_on_uvloop_where_it_is_installed() -> None:
+    import asyncio
+
+    import uvloop
+
+    factory = streamdag.serving.event_loop_factory()
+    assert factory is not None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
 
 
 def test_each_front_door_maps_error_codes_in_one_table() -> None:

@@ -11,7 +11,7 @@ from streamdag.cli.options import kafka_options, payload_store_option, resolve_k
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.payloads import store_from_settings
 from streamdag.pipeline import compile_plan, load_spec
-from streamdag.serving import build_gateway
+from streamdag.serving import build_gateway, event_loop_factory
 from streamdag.serving import serve as run_server
 from streamdag.serving.tls import TlsFiles
 
@@ -118,21 +118,22 @@ def serve(
     gateway = build_gateway(plans, kafka, payloads=store_from_settings(payload_store))
     configure_tracing("streamdag-serve")
     try:
-        asyncio.run(
-            run_server(
-                plans,
-                gateway=gateway,
-                host=host,
-                http_port=http_port,
-                grpc_port=grpc_port,
-                kafka=kafka,
-                # Without the flag, the setting decides.
-                allow_repository_changes=allow_repository_changes or None,
-                auth_tokens=auth_tokens,
-                open_metrics=open_metrics or None,
-                open_ui=open_ui or None,
-                tls=tls,
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(
+                run_server(
+                    plans,
+                    gateway=gateway,
+                    host=host,
+                    http_port=http_port,
+                    grpc_port=grpc_port,
+                    kafka=kafka,
+                    # Without the flag, the setting decides.
+                    allow_repository_changes=allow_repository_changes or None,
+                    auth_tokens=auth_tokens,
+                    open_metrics=open_metrics or None,
+                    open_ui=open_ui or None,
+                    tls=tls,
+                )
             )
-        )
     finally:
         shutdown_tracing()

@@ -12,7 +12,7 @@ from streamdag.serving.gateway_api import PipelineGateway
 from streamdag.serving.grpc import GRPC_STATUS, InferenceServicer
 from streamdag.serving.repository import RepositoryEntry
 from streamdag.serving.rest import HTTP_STATUS, create_app
-from streamdag.serving.server import Server, build_gateway, serve
+from streamdag.serving.server import Server, build_gateway, event_loop_factory, serve
 
 __all__ = [
     "GRPC_STATUS",
@@ -28,5 +28,6 @@ __all__ = [
     "ServerMetadata",
     "build_gateway",
     "create_app",
+    "event_loop_factory",
     "serve",
 ]

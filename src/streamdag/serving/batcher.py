@@ -53,7 +53,7 @@ class AdaptiveBatcher:
         self._max_size = config.max_size
         self._max_wait = config.max_wait_ms / 1000.0
         self._queue: list[_Pending] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._running: set[asyncio.Task[None]] = set()
         # A moving average of the call durations; None until a call has been timed.
         self._typical_s: float | None = None
@@ -72,7 +72,10 @@ class AdaptiveBatcher:
         elif self._timer is None:
             # The first request of a batch starts the clock; later ones do not extend it,
             # so no request waits longer than max_wait_ms.
-            self._timer = loop.call_later(self._max_wait, self._flush)
+            if self._max_wait > 0:
+                self._timer = loop.call_later(self._max_wait, self._flush)
+            else:  # what arrived in this turn of the loop
+                self._timer = loop.call_soon(self._flush)
         return await future
 
     async def drain(self) -> None:
@@ -88,53 +91,52 @@ class AdaptiveBatcher:
         # A caller that gave up (timeout, client gone) cancelled its future: skip it.
         batch = [p for p in self._queue if not p.future.done()]
         self._queue = []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._execute(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        if not batch:
+            return
+        if self.inline:  # no task, no thread: the calls are quicker than either
+            _settle(batch, self._outcomes(batch))
+            return
+        task = asyncio.get_running_loop().create_task(self._execute(batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        groups = group_compatible([p.inputs for p in batch])
-        await asyncio.gather(*(self._run_group([batch[i] for i in g]) for g in groups))
+        _settle(batch, await asyncio.to_thread(self._outcomes, batch))
 
-    async def _run_group(self, members: list[_Pending]) -> None:
-        if len(members) > 1:
-            counts = [rows_of(m.inputs) or 0 for m in members]
-            try:
-                outputs = await self._call(concat([m.inputs for m in members]))
-                parts = split(outputs, counts)
-            except Exception:
-                # One bad request must not fail its neighbours: run each on its own, so
-                # only the culprit gets the error.
-                pass
-            else:
-                for member, part in zip(members, parts, strict=True):
-                    _resolve(member.future, part)
-                return
-        await asyncio.gather(*(self._run_alone(m) for m in members))
+    def _outcomes(self, batch: list[_Pending]) -> list[Arrays | StreamdagError]:
+        """Each request's outputs or error. Each compatible group runs as one call; when
+        it fails, each request of the group runs on its own, so one bad request does not
+        fail its neighbours: only the culprit gets the error."""
+        outcomes: list[Arrays | StreamdagError] = [{}] * len(batch)  # all replaced
+        for group in group_compatible([p.inputs for p in batch]):
+            if len(group) > 1:
+                members = [batch[i].inputs for i in group]
+                try:
+                    parts = split(self._timed(concat(members)), [rows_of(m) or 0 for m in members])
+                except Exception:
+                    pass
+                else:
+                    for i, part in zip(group, parts, strict=True):
+                        outcomes[i] = part
+                    continue
+            for i in group:
+                outcomes[i] = self._alone(batch[i].inputs)
+        return outcomes
 
-    async def _run_alone(self, member: _Pending) -> None:
+    def _alone(self, inputs: Arrays) -> Arrays | StreamdagError:
         try:
-            outputs = await self._call(member.inputs)
-            rows = rows_of(member.inputs)
-            if rows is not None:
-                outputs = split(outputs, [rows])[0]
+            outputs = self._timed(inputs)
+            rows = rows_of(inputs)
+            return outputs if rows is None else split(outputs, [rows])[0]
         except StreamdagError as exc:
-            _fail(member.future, exc)
+            return exc
         except Exception as exc:
-            _fail(member.future, ModelError(f"model {self.name}: {type(exc).__name__}: {exc}"))
-        else:
-            _resolve(member.future, outputs)
+            return ModelError(f"model {self.name}: {type(exc).__name__}: {exc}")
 
     @property
     def inline(self) -> bool:
         """Whether the next call runs on the event loop rather than in a worker thread."""
         return self._typical_s is not None and self._typical_s < INLINE_S
-
-    async def _call(self, inputs: Arrays) -> Arrays:
-        if self.inline:
-            return self._timed(inputs)
-        return await asyncio.to_thread(self._timed, inputs)
 
     def _timed(self, inputs: Arrays) -> Arrays:
         started = time.perf_counter()
@@ -147,11 +149,11 @@ class AdaptiveBatcher:
             self._typical_s = took if typical is None else max(took, 0.8 * typical + 0.2 * took)
 
 
-def _resolve(future: asyncio.Future[Arrays], outputs: Arrays) -> None:
-    if not future.done():
-        future.set_result(outputs)
-
-
-def _fail(future: asyncio.Future[Arrays], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+def _settle(batch: list[_Pending], outcomes: list[Arrays | StreamdagError]) -> None:
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        if pending.future.done():  # its caller gave up meanwhile
+            continue
+        if isinstance(outcome, StreamdagError):
+            pending.future.set_exception(outcome)
+        else:
+            pending.future.set_result(outcome)

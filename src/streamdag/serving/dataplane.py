@@ -310,7 +310,10 @@ class DataPlane:
         wanted = requested_outputs(request)
         check_outputs(f"model {name}", wanted, [t.name for t in meta.outputs])
         try:
-            outputs = await asyncio.wait_for(batcher.run(arrays), deadline)
+            if deadline is None:  # wait_for would wrap the call in a task of its own
+                outputs = await batcher.run(arrays)
+            else:
+                outputs = await asyncio.wait_for(batcher.run(arrays), deadline)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"request {request.id or '(no id)'} to model {name} did not finish "

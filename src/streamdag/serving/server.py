@@ -20,7 +20,7 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,9 +41,20 @@ from streamdag.serving.rest import create_app
 from streamdag.serving.tls import TlsFiles
 from streamdag.settings import get_settings
 
-__all__ = ["Server", "build_gateway", "serve"]
+__all__ = ["Server", "build_gateway", "event_loop_factory", "serve"]
 
 _log = logging.getLogger("streamdag.serving")
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the doors' event loop: uvloop's where it is installed (a dependency
+    on Linux and macOS), whose scheduling runs in C, as in uvicorn's and MLServer's
+    standard set-ups; None (asyncio's own) elsewhere. grpc.aio runs on either."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def build_gateway(
