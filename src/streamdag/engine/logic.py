@@ -400,7 +400,10 @@ class StepLogic:
             values=values,
         )
         # The records of one result differ only in their model name: size the largest.
-        size = record_size(max(records, key=lambda r: len(r.value or b"")))
+        largest = (
+            records[0] if len(records) == 1 else max(records, key=lambda r: len(r.value or b""))
+        )
+        size = record_size(largest)
         if self.payloads is not None and size > min(
             self.payloads.inline_max_bytes, plan.max_record_bytes
         ):

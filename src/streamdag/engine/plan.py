@@ -47,7 +47,10 @@ class StepPlan:
 
     def reply_partition(self, headers: list[tuple[str, bytes]]) -> int | None:
         """The outputs partition a gateway waits on (``streamdag-reply-to``), if any."""
-        raw = next((v for k, v in reversed(headers) if k == "streamdag-reply-to"), None)
+        raw = None
+        for k, v in headers:
+            if k == "streamdag-reply-to":
+                raw = v  # the last one counts
         if raw is None or not raw.isdigit() or int(raw) >= self.partitions:
             return None
         return int(raw)

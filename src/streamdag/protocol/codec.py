@@ -359,7 +359,7 @@ class Columns:
         return [end - start for start, end in itertools.pairwise(self.bounds)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rows:
     """One message's tensors as rows of its group's ``Columns``."""
 
@@ -485,7 +485,7 @@ def _decode_many(
 
     # Messages of a batch mostly share their tensor metadata: comparing it with the last
     # layout found (one call into protobuf) is cheaper than reading every field again.
-    groups: dict[_Layout, list[tuple[int, int, list[bytes]]]] = {}
+    groups: dict[_Layout, list[tuple[int, int, Sequence[bytes]]]] = {}
     last_tensors: Sequence[_Tensor] | None = None
     last: tuple[_Layout, int] | None = None
     for index, (tensors, raw) in enumerate(messages):
@@ -498,7 +498,7 @@ def _decode_many(
         if found is None:
             one_by_one(index)
         else:
-            groups.setdefault(found[0], []).append((index, found[1], list(raw)))
+            groups.setdefault(found[0], []).append((index, found[1], raw))
     for layout, members in groups.items():
         row_bytes = [math.prod(tail) * _FIXED[datatype][0].itemsize for _, datatype, tail in layout]
         expected: dict[int, list[int]] = {}
