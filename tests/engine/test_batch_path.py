@@ -79,15 +79,18 @@ class Message:
         return (1, 1_700_000_000_000)
 
 
-def plan(node: str) -> StepPlan:
-    return step_plan(compile_plan(parse_spec(yaml.safe_load(SPEC), base_dir=HERE)), node)
+def plan(node: str, max_record_bytes: int | None = None) -> StepPlan:
+    spec = parse_spec(yaml.safe_load(SPEC), base_dir=HERE)
+    if max_record_bytes is None:
+        return step_plan(compile_plan(spec), node)
+    return step_plan(compile_plan(spec), node, max_record_bytes=max_record_bytes)
 
 
 # One record of a batch: its kind, its rows, its width, and whether a gateway waits.
 items = st.tuples(
     st.sampled_from(["good", "good", "good", "poison", "short", "undecodable", "missing"]),
     st.integers(1, 3),
-    st.sampled_from([2, 3]),
+    st.sampled_from([2, 3, 300]),  # 300 wide: 1.2 KB a row, over a small record limit
     st.booleans(),
 )
 
@@ -115,8 +118,10 @@ def messages(node: str, batch: list[tuple[str, int, int, bool]]) -> list[Message
     return out
 
 
-def run(node: str, batch: list[Message], *, columnar: bool) -> list[tuple[Any, ...]]:
-    step = plan(node)
+def run(
+    node: str, batch: list[Message], *, columnar: bool, limit: int | None = None
+) -> list[tuple[Any, ...]]:
+    step = plan(node, limit)
     logic = StepLogic(step, model)
     logic._columnar = columnar
     envelopes = decode_records(batch, step.is_request_topic, model_name=step.pipeline)
@@ -128,13 +133,18 @@ def _plain(record: OutRecord) -> tuple[Any, ...]:
     return (record.topic, record.key, record.value, record.partition, tuple(record.headers))
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
-@given(batch=st.lists(items, min_size=1, max_size=12), node=st.sampled_from(["first", "second"]))
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    batch=st.lists(items, min_size=1, max_size=12),
+    node=st.sampled_from(["first", "second"]),
+    limit=st.sampled_from([None, 2500]),  # records over 2,500 bytes fail as too large
+)
 def test_a_batch_run_as_columns_writes_what_each_record_alone_would(
-    batch: list[tuple[str, int, int, bool]], node: str
+    batch: list[tuple[str, int, int, bool]], node: str, limit: int | None
 ) -> None:
     records = messages(node, batch)
-    assert run(node, records, columnar=True) == run(node, records, columnar=False)
+    columns = run(node, records, columnar=True, limit=limit)
+    assert columns == run(node, records, columnar=False, limit=limit)
 
 
 def test_a_clean_batch_calls_the_model_once_on_all_its_rows() -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Envelope",
     "OutRecord",
+    "batch_results",
     "decode_record",
     "decode_records",
     "error_reply",
@@ -308,6 +309,47 @@ def result_records(
         )
         for (topic, _), value in zip(targets, values, strict=True)
     ]
+
+
+def batch_results(
+    members: Sequence[Envelope],
+    values: Sequence[list[bytes]],
+    topics: Sequence[str],
+    *,
+    step: str,
+    own_topic: str | None,
+    reply_topic: str,
+    reply_partition: Callable[[h.Headers], int | None],
+    max_bytes: int,
+) -> tuple[list[OutRecord], list[int]]:
+    """``result_records`` of a first try, for every request of a batch whose results are
+    encoded already (``values[k]``: request k's value for each of ``topics``), in one
+    pass. A request whose largest record could pass ``max_bytes`` is left out: the
+    indexes of those come back, for the caller to write one by one (``result_records``
+    and a size check). ``reply_partition`` gives the partition of ``reply_topic`` that a
+    waiting gateway reads."""
+    named = (h.STEP, step.encode())
+    out: list[OutRecord] = []
+    left: list[int] = []
+    for k, (env, encoded) in enumerate(zip(members, values, strict=True)):
+        headers = _stamp(env, attempts=1)
+        size = _RECORD_OVERHEAD + len(env.request_id) + max(map(len, encoded), default=0)
+        size += len(named[0]) + len(named[1]) + sum(len(a) + len(b) for a, b in headers)
+        if size > max_bytes:
+            left.append(k)
+            continue
+        partition = reply_partition(env.headers) if env.headers else None
+        for topic, value in zip(topics, encoded, strict=True):
+            out.append(
+                OutRecord(
+                    topic,
+                    env.request_id,
+                    value,
+                    headers if topic == own_topic else [*headers, named],
+                    partition if topic == reply_topic else None,
+                )
+            )
+    return out, left
 
 
 def error_reply(

@@ -31,6 +31,7 @@ from streamdag.engine.batching import Failure, Outcome, Success, run_batch, run_
 from streamdag.engine.envelope import (
     Envelope,
     OutRecord,
+    batch_results,
     error_reply,
     marker_record,
     record_size,
@@ -215,12 +216,42 @@ class StepLogic:
                     records += self._records(env, Success(part), now_ms)
                     start = end
             else:
-                done = Success({})
-                for env, value in zip(members, values, strict=True):
-                    records += self._records(env, done, now_ms, value)
+                records += self._batch_records(members, values, now_ms)
         if self._e2e_seconds:
             metrics.observe_many(self._e2e, self._e2e_seconds)
             self._e2e_seconds = []
+        return records
+
+    def _batch_records(
+        self, members: list[Envelope], values: list[list[bytes]], now_ms: float
+    ) -> list[OutRecord]:
+        """The records of a batch's results, encoded already: in one pass, but for a
+        result near a size limit, which ``_records`` writes (to the payload store, or as
+        a failure)."""
+        plan = self.plan
+        limit = plan.max_record_bytes
+        if self.payloads is not None:
+            limit = min(limit, self.payloads.inline_max_bytes)
+        records, left = batch_results(
+            members,
+            values,
+            [topic for topic, _ in self._targets],
+            step=plan.step,
+            own_topic=plan.outputs_topic if self._own else None,
+            reply_topic=plan.replies_topic,
+            reply_partition=plan.reply_partition,
+            max_bytes=limit,
+        )
+        if self._final is not None:
+            skipped = set(left)
+            self._e2e_seconds += [
+                max(0.0, (now_ms - env.request_ts_ms) / 1000)
+                for k, env in enumerate(members)
+                if k not in skipped
+            ]
+        done = Success({})
+        for k in left:
+            records += self._records(members[k], done, now_ms, values[k])
         return records
 
     # -- tracing (only when configured: otherwise tracer() is None and nothing is made) ---
