@@ -485,7 +485,7 @@ def _decode_many(
 
     # Messages of a batch mostly share their tensor metadata: comparing it with the last
     # layout found (one call into protobuf) is cheaper than reading every field again.
-    groups: dict[_Layout, list[tuple[int, int, Sequence[bytes]]]] = {}
+    groups: dict[_Layout, list[tuple[int, int, list[bytes]]]] = {}
     last_tensors: Sequence[_Tensor] | None = None
     last: tuple[_Layout, int] | None = None
     for index, (tensors, raw) in enumerate(messages):
@@ -498,7 +498,8 @@ def _decode_many(
         if found is None:
             one_by_one(index)
         else:
-            groups.setdefault(found[0], []).append((index, found[1], raw))
+            # Each read of a protobuf bytes field makes a new copy: take them once.
+            groups.setdefault(found[0], []).append((index, found[1], list(raw)))
     for layout, members in groups.items():
         row_bytes = [math.prod(tail) * _FIXED[datatype][0].itemsize for _, datatype, tail in layout]
         expected: dict[int, list[int]] = {}
