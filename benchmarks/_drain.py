@@ -10,16 +10,18 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from streamdag.errors import StreamdagError
 from streamdag.kafka import consumer_config
 from streamdag.kafka.headers import ERROR
 
@@ -28,6 +30,16 @@ __all__ = ["BenchmarkFailed", "Drain", "OutputCounter", "timed_command", "timed_
 
 class BenchmarkFailed(Exception):
     """The benchmark could not measure: a drainer failed, timed out or wrote a wrong result."""
+
+
+def run_main(main: Callable[[list[str]], int]) -> NoReturn:
+    """A benchmark's entry point: exit with ``main``'s status; a benchmark that could not
+    measure, or a streamdag error, is one line on stderr and status 1."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (BenchmarkFailed, StreamdagError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 @dataclass(frozen=True)

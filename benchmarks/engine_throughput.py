@@ -44,13 +44,12 @@ from typing import Any
 
 import numpy as np
 from _broker import delete_topics, kafka_bootstrap
-from _drain import BenchmarkFailed, Drain, timed_drain
+from _drain import BenchmarkFailed, Drain, run_main, timed_drain
 from _machine import machine
 from _rawloop import PythonFloor, RawLoop, produce
 from confluent_kafka import Producer
 
 from streamdag.engine import PipelineRunner, StepWorker
-from streamdag.errors import StreamdagError
 from streamdag.kafka import TopicSpec, ensure_topics, producer_config
 from streamdag.pipeline import (
     PipelineSpec,
@@ -511,8 +510,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (BenchmarkFailed, StreamdagError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 from _broker import kafka_bootstrap
-from _drain import BenchmarkFailed
+from _drain import BenchmarkFailed, run_main
 from _hops import hops
 from _loadgen import TRANSPORTS, GrpcClient, Load, Prepared, RestClient, closed_loop
 from _machine import machine
@@ -62,7 +62,6 @@ from _serving import (
 )
 
 from streamdag.broker import free_port
-from streamdag.errors import StreamdagError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PLOT = HERE.parent / "docs" / "img" / "grpc_vs_rest.png"
@@ -390,8 +389,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (BenchmarkFailed, StreamdagError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

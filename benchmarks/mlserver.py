@@ -45,14 +45,13 @@ from typing import Any
 import numpy as np
 import orjson
 from _broker import kafka_bootstrap
-from _drain import BenchmarkFailed
+from _drain import BenchmarkFailed, run_main
 from _loadgen import GrpcClient, closed_loop
 from _machine import machine
 from _mlserverenv import MLServerEnv, mlserver_env
 from _serving import Children, wait_ready
 
 from streamdag.broker import free_port
-from streamdag.errors import StreamdagError
 from streamdag.kafka import ensure_topics
 from streamdag.pipeline import derive_topics, load_spec
 
@@ -384,8 +383,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (BenchmarkFailed, StreamdagError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -48,13 +48,12 @@ from typing import Any
 import confluent_kafka
 import numpy as np
 from _broker import delete_topics, kafka_bootstrap
-from _drain import BenchmarkFailed, Drain, timed_command
+from _drain import BenchmarkFailed, Drain, run_main, timed_command
 from _machine import machine
 from _quixenv import QuixEnv, quix_env
 from _rawloop import produce
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from streamdag.errors import StreamdagError
 from streamdag.kafka import TopicSpec, consumer_config, ensure_topics, producer_config
 from streamdag.pipeline import derive_topics, inputs_topic, load_spec, outputs_topic
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
@@ -481,8 +480,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (BenchmarkFailed, StreamdagError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -205,3 +205,38 @@ class FakeConsumer:
         self.cluster.hit("commit")
         for tp in offsets:
             self.cluster.offsets[(tp.topic, tp.partition)] = tp.offset
+
+
+@dataclass
+class FakeMessage:
+    """The parts of a consumed confluent-kafka Message that a step reads; the defaults are
+    any record of an inputs topic, with a create-time timestamp."""
+
+    value_: bytes | None
+    key_: bytes | None = None
+    headers_: list[tuple[str, bytes | None]] | None = None
+    topic_: str = "streamdag.triage.inputs"
+    partition_: int = 4
+    offset_: int = 1234
+    timestamp_: tuple[int, int] = (1, 1_700_000_000_123)  # TIMESTAMP_CREATE_TIME, ms
+
+    def topic(self) -> str:
+        return self.topic_
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def key(self) -> bytes | None:
+        return self.key_
+
+    def value(self) -> bytes | None:
+        return self.value_
+
+    def headers(self) -> list[tuple[str, bytes | None]] | None:
+        return self.headers_
+
+    def timestamp(self) -> tuple[int, int]:
+        return self.timestamp_

@@ -5,7 +5,6 @@ gateways), a step writes exactly the records it would write handling each record
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from streamdag.engine.plan import StepPlan, step_plan
 from streamdag.kafka import headers as h
 from streamdag.pipeline import compile_plan, parse_spec
 from streamdag.protocol import encode_request, encode_response
+from tests.engine.fake_kafka import FakeMessage
 
 HERE = Path(__file__).parent
 Arrays = dict[str, np.ndarray]
@@ -47,38 +47,6 @@ def model(inputs: Arrays) -> Arrays:
     return {"l": out[:-1] if np.any(a == SHORT) and len(a) > 1 else out}
 
 
-@dataclass
-class Message:
-    """The parts of a confluent-kafka Message a step reads."""
-
-    topic_: str
-    offset_: int
-    key_: bytes
-    value_: bytes
-    headers_: list[tuple[str, bytes]]
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def partition(self) -> int:
-        return self.offset_ % 3
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def key(self) -> bytes:
-        return self.key_
-
-    def value(self) -> bytes:
-        return self.value_
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self.headers_
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
-
-
 def plan(node: str, max_record_bytes: int | None = None) -> StepPlan:
     spec = parse_spec(yaml.safe_load(SPEC), base_dir=HERE)
     if max_record_bytes is None:
@@ -95,7 +63,7 @@ items = st.tuples(
 )
 
 
-def messages(node: str, batch: list[tuple[str, int, int, bool]]) -> list[Message]:
+def messages(node: str, batch: list[tuple[str, int, int, bool]]) -> list[FakeMessage]:
     topic = next(iter(plan(node).source_topics))
     tensor = "x" if node == "first" else "l"
     out = []
@@ -114,12 +82,12 @@ def messages(node: str, batch: list[tuple[str, int, int, bool]]) -> list[Message
             headers.append((h.REPLY_TO, b"2"))
         if kind == "undecodable":
             value = b"\xff\x00\x07"
-        out.append(Message(topic, i, rid.encode(), value, headers))
+        out.append(FakeMessage(value, rid.encode(), list(headers), topic, i % 3, i))
     return out
 
 
 def run(
-    node: str, batch: list[Message], *, columnar: bool, limit: int | None = None
+    node: str, batch: list[FakeMessage], *, columnar: bool, limit: int | None = None
 ) -> list[tuple[Any, ...]]:
     step = plan(node, limit)
     logic = StepLogic(step, model)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -20,48 +19,14 @@ from streamdag.protocol import (
     read_parameters,
     response_from_bytes,
 )
+from tests.engine.fake_kafka import FakeMessage
 
-INPUTS = "streamdag.triage.inputs"
+INPUTS = FakeMessage.topic_
 CLEAN_OUT = "streamdag.triage.clean.outputs"
-RECORD_TS = 1_700_000_000_123
-CREATE_TIME = 1  # confluent_kafka.TIMESTAMP_CREATE_TIME
+RECORD_TS = FakeMessage.timestamp_[1]
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 Headers = list[tuple[str, bytes | None]]
-
-
-@dataclass
-class FakeMessage:
-    """The parts of a confluent-kafka Message that a step reads."""
-
-    value_: bytes | None
-    key_: bytes | None = None
-    headers_: Headers | None = None
-    topic_: str = INPUTS
-    partition_: int = 4
-    offset_: int = 1234
-    timestamp_: tuple[int, int] = (CREATE_TIME, RECORD_TS)
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def value(self) -> bytes | None:
-        return self.value_
-
-    def headers(self) -> Headers | None:
-        return self.headers_
-
-    def timestamp(self) -> tuple[int, int]:
-        return self.timestamp_
 
 
 def request_arrays() -> dict[str, np.ndarray]:

@@ -16,34 +16,9 @@ from streamdag.kafka import headers as h
 from streamdag.payloads import PayloadStore
 from streamdag.pipeline import compile_plan, parse_spec
 from streamdag.protocol import decode_response, encode_request, response_from_bytes
+from tests.engine.fake_kafka import FakeMessage
 
 INPUTS = "streamdag.p.inputs"
-
-
-class Message:
-    def __init__(self, value: bytes, headers: list[tuple[str, bytes]], offset: int) -> None:
-        self._value, self._headers, self._offset = value, headers, offset
-
-    def topic(self) -> str:
-        return INPUTS
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return f"r{self._offset}".encode()
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self._headers
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
 
 
 def plan() -> StepPlan:
@@ -57,10 +32,13 @@ def plan() -> StepPlan:
     return step_plan(compile_plan(spec), "s")
 
 
-def stub_message(store: PayloadStore, x: np.ndarray, offset: int) -> Message:
+def stub_message(store: PayloadStore, x: np.ndarray, offset: int) -> FakeMessage:
     value = encode_request("p", {"x": x}, id=f"r{offset}").SerializeToString()
     stub, header = store.check_in(f"r{offset}", value)
-    return Message(stub, [(h.PAYLOAD, header)], offset)
+    headers: list[tuple[str, bytes | None]] = [(h.PAYLOAD, header)]
+    return FakeMessage(
+        stub, f"r{offset}".encode(), headers, INPUTS, 0, offset, (1, 1_700_000_000_000)
+    )
 
 
 def test_a_step_sees_the_same_arrays_and_answers_with_stubs(tmp_path: Path) -> None:

@@ -288,17 +288,6 @@ def result_records(
             model_names=model_names or tuple([name for _, name in targets]),
         )
     headers = _stamp(env, attempts=attempts)
-    if len(targets) == 1:  # most steps: one topic
-        topic = targets[0][0]
-        return [
-            OutRecord(
-                topic,
-                env.request_id,
-                values[0],
-                headers if topic == own_topic else _named(headers, step),
-                partitions.get(topic) if partitions else None,
-            )
-        ]
     return [
         OutRecord(
             topic,

@@ -21,6 +21,7 @@ from streamdag.runtimes.base import (
 )
 from streamdag.runtimes.config import BatchConfig, RuntimeSpec, TensorDecl, resolve_uri
 from streamdag.runtimes.registry import (
+    _BUILTIN,
     ENTRY_POINT_GROUP,
     ModelSpec,
     create_model,
@@ -36,17 +37,12 @@ if TYPE_CHECKING:
     from streamdag.runtimes.python import PythonModel, PythonModelSpec
     from streamdag.runtimes.sklearn import SklearnModel, SklearnModelSpec
 
-# Runtime classes by attribute name -> the module that defines them.
+# The built-in runtimes' classes and their spec classes, by attribute name -> the module
+# that defines them, as the registry names them.
 _LAZY = {
-    f"{prefix}{suffix}": f"streamdag.runtimes.{module}"
-    for module, prefix in (
-        ("custom", "Custom"),
-        ("oip", "Oip"),
-        ("onnx", "Onnx"),
-        ("python", "Python"),
-        ("sklearn", "Sklearn"),
-    )
-    for suffix in ("Model", "ModelSpec")
+    name: module
+    for module, cls in (target.split(":") for target in _BUILTIN.values())
+    for name in (cls, f"{cls}Spec")
 }
 
 
