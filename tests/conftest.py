@@ -17,11 +17,22 @@ from streamdag.broker import BrokerInfo, LocalBroker, free_port
 from streamdag.kafka import TopicSpec, ensure_topics
 from streamdag.settings import get_settings
 
+# The longest files, each minutes of broker kills and restarts: run first, one to each
+# test process (`make test` hands out whole files), so that neither process is left
+# running one of them alone at the end while the other idles.
+LONGEST_FIRST = ("engine/test_cluster_chaos_kafka.py", "engine/test_chaos_kafka.py")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "kafka_broker" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kafka)
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next((i for i, f in enumerate(LONGEST_FIRST) if path.endswith(f)), 2)
+
+    items.sort(key=rank)  # stable: every file keeps its own order
 
 
 @pytest.fixture(scope="session")

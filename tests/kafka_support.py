@@ -138,8 +138,14 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, *args: str, command: str = "run", env: dict[str, str] | None = None
+        self,
+        *args: str,
+        command: str = "run",
+        env: dict[str, str] | None = None,
+        spec: Path | None = None,
     ) -> subprocess.Popen[bytes]:
+        """``streamdag <command> <spec> --bootstrap ... <args>``; ``spec`` defaults to
+        the pipeline's."""
         log = (self.log_dir / f"worker-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
             [
@@ -147,7 +153,7 @@ class Workers:
                 "-m",
                 "streamdag.cli.main",
                 command,
-                str(self.spec),
+                str(spec or self.spec),
                 "--bootstrap",
                 self.bootstrap,
                 *args,

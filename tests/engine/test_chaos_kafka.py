@@ -54,10 +54,14 @@ def _chaos_backlog(
     """The CHAOS pipeline's topics and 3,000 requests waiting on its inputs topic."""
     path = pipeline_spec(CHAOS.replace("GUARANTEE", guarantee))
     spec = load_spec(path)
+    return path, spec, _send_backlog(bootstrap, spec)
+
+
+def _send_backlog(bootstrap: str, spec: PipelineSpec) -> list[tuple[str, dict[str, np.ndarray]]]:
     ensure_topics(bootstrap, derive_topics(spec))
     requests = [(f"k{i}", {"x": np.array([[i, -i]], dtype=np.int64)}) for i in range(3000)]
     send_requests(bootstrap, spec.name, requests)
-    return path, spec, requests
+    return requests
 
 
 def _assert_every_result(
@@ -193,33 +197,56 @@ def own_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, BrokerInfo]]:
         broker.stop()
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+GUARANTEES = ("exactly_once", "at_least_once")
+
+
+def _one_of_each(pipeline_spec: Callable[[str], Path], text: str) -> dict[str, Path]:
+    """``text`` as two pipelines, one per guarantee, each in a file of its own."""
+    paths = {}
+    for guarantee in GUARANTEES:
+        path = pipeline_spec(text.replace("GUARANTEE", guarantee))
+        paths[guarantee] = path.rename(path.with_name(f"{guarantee}.yaml"))
+    return paths
+
+
 def test_workers_ride_out_a_broker_killed_mid_stream(
-    guarantee: str,
     own_broker: tuple[LocalBroker, BrokerInfo],
     pipeline_spec: Callable[[str], Path],
     tmp_path: Path,
 ) -> None:
-    """SIGKILL of the broker itself while the workers run, then a restart on the same port
-    and data: the same worker processes carry on, and every request gets its result (once,
-    with exactly_once)."""
+    """SIGKILL of the broker itself while the workers of two pipelines (one per
+    guarantee) run, then a restart on the same port and data: the same worker processes
+    carry on, and every request gets its result (once, with exactly_once)."""
     broker, info = own_broker
     bootstrap = info.bootstrap
-    path, spec, requests = _chaos_backlog(bootstrap, pipeline_spec, guarantee)
-
-    w = Workers(path, bootstrap, tmp_path)
+    backlogs = {}
+    for guarantee, path in _one_of_each(pipeline_spec, CHAOS).items():
+        spec = load_spec(path)
+        backlogs[guarantee] = (spec, _send_backlog(bootstrap, spec))
+    pools = {g: Workers(tmp_path / f"{g}.yaml", bootstrap, tmp_path / g) for g in GUARANTEES}
     try:
-        procs = [w.start("--steps", "double"), w.start("--steps", "plus-one")]
-        _wait_for_results(bootstrap, spec.name, 200)
+        procs = []
+        for pool in pools.values():
+            pool.log_dir.mkdir()
+            procs += [pool.start("--steps", "double"), pool.start("--steps", "plus-one")]
+        for spec, _ in backlogs.values():
+            _wait_for_results(bootstrap, spec.name, 200)
         os.kill(info.pid, signal.SIGKILL)
         time.sleep(3)  # the workers see the broker gone
         broker.start(port=info.port, timeout=90)
 
-        results = read_results(bootstrap, spec.name, until=len(requests), timeout=180, settle=3.0)
-        assert all(p.poll() is None for p in procs), w.logs()[-3000:]
+        results = {
+            g: read_results(bootstrap, spec.name, until=len(requests), timeout=180, settle=3.0)
+            for g, (spec, requests) in backlogs.items()
+        }
+        assert all(p.poll() is None for p in procs), "\n".join(
+            pool.logs()[-3000:] for pool in pools.values()
+        )
     finally:
-        w.stop_all()
-    _assert_every_result(results, requests, guarantee)
+        for pool in pools.values():
+            pool.stop_all()
+    for guarantee, (_, requests) in backlogs.items():
+        _assert_every_result(results[guarantee], requests, guarantee)
 
 
 IDLE = """
@@ -242,47 +269,47 @@ HEAL_S = 20  # answers again within this long of its return
 NOTICE_S = 6  # the gateway says it is not ready within this long of the broker's death
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
-def test_a_pipeline_answers_again_soon_after_the_broker_returns(
-    guarantee: str,
+def test_pipelines_answer_again_soon_after_the_broker_returns(
     own_broker: tuple[LocalBroker, BrokerInfo],
     pipeline_spec: Callable[[str], Path],
     tmp_path: Path,
 ) -> None:
-    """The broker SIGKILLed for 18 s under an idle pipeline and a gateway (``streamdag
-    run`` and ``streamdag serve`` processes), then restarted on the same port and data.
-    While it is away the server stays live but says it is not ready, and turns pipeline
-    requests away at once; within 20 s of its return requests are answered again, by the
-    same processes. (librdkafka's re-bootstrap after the outage used to leave a
-    transactional producer waiting forever in send_offsets_to_transaction,
-    librdkafka#5511; each step of an exactly_once pipeline then lost 15 s before giving
-    its producer up.)"""
+    """The broker SIGKILLed for 18 s under two idle pipelines (one per guarantee, each
+    with a ``streamdag run`` process) and a gateway for both (``streamdag serve``), then
+    restarted on the same port and data. While it is away the server stays live but says
+    it is not ready, and turns pipeline requests away at once; within 20 s of its return
+    both pipelines answer again, through the same processes. (librdkafka's re-bootstrap
+    after the outage used to leave a transactional producer waiting forever in
+    send_offsets_to_transaction, librdkafka#5511; each step of an exactly_once pipeline
+    then lost 15 s before giving its producer up.)"""
     broker, info = own_broker
-    path = pipeline_spec(IDLE.replace("GUARANTEE", guarantee))
-    spec = load_spec(path)
-    ensure_topics(info.bootstrap, derive_topics(spec))
-    w = Workers(path, info.bootstrap, tmp_path)
+    paths = _one_of_each(pipeline_spec, IDLE)
+    names = {g: load_spec(path).name for g, path in paths.items()}
+    for path in paths.values():
+        ensure_topics(info.bootstrap, derive_topics(load_spec(path)))
+    w = Workers(paths["exactly_once"], info.bootstrap, tmp_path)
     http_port, grpc_port = free_port(), free_port()
     base = f"http://127.0.0.1:{http_port}"
-    asked: dict[str, int] = {}  # request id -> status
+    asked: dict[str, dict[str, int]] = {g: {} for g in GUARANTEES}  # request id -> status
 
-    def ask(x: int, timeout_s: float) -> int:
-        """The status of one request through the pipeline, 0 if the server did not answer."""
+    def ask(guarantee: str, x: int, timeout_s: float) -> int:
+        """The status of one request through a pipeline, 0 if the server did not answer."""
+        rid = f"ask-{x}"
         body = {
-            "id": f"ask-{x}",
+            "id": rid,
             "inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [x]}],
             "parameters": {"timeout": int(timeout_s * 1_000_000)},
         }
-        asked[f"ask-{x}"] = 0
+        asked[guarantee][rid] = 0
         try:
             answer = httpx.post(
-                f"{base}/v2/pipelines/{spec.name}/infer", json=body, timeout=timeout_s + 5
+                f"{base}/v2/pipelines/{names[guarantee]}/infer", json=body, timeout=timeout_s + 5
             )
         except httpx.HTTPError:
             return 0
         if answer.status_code == 200:
             assert answer.json()["outputs"][0]["data"] == [2 * x + 1]
-        asked[f"ask-{x}"] = answer.status_code
+        asked[guarantee][rid] = answer.status_code
         return answer.status_code
 
     def health(what: str) -> int:
@@ -292,14 +319,20 @@ def test_a_pipeline_answers_again_soon_after_the_broker_returns(
             return 0
 
     try:
-        worker = w.start()
+        workers = [w.start(), w.start(spec=paths["at_least_once"])]
         server = w.start(
-            "--http-port", str(http_port), "--grpc-port", str(grpc_port), command="serve"
+            str(paths["at_least_once"]),
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+            command="serve",
         )
         deadline = time.monotonic() + 90
-        while ask(len(asked), 5) != 200:
-            assert time.monotonic() < deadline and server.poll() is None, w.logs()[-3000:]
-            time.sleep(0.5)
+        for guarantee in GUARANTEES:
+            while ask(guarantee, len(asked[guarantee]), 5) != 200:
+                assert time.monotonic() < deadline and server.poll() is None, w.logs()[-3000:]
+                time.sleep(0.5)
         assert health("ready") == 200
 
         os.kill(info.pid, signal.SIGKILL)
@@ -311,7 +344,8 @@ def test_a_pipeline_answers_again_soon_after_the_broker_returns(
                 time.sleep(0.2)
             assert health("ready") == 400, f"still ready {NOTICE_S} s after the broker died"
             assert not stub.ServerReady(inference_pb2.ServerReadyRequest()).ready
-            assert ask(500, 10) == 503  # turned away at once, not left to time out
+            for guarantee in GUARANTEES:  # turned away at once, not left to time out
+                assert ask(guarantee, 500, 10) == 503, guarantee
             while time.monotonic() - killed < OUTAGE_S:
                 seen.append((time.monotonic() - killed, health("ready"), health("live")))
                 time.sleep(0.5)
@@ -320,28 +354,38 @@ def test_a_pipeline_answers_again_soon_after_the_broker_returns(
 
         broker.start(port=info.port, timeout=90)
         back = time.monotonic()
-        statuses: list[int] = []
-        while time.monotonic() - back < 120 and 200 not in statuses:
-            statuses.append(ask(1000 + len(statuses), 2))
-            if statuses[-1] != 200:
+        healed: dict[str, float] = {}
+        statuses: dict[str, list[int]] = {g: [] for g in GUARANTEES}
+        while time.monotonic() - back < 120 and len(healed) < len(GUARANTEES):
+            for guarantee in set(GUARANTEES) - set(healed):
+                statuses[guarantee].append(ask(guarantee, 1000 + len(statuses[guarantee]), 2))
+                if statuses[guarantee][-1] == 200:
+                    healed[guarantee] = time.monotonic() - back
+            if len(healed) < len(GUARANTEES):
                 time.sleep(0.2)
-        healed = time.monotonic() - back
-        assert healed <= HEAL_S, f"answered {healed:.0f} s after the broker's return: {statuses}"
+        for guarantee in GUARANTEES:
+            took = healed.get(guarantee, float("inf"))
+            assert took <= HEAL_S, f"{guarantee}: answered {took:.0f} s after the broker's return"
         assert health("ready") == 200
-        assert ask(5000, 30) == 200
-        assert worker.poll() is None and server.poll() is None, w.logs()[-3000:]
+        for guarantee in GUARANTEES:
+            assert ask(guarantee, 5000, 30) == 200, guarantee
+        assert all(p.poll() is None for p in [*workers, server]), w.logs()[-3000:]
         # The outage shows in the logs, in librdkafka's own words and the gateway's.
-        assert "streamdag.kafka.librdkafka: FAIL" in w.log_of(worker)
+        for worker in workers:
+            assert "streamdag.kafka.librdkafka: FAIL" in w.log_of(worker)
         assert "gateway: Kafka does not answer" in w.log_of(server)
 
         # A request the gateway took but did not see answered in time is answered later
         # (once, with exactly_once); one it turned away (503) never runs.
-        taken = {rid for rid, status in asked.items() if status in (200, 504)}
-        results = read_results(info.bootstrap, spec.name, until=len(taken), timeout=30, settle=1)
-        counts = count_by_id(results)
-        assert taken <= set(counts), f"never answered: {sorted(taken - set(counts))}"
-        assert not [rid for rid in counts if asked[rid] == 503]
-        if guarantee == "exactly_once":
-            assert {rid: n for rid, n in counts.items() if n > 1} == {}
+        for guarantee in GUARANTEES:
+            taken = {rid for rid, status in asked[guarantee].items() if status in (200, 504)}
+            results = read_results(
+                info.bootstrap, names[guarantee], until=len(taken), timeout=30, settle=1
+            )
+            counts = count_by_id(results)
+            assert taken <= set(counts), f"{guarantee} never answered: {taken - set(counts)}"
+            assert not [rid for rid in counts if asked[guarantee][rid] == 503], guarantee
+            if guarantee == "exactly_once":
+                assert {rid: n for rid, n in counts.items() if n > 1} == {}
     finally:
         w.stop_all()

@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 from kafka_support import send_requests
 
+from streamdag.observability.live import LiveStats
+from streamdag.pipeline import compile_plan
+
 from .ui_support import STEPS, LivePipeline, ui_server, write_pipeline
 
 pytestmark = pytest.mark.kafka
@@ -105,6 +108,18 @@ def test_throughput_counts_records_not_offsets(live_pipeline: LivePipeline) -> N
     assert 7 <= after["inputs"]["records_per_s"] * window <= 13
     assert 7 <= after["outputs"]["records_per_s"] * window <= 13
     assert before["errors"] == after["errors"]
+
+
+def test_rates_after_a_pause_longer_than_the_window_cover_the_pause(
+    live_pipeline: LivePipeline,
+) -> None:
+    live = LiveStats(compile_plan(live_pipeline.spec), live_pipeline.bootstrap, window_s=0.5)
+    assert live.read().window_s is None  # nothing to measure against yet
+    time.sleep(1.2)
+    figures = live.read()
+    assert figures.window_s is not None and figures.window_s >= 1.2
+    assert figures.inputs.records_per_s is not None
+    assert all(step.records_per_s is not None for step in figures.steps)
 
 
 def test_errors_are_counted_and_listed(live_pipeline: LivePipeline) -> None:

@@ -19,7 +19,6 @@ parent dies, even of SIGKILL, so no worker outlives its supervisor.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -38,14 +37,24 @@ log = logging.getLogger("streamdag.engine.supervisor")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with(parent: int) -> None:
-    """In the child, before it runs its command: SIGTERM when ``parent`` dies (Linux)."""
+# Runs first in each child, in a small interpreter of its own, then becomes the child's
+# command (same process): SIGTERM when the parent dies. Not ``preexec_fn``: that makes
+# the parent fork() rather than vfork(), and fork handlers of libraries with threads
+# (gRPC's, for one) then run in the child and can abort it before its command starts.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"  # the parent died before the request
+    "    os.kill(os.getpid(), signal.SIGTERM)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _dying_with(parent: int, command: list[str]) -> list[str]:
+    """``command``, to be sent SIGTERM when ``parent`` dies (on Linux; elsewhere as is)."""
     if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before the request was made
-        os.kill(os.getpid(), signal.SIGTERM)
+        return command
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(parent), *command]
 
 
 @dataclass
@@ -120,8 +129,7 @@ class Supervisor:
         self._signalled = True
 
     def _start(self, child: _Child) -> None:
-        parent = os.getpid()
-        child.process = subprocess.Popen(child.command, preexec_fn=lambda: _die_with(parent))
+        child.process = subprocess.Popen(_dying_with(os.getpid(), child.command))
         child.started = time.monotonic()
         child.restart_at = None
         child.history.append(child.process.pid)

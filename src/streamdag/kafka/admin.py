@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
@@ -38,16 +39,21 @@ class EnsureResult:
 
 
 def list_topics(kafka: KafkaConnection | str, timeout: float = 10.0) -> dict[str, int]:
-    """Topic name -> partition count, for every topic the cluster has."""
+    """Topic name -> partition count, for every topic the cluster has. Waits up to
+    ``timeout`` for a broker, but no longer than it takes to learn that the credentials
+    or the broker's certificate are refused."""
     kafka = KafkaConnection.of(kafka)
     diagnosis = Diagnosis(kafka)
     admin = AdminClient(admin_config(kafka, **diagnosis.config()))
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        admin.poll(0)  # serves the error callbacks that tell why
-        raise KafkaOperationError(diagnosis.explain(exc.args[0].str())) from exc
-    return {name: len(t.partitions) for name, t in metadata.topics.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            return {name: len(t.partitions) for name, t in metadata.topics.items()}
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error callbacks that tell why
+            if diagnosis.conclusive or time.monotonic() >= deadline:
+                raise KafkaOperationError(diagnosis.explain(exc.args[0].str())) from exc
 
 
 def ensure_topics(

@@ -46,6 +46,17 @@ class Diagnosis:
     def config(self) -> dict[str, Any]:
         return {"error_cb": self}
 
+    @property
+    def conclusive(self) -> bool:
+        """Whether what was reported will not mend by waiting: the broker refused the
+        credentials or its certificate is not trusted."""
+        with self._lock:
+            worst = self._worst
+        if worst is None:
+            return False
+        _, code, text = worst
+        return code == ClientError._AUTHENTICATION or _untrusted(text.lower())
+
     def explain(self, failure: str) -> str:
         """One line: what failed (``failure``) and, when librdkafka said why, the cause
         and the setting that fixes it. Never holds a secret."""
@@ -64,7 +75,7 @@ class Diagnosis:
                 f"with sasl.mechanism={self.kafka.properties.get('sasl.mechanism', 'GSSAPI')}: "
                 "check sasl.username and sasl.password"
             )
-        if "certificate verify failed" in lowered or "unable to get local issuer" in lowered:
+        if _untrusted(lowered):
             ca = self.kafka.properties.get("ssl.ca.location")
             return (
                 f"{where}: the broker's TLS certificate is not trusted "
@@ -94,6 +105,10 @@ class Diagnosis:
                 f"{self.kafka.bootstrap_servers} ({_short(text)})"
             )
         return f"{where}: {failure} ({_short(text)})"
+
+
+def _untrusted(lowered: str) -> bool:
+    return "certificate verify failed" in lowered or "unable to get local issuer" in lowered
 
 
 def _listens(servers: str, timeout: float = 2.0) -> bool:

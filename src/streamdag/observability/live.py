@@ -13,7 +13,8 @@ Each call makes fresh clients and closes them: between calls only numbers are ke
     errors   the errors topic from where the previous read stopped (all of it, the first
              time, ``errors_batch`` records per partition and read at most)
 
-Throughput is the growth of a topic's end over the last ``window_s`` seconds of reads,
+Throughput is the growth of a topic's end since the oldest read of the last ``window_s``
+seconds (since the previous read, when that is older: rates are never blank after a pause),
 times the share of offsets in its tails that hold records: under ``exactly_once`` every
 transaction also writes a commit marker, which takes an offset but is no record.
 Latency is a result's record timestamp minus its ``streamdag-request-ts`` (when the request
@@ -253,10 +254,12 @@ class LiveStats:
 
     # -- figures ------------------------------------------------------------------------
     def _baseline(self, now: float) -> _Sample | None:
-        """The oldest earlier read within the window, to measure rates against."""
+        """The oldest earlier read within the window, to measure rates against; the latest
+        earlier read when none is that recent (reads paused longer than the window)."""
+        dropped = None
         while self._history and now - self._history[0].at > self.window_s:
-            self._history.popleft()
-        return self._history[0] if self._history else None
+            dropped = self._history.popleft()
+        return self._history[0] if self._history else dropped
 
     def _errors_by_step(self) -> dict[str, int]:
         by_step: Counter[str] = Counter()
