@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +63,15 @@ def read_topic(
     bootstrap: str,
     topic: str,
     *,
-    until: int,
+    until: int | None = None,
+    keys: Collection[str] = (),
     timeout: float = 60.0,
     settle: float = 0.0,
 ) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
-    """Every committed record of ``topic`` from the start, until ``until`` records arrived
-    (then ``settle`` more seconds, to catch duplicates) or ``timeout``."""
+    """Every committed record of ``topic`` from the start, until ``until`` records arrived,
+    or a record of each of ``keys`` (then ``settle`` more seconds, to catch duplicates), or
+    ``timeout``."""
+    missing = {k.encode() for k in keys}
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -90,7 +93,9 @@ def read_topic(
             if msg is None or msg.error() is not None:
                 continue
             records.append((msg.key(), msg.value() or b"", list(msg.headers() or [])))
-            if len(records) >= until and settle_until is None:
+            missing.discard(msg.key() or b"")
+            enough = len(records) >= until if until is not None else not missing
+            if enough and settle_until is None:
                 settle_until = time.monotonic() + settle
     finally:
         consumer.close()
@@ -101,7 +106,8 @@ def read_results(
     bootstrap: str,
     pipeline: str,
     *,
-    until: int,
+    until: int | None = None,
+    keys: Collection[str] = (),
     timeout: float = 60.0,
     settle: float = 0.0,
     topic: str | None = None,
@@ -111,6 +117,7 @@ def read_results(
         bootstrap,
         topic or f"streamdag.{pipeline}.outputs",
         until=until,
+        keys=keys,
         timeout=timeout,
         settle=settle,
     ):

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from confluent_kafka.admin import AdminClient
-from kafka_support import Result, Workers, count_by_id, read_results, send_requests
+from kafka_support import Workers, count_by_id, read_results, send_requests
 from server_support import running_server
 
 from streamdag.broker import ClusterInfo, LocalCluster, free_port_run
@@ -86,21 +86,9 @@ def _assert_every_result(bootstrap: str, spec: PipelineSpec, *, once: bool) -> N
     """The backlog's results (ids k0..), read read_committed until each came, then 3 s
     more for duplicates; results of gateway calls (ids g0..) are checked by their caller."""
     wanted = {f"k{i}" for i in range(REQUESTS)}
-    results: list[Result] = []
-    seen: set[str] = set()
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and seen != wanted:
-        # Everything from the start each time: read_results is a fresh read_committed reader.
-        results = [
-            r
-            for r in read_results(bootstrap, spec.name, until=10**9, timeout=5)
-            if r.request_id.startswith("k")
-        ]
-        seen = {r.request_id for r in results}
-    time.sleep(3)
     results = [
         r
-        for r in read_results(bootstrap, spec.name, until=10**9, timeout=20)
+        for r in read_results(bootstrap, spec.name, keys=wanted, timeout=180, settle=3)
         if r.request_id.startswith("k")
     ]
     counts = count_by_id(results)
