@@ -35,11 +35,12 @@ $(CHROMIUM):
 
 # Each of the two test processes starts its own broker on a free port (tests/conftest.py)
 # and stops it whatever the outcome; a file's tests stay in one process, so a module's
-# fixtures (a 3-node cluster) are made once. Most tests wait on Kafka, so two processes
-# share the 2 cores well.
+# fixtures (a 3-node cluster) are made once. Files are handed out in the order
+# tests/conftest.py gives them (the longest first). Most tests wait on Kafka, so two
+# processes share the 2 cores well.
 TEST_PROCESSES ?= 2
 test: setup $(CHROMIUM)
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The unit tests: no broker, no long waits (tests marked `kafka` or `slow` are left out).
 test-fast: setup
