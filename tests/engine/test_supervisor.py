@@ -126,3 +126,53 @@ def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped by init) is not running any more.
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(") ")[-1][0] != "Z"
+
+
+BUSY_PARENT = """
+import logging, sys, threading
+from concurrent import futures
+
+import grpc
+
+from streamdag.engine.supervisor import Backoff, Supervisor
+
+# gRPC threads at work in the parent, as in `streamdag serve` or a test process.
+server = grpc.server(futures.ThreadPoolExecutor(4))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+stop = threading.Event()
+
+def connect() -> None:
+    while not stop.is_set():
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+            except grpc.FutureTimeoutError:
+                pass
+
+callers = [threading.Thread(target=connect) for _ in range(3)]
+for caller in callers:
+    caller.start()
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+supervisor = Supervisor(4, lambda k: failing, backoff=lambda: Backoff(first_s=0, max_failures=10))
+code = supervisor.run()
+stop.set()
+for caller in callers:
+    caller.join()
+server.stop(0)
+sys.exit(code)
+"""
+
+
+def test_children_start_cleanly_while_the_parent_is_busy_in_grpc() -> None:
+    """About 40 children started while gRPC threads work in the parent: each runs its command
+    (exit code 3), none dies in between of a signal (a fork of the parent's threads'
+    state, as ``preexec_fn`` makes, crashed some with SIGABRT or SIGSEGV)."""
+    done = subprocess.run(
+        [sys.executable, "-c", BUSY_PARENT], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # gave up after 10 deaths each
+    deaths = [line for line in done.stdout.splitlines() if " died " in line]
+    assert len(deaths) >= 37, done.stdout  # it gives up at the first to die 10 times
+    assert all("died with exit code 3" in line for line in deaths), deaths
