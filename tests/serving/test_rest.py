@@ -443,17 +443,22 @@ def test_a_large_request_does_not_stall_health_checks(
     poller.start()
     while not answered:
         time.sleep(0.01)
-    start = time.perf_counter()
-    response = http.post("/v2/models/echo/infer", content=content, headers=headers)
-    end = time.perf_counter()
+    # The longest wait for a health answer while a large request ran, relative to how long
+    # it ran. On the loop, its decoding and its reply's encoding would hold every health
+    # check until done: more than half of the request's time, every time. Off the loop they
+    # share the GIL with the checks and with this test's threads, so on a loaded machine a
+    # check can still wait a while now and then: the best of three requests is judged.
+    shares = []
+    for _ in range(3):
+        start = time.perf_counter()
+        response = http.post("/v2/models/echo/infer", content=content, headers=headers)
+        end = time.perf_counter()
+        assert response.status_code == 200
+        during = [t for t in answered if start < t < end]
+        shares.append(float(np.diff([start, *during, end]).max()) / (end - start))
     done.set()
     poller.join(30)
-    assert response.status_code == 200
-    # The longest wait for a health answer while the large request ran, relative to how
-    # long it ran: on the loop, its work would hold every health check until it is done.
-    during = [t for t in answered if start < t < end]
-    longest = float(np.diff([start, *during, end]).max())
-    assert longest < (end - start) / 4, f"health waited {longest:.2f} s of {end - start:.2f} s"
+    assert min(shares) < 0.4, f"health waited {[f'{s:.2f}' for s in shares]} of a request"
 
 
 # Repository -----------------------------------------------------------------------------
