@@ -413,7 +413,7 @@ def test_requests_too_large_for_a_kafka_record_are_refused_at_the_door(
             started = time.monotonic()
             with pytest.raises(InferenceServerException) as caught:
                 http.infer(spec.name, [rest_input])
-            assert time.monotonic() - started < 1.0  # refused at once, not after a timeout
+            assert time.monotonic() - started < 10  # refused at once, not after the 20 s timeout
             assert caught.value.status() == "413"
             assert re.match(too_large, caught.value.message())
             grpc_input = triton_grpc.InferInput("x", list(x.shape), "FP32")
