@@ -142,6 +142,7 @@ class Workers:
         self.spec = spec
         self.bootstrap = bootstrap
         self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(

@@ -219,15 +219,15 @@ def test_workers_ride_out_a_broker_killed_mid_stream(
     carry on, and every request gets its result (once, with exactly_once)."""
     broker, info = own_broker
     bootstrap = info.bootstrap
+    paths = _one_of_each(pipeline_spec, CHAOS)
     backlogs = {}
-    for guarantee, path in _one_of_each(pipeline_spec, CHAOS).items():
+    for guarantee, path in paths.items():
         spec = load_spec(path)
         backlogs[guarantee] = (spec, _send_backlog(bootstrap, spec))
-    pools = {g: Workers(tmp_path / f"{g}.yaml", bootstrap, tmp_path / g) for g in GUARANTEES}
+    pools = {g: Workers(path, bootstrap, tmp_path / g) for g, path in paths.items()}
     try:
         procs = []
         for pool in pools.values():
-            pool.log_dir.mkdir()
             procs += [pool.start("--steps", "double"), pool.start("--steps", "plus-one")]
         for spec, _ in backlogs.values():
             _wait_for_results(bootstrap, spec.name, 200)
@@ -284,9 +284,10 @@ def test_pipelines_answer_again_soon_after_the_broker_returns(
     then lost 15 s before giving its producer up.)"""
     broker, info = own_broker
     paths = _one_of_each(pipeline_spec, IDLE)
-    names = {g: load_spec(path).name for g, path in paths.items()}
-    for path in paths.values():
-        ensure_topics(info.bootstrap, derive_topics(load_spec(path)))
+    specs = {g: load_spec(path) for g, path in paths.items()}
+    names = {g: spec.name for g, spec in specs.items()}
+    for spec in specs.values():
+        ensure_topics(info.bootstrap, derive_topics(spec))
     w = Workers(paths["exactly_once"], info.bootstrap, tmp_path)
     http_port, grpc_port = free_port(), free_port()
     base = f"http://127.0.0.1:{http_port}"

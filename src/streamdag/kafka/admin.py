@@ -17,6 +17,8 @@ from streamdag.settings import get_settings
 
 __all__ = ["EnsureResult", "TopicSpec", "ensure_topics", "list_topics"]
 
+_DIAGNOSE_EVERY_S = 0.5  # how often list_topics looks at what librdkafka reported
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -48,7 +50,8 @@ def list_topics(kafka: KafkaConnection | str, timeout: float = 10.0) -> dict[str
     deadline = time.monotonic() + timeout
     while True:
         try:
-            metadata = admin.list_topics(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            left = deadline - time.monotonic()
+            metadata = admin.list_topics(timeout=max(0.0, min(_DIAGNOSE_EVERY_S, left)))
             return {name: len(t.partitions) for name, t in metadata.topics.items()}
         except KafkaException as exc:
             admin.poll(0)  # serves the error callbacks that tell why
