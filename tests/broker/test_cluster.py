@@ -51,8 +51,15 @@ def _admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, **QUIET})
 
 
-def _partition(bootstrap: str, topic: str) -> Any:
-    return _admin(bootstrap).list_topics(topic, timeout=10).topics[topic].partitions[0]
+def _partition(bootstrap: str, topic: str, timeout: float = 10.0) -> Any:
+    """Partition 0 of ``topic`` as the cluster's metadata has it; a topic created a moment
+    ago can be listed by a broker before its partitions are (they come in a while)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        partitions = _admin(bootstrap).list_topics(topic, timeout=10).topics[topic].partitions
+        if 0 in partitions or time.monotonic() > deadline:
+            return partitions[0]
+        time.sleep(0.2)
 
 
 def test_status_json_lists_three_running_nodes(cluster: tuple[LocalCluster, ClusterInfo]) -> None:
