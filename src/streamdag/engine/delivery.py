@@ -2,8 +2,9 @@
 
 Both guarantees commit on an interval (``commit_interval_s``, 100 ms, as Kafka Streams
 does under exactly-once), so under load one commit covers several micro-batches, and at
-once whenever the worker has nothing else to do (no new records, a model still working, a
-revocation, shutdown), so a lone request never waits for the interval.
+once whenever the worker has nothing else to do (no record fetched and none pending,
+before it waits for more; a model still working; a revocation; shutdown), so a lone
+request never waits for the interval or for the worker's idle poll.
 
 ``exactly_once`` (TransactionalDelivery), one Kafka transaction per commit, in this order:
     1. begin_transaction                    (at the first batch after a commit)
@@ -53,13 +54,21 @@ from streamdag.engine.envelope import OutRecord
 from streamdag.engine.timeouts import Deadline
 from streamdag.kafka import KafkaConnection, producer_config
 
-__all__ = ["AtLeastOnceDelivery", "Delivery", "TransactionalDelivery", "rewind"]
+__all__ = [
+    "COMMIT_INTERVAL_S",
+    "AtLeastOnceDelivery",
+    "Delivery",
+    "TransactionalDelivery",
+    "rewind",
+]
 
 log = logging.getLogger("streamdag.engine.delivery")
 
 _TIMEOUT_S = 30.0
 _HUNG_GRACE_S = 5.0  # past its own deadline, a call this late is taken as hung
 _OUTAGE_S = 300.0  # how long a worker waits for an unreachable cluster before it gives up
+# Under load, one commit per this interval covers every batch delivered in it.
+COMMIT_INTERVAL_S = 0.1
 
 
 def rewind(
@@ -162,9 +171,11 @@ def _bounded(call: Callable[[], None], seconds: float, what: str) -> None:
 class Delivery(ABC):
     """Writes batches' records and commits their offsets; see the module docstring."""
 
-    def __init__(self, consumer: Consumer, commit_interval_s: float) -> None:
+    def __init__(self, consumer: Consumer, commit_interval_s: float | None) -> None:
         self.consumer = consumer
-        self.commit_interval_s = commit_interval_s
+        self.commit_interval_s = (
+            COMMIT_INTERVAL_S if commit_interval_s is None else commit_interval_s
+        )
         self._last_commit = time.monotonic()
 
     @abstractmethod
@@ -198,7 +209,7 @@ class TransactionalDelivery(Delivery):
         kafka: KafkaConnection,
         transactional_id: str,
         *,
-        commit_interval_s: float = 0.1,
+        commit_interval_s: float | None = None,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
@@ -335,7 +346,7 @@ class AtLeastOnceDelivery(Delivery):
         kafka: KafkaConnection,
         client_id: str,
         *,
-        commit_interval_s: float = 0.1,
+        commit_interval_s: float | None = None,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:

@@ -63,6 +63,9 @@ T = TypeVar("T")
 
 # Between keep-alive polls while the model runs; far below max.poll.interval.ms.
 _KEEPALIVE_S = 1.0
+# How long an idle worker waits for records in one poll. Whatever it delivered is
+# committed before it starts waiting, so this bounds only how often the loop turns.
+_IDLE_WAIT_S = 0.25
 # Batches fetched ahead of the one being delivered: the model thread keeps working while
 # a delivery waits (a flush, a transaction commit). Uncommitted work is redone after a
 # crash or a rollback either way; this bounds how much.
@@ -283,14 +286,14 @@ class StepWorker:
             join.drop_partitions(partitions)
 
     # -- the loop ----------------------------------------------------------------------
-    def _fetch(self) -> list[Any]:
+    def _fetch(self, wait_s: float) -> list[Any]:
+        """A micro-batch: what was stashed, else what the consumer has, waiting up to
+        ``wait_s`` for a first record."""
         size = self.plan.batch.max_size
         messages = self._stash[:size]
         self._stash = self._stash[size:]
         if not messages:
-            # With a batch pending, only take what is already there: an idle wait here
-            # would delay that batch's delivery.
-            first = self.consumer.poll(0 if self._pending else 0.25)
+            first = self.consumer.poll(wait_s)
             if first is None:
                 return []
             messages = [first]
@@ -350,7 +353,17 @@ class StepWorker:
 
     def _run_once(self) -> None:
         self._measure()
-        messages = self._fetch()
+        # Only what is already there: an idle wait now would hold back the delivery of a
+        # pending batch, and the commit of one already delivered.
+        messages = self._fetch(0)
+        if not messages and not self._pending:
+            # Nothing more to do: commit what was delivered before waiting for records, so
+            # a lone request's results reach the next step now, not when the wait ends
+            # (under exactly_once the next step reads only committed records).
+            if not self.delivery.commit():
+                self._rewound()
+                return
+            messages = self._fetch(_IDLE_WAIT_S)
         # Join state belongs to the model thread while a batch is pending.
         if messages or (not self._pending and self.logic.due(time.time() * 1000)):
             metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
