@@ -77,8 +77,7 @@ def test_a_lone_request_is_not_held_back_by_the_idle_wait(
             for i in range(3):
                 _answer_s(bootstrap, spec.name, reader, f"warm-{i}", timeout=90)
             times = [
-                _answer_s(bootstrap, spec.name, reader, f"lone-{i}", timeout=60)
-                for i in range(5)
+                _answer_s(bootstrap, spec.name, reader, f"lone-{i}", timeout=60) for i in range(5)
             ]
     finally:
         reader.close()
