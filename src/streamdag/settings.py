@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         description="Seconds payload-store objects are kept at least; never less than the "
         "longest retention.ms of the streamdag.* topics.",
     )
+    payload_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a read of one payload-store object may take; a slower read "
+        "fails its request with data_loss instead of holding the worker.",
+    )
     token: SecretStr | None = Field(
         default=None,
         description="Bearer token `streamdag infer` sends (as --token).",
