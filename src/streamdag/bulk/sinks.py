@@ -115,7 +115,7 @@ def write_parquet(path: Path, chunks: Callable[[], Iterator[list[dict[str, Any]]
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schemas = [pa.Table.from_pylist(chunk).schema for chunk in chunks() if chunk]
+    schemas = [_schema(pa, chunk) for chunk in chunks() if chunk]
     schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
     part = path.with_name(f".{path.name}.part")
     if schema is None:
@@ -126,6 +126,13 @@ def write_parquet(path: Path, chunks: Callable[[], Iterator[list[dict[str, Any]]
                 if chunk:
                     writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
     part.replace(path)
+
+
+def _schema(pa: Any, chunk: list[dict[str, Any]]) -> Any:
+    """The columns and types of every row of ``chunk`` (Arrow takes a list's columns
+    from its first row)."""
+    names = list(dict.fromkeys(name for row in chunk for name in row))
+    return pa.Table.from_pylist([{n: row.get(n) for n in names} for row in chunk]).schema
 
 
 def open_sink(path: Path) -> Sink:
