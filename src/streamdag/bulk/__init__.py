@@ -9,6 +9,7 @@ rows it sent (``submitter``), so a job killed at any point resumes exactly once 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -49,7 +50,8 @@ __all__ = [
 def default_job_name(source: str, pipeline: str) -> str:
     """A job's name from its input and pipeline: the same command resumes the same job."""
     digest = hashlib.sha256(f"{Path(source).resolve()}|{pipeline}".encode()).hexdigest()
-    stem = Path(source.rstrip("/*")).stem or "input"
+    plain = [part for part in Path(source).parts if not glob.has_magic(part)]
+    stem = Path(*plain).stem if plain else "input"
     return f"{stem}-{digest[:8]}"
 
 
