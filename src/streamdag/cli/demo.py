@@ -9,6 +9,7 @@ import click
 
 from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.demo import DemoOptions, run_demo
+from streamdag.demo.example import MedicalRecords
 from streamdag.errors import StreamdagError
 from streamdag.settings import get_settings
 
@@ -36,11 +37,19 @@ __all__ = ["demo"]
     show_default=True,
     help="Requests in flight through each of REST and gRPC.",
 )
+@click.option(
+    "--notes-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Only write DOCS synthetic notes to DIR, one text file each (for streamdag submit).",
+)
 @kafka_options
 def demo(
     docs: int,
     keep: bool,
     concurrency: int,
+    notes_out: Path | None,
     bootstrap: str | None,
     kafka_config: Path | None,
 ) -> None:
@@ -49,6 +58,12 @@ def demo(
     pipeline's workers
     and a REST+gRPC gateway; send DOCS synthetic notes through both front doors; print
     results and a summary; stop everything. Exits 1 if any note failed or went unanswered."""
+    if notes_out is not None:
+        notes_out.mkdir(parents=True, exist_ok=True)
+        for doc in MedicalRecords().documents(docs):
+            (notes_out / f"{doc.id}.txt").write_text(doc.text)
+        click.echo(f"{docs} notes written to {notes_out}")
+        return
     # Lifecycle lines of the server and gateway would bury the demo's own output; -v
     # brings them back.
     if not click.get_current_context().find_root().params.get("verbose"):

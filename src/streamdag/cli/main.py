@@ -29,6 +29,8 @@ _COMMANDS = {
     "inspect": "streamdag.cli.inspect:inspect_command",
     "errors": "streamdag.cli.errors:errors",
     "payloads": "streamdag.cli.payloads:payloads",
+    "submit": "streamdag.cli.submit:submit_command",
+    "jobs": "streamdag.cli.submit:jobs",
 }
 
 

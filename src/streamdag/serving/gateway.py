@@ -60,6 +60,7 @@ from streamdag.observability import metrics, tracing
 from streamdag.payloads import PayloadStore
 from streamdag.pipeline import PipelinePlan, gateway_group
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, response_from_bytes
+from streamdag.serving.request_record import must_check_in, request_headers
 
 __all__ = ["KafkaGateway"]
 
@@ -229,10 +230,9 @@ class KafkaGateway:
         """The request's record value, and its ``streamdag-payload`` header when the value
         went to the payload store (in a thread: the store may be remote)."""
         value = request.SerializeToString()
-        if self.payloads is None:
-            return value, None
-        size = len(value) + 1024 + sum(len(k) + len(v) for k, v in headers.items())
-        if size <= min(self.payloads.inline_max_bytes, self.kafka.max_record_bytes):
+        if self.payloads is None or not must_check_in(
+            value, headers, self.payloads, self.kafka.max_record_bytes
+        ):
             return value, None
         stub, header = await asyncio.to_thread(self.payloads.check_in, request.id, value)
         return stub, header
@@ -254,21 +254,8 @@ class KafkaGateway:
         call: str,
     ) -> None:
         assert self._producer is not None
-        out: list[tuple[str, str | bytes | None]] = [
-            (k, v.encode())
-            for k, v in headers.items()
-            if k.startswith("x-") or k in (h.TRACEPARENT, h.CALLER)
-        ]
-        out += [
-            (h.REQUEST_ID, request.id.encode()),
-            (h.REQUEST_TS, str(int(time.time() * 1000)).encode()),
-            (h.CALL, call.encode()),
-        ]
-        if reply_to is not None:
-            out.append((h.REPLY_TO, str(reply_to).encode()))
         value, stub = encoded
-        if stub is not None:
-            out.append((h.PAYLOAD, stub))
+        out = request_headers(request.id, headers, call=call, reply_to=reply_to, payload=stub)
         try:
             self._producer.produce(
                 pipe.plan.inputs_topic,
