@@ -20,6 +20,11 @@ Asynchronous jobs carry no reply partition: their results land where the request
 key hash puts them, and ``job`` reads that one partition of the outputs topic, from the
 job's submission (or ``job_retention`` ago, after a restart) — a job outlives the gateway
 that took it.
+
+Two readinesses, each checked on a thread of its own: the gateway's (``ready``: Kafka
+answers a metadata probe every second and every pipeline has a reply partition here), which
+is the server's; and each pipeline's (``readiness``: every step's consumer group has a
+member, read every few seconds by ``StepWatch``), which is the pipeline's model-ready.
 """
 
 from __future__ import annotations
