@@ -16,6 +16,7 @@ from streamdag.protocol import (
     encode_response,
     read_parameters,
 )
+from streamdag.serving import PipelineReadiness
 
 PIPELINE = "echo-pipe"
 
@@ -45,6 +46,7 @@ class FakeGateway:
     stopped: bool = False
     record_limit: int = 1_000_000
     reachable: bool = True  # False plays a Kafka that does not answer
+    idle_steps: tuple[str, ...] = ()  # steps that play having no worker
 
     def pipelines(self) -> list[str]:
         return list(self.names)
@@ -54,6 +56,10 @@ class FakeGateway:
 
     def ready(self) -> bool:
         return self.reachable
+
+    def readiness(self, pipeline: str) -> PipelineReadiness:
+        reason = "; ".join(f"step {s} has no worker" for s in self.idle_steps)
+        return PipelineReadiness(not self.idle_steps, reason, {s: 0 for s in self.idle_steps})
 
     async def start(self) -> None:
         self.started = True

@@ -299,6 +299,27 @@ def test_a_gateway_that_cannot_reach_kafka_leaves_the_server_live_but_not_ready(
     assert http.get(f"/v2/models/{PIPELINE}/ready").status_code == 200
 
 
+def test_a_pipeline_with_a_step_without_worker_is_not_ready_and_says_why(
+    http: httpx.Client, stub: Any, gateway: FakeGateway
+) -> None:
+    gateway.idle_steps = ("double",)
+    try:
+        assert http.get("/v2/health/ready").status_code == 200  # the server's meaning holds
+        not_ready = http.get(f"/v2/models/{PIPELINE}/ready")
+        assert not_ready.json() == {
+            "error": f"pipeline {PIPELINE} is not ready: step double has no worker"
+        }
+        reply, call = stub.ModelReady.with_call(inference_pb2.ModelReadyRequest(name=PIPELINE))
+        assert not reply.ready
+        assert ("streamdag-not-ready", not_ready.json()["error"]) in call.trailing_metadata()
+        index = {e["name"]: e for e in http.post("/v2/repository/index", json={}).json()}
+        assert index[PIPELINE]["state"] == "UNAVAILABLE"
+        assert index[PIPELINE]["reason"] == "step double has no worker"
+    finally:
+        gateway.idle_steps = ()
+    assert http.get(f"/v2/models/{PIPELINE}/ready").status_code == 200
+
+
 def test_pipelines_are_listed_and_described(http: httpx.Client) -> None:
     assert http.get(f"/v2/models/{PIPELINE}/ready").status_code == 200
     meta = http.get(f"/v2/models/{PIPELINE}").json()

@@ -21,6 +21,7 @@ def test_public_api_is_locked() -> None:
         "KafkaGateway",
         "ModelDescription",
         "PipelineGateway",
+        "PipelineReadiness",
         "RepositoryEntry",
         "Server",
         "ServerMetadata",

@@ -142,7 +142,11 @@ class _Session:
     async def _run(self) -> DemoReport:
         gateway = KafkaGateway([self.plan], self.servers)
         server = Server(
-            DataPlane([self.plan], gateway=gateway), host="127.0.0.1", http_port=0, grpc_port=0
+            DataPlane([self.plan], gateway=gateway),
+            host="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            kafka=self.servers,  # the web view reads the demo's cluster, not the settings'
         )
         self.say("starting the gateway (REST and gRPC) ...")
         async with server:

@@ -8,7 +8,7 @@ Pipelines are reached through a ``PipelineGateway`` (request-reply over Kafka).
 from streamdag.serving.batcher import AdaptiveBatcher
 from streamdag.serving.dataplane import DataPlane, ModelDescription, ServerMetadata
 from streamdag.serving.gateway import KafkaGateway
-from streamdag.serving.gateway_api import PipelineGateway
+from streamdag.serving.gateway_api import PipelineGateway, PipelineReadiness
 from streamdag.serving.grpc import GRPC_STATUS, InferenceServicer
 from streamdag.serving.repository import RepositoryEntry
 from streamdag.serving.rest import HTTP_STATUS, create_app
@@ -23,6 +23,7 @@ __all__ = [
     "KafkaGateway",
     "ModelDescription",
     "PipelineGateway",
+    "PipelineReadiness",
     "RepositoryEntry",
     "Server",
     "ServerMetadata",

@@ -47,7 +47,7 @@ from streamdag.serving.checks import (
     check_record_size,
     check_request_id,
 )
-from streamdag.serving.gateway_api import PipelineGateway
+from streamdag.serving.gateway_api import PipelineGateway, PipelineReadiness
 from streamdag.serving.offload import run_sized
 from streamdag.serving.repository import MODEL_VERSION, ModelRepository, RepositoryEntry
 
@@ -133,10 +133,31 @@ class DataPlane:
         return list(self._plans.values())
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
+        return self.model_readiness(name, version)[0]
+
+    def model_readiness(self, name: str, version: str | None = None) -> tuple[bool, str]:
+        """Whether the model or pipeline ``name`` can serve now, and if not, why.
+
+        A pipeline is ready while the server is and every one of its steps has a worker
+        (its consumer group a member, as the gateway last saw it): without one, its
+        requests would wait in Kafka until they time out."""
         if self._is_pipeline(name):
             self._check_pipeline_version(name, version or "")
-            return self.ready()
-        return self._repository.get(name, version or "").state == "READY"
+            readiness = self.pipeline_readiness(name)
+            if readiness.ready:
+                return True, ""
+            return False, f"pipeline {name} is not ready: {readiness.reason}"
+        state = self._repository.get(name, version or "").state
+        return state == "READY", "" if state == "READY" else f"model {name} is not ready"
+
+    def pipeline_readiness(self, pipeline: str) -> PipelineReadiness:
+        """The readiness of ``pipeline``'s steps, not ready while the server is not."""
+        steps = self._gateway_for(pipeline).readiness(pipeline)
+        if not self._started:
+            return PipelineReadiness(False, "the server is starting or stopping", steps.workers)
+        if not self._gateway_for(pipeline).ready():
+            return PipelineReadiness(False, _GATEWAY_NOT_READY, steps.workers, steps.lag)
+        return steps
 
     def model_metadata(self, name: str, version: str | None = None) -> ModelDescription:
         if self._is_pipeline(name):
@@ -158,16 +179,15 @@ class DataPlane:
         )
 
     def repository_index(self, *, ready_only: bool = False) -> list[RepositoryEntry]:
-        """Every model, then every pipeline (READY while the gateway can take requests:
-        its workers run elsewhere)."""
-        if self._gateway is None or self._gateway.ready():
-            pipelines = [RepositoryEntry(p, "", "READY") for p in self.pipelines()]
-        elif ready_only:
-            pipelines = []
-        else:
-            pipelines = [
-                RepositoryEntry(p, "", "UNAVAILABLE", _GATEWAY_NOT_READY) for p in self.pipelines()
-            ]
+        """Every model, then every pipeline (READY while the gateway can take requests
+        and every step has a worker: its workers run elsewhere)."""
+        pipelines = []
+        for p in self.pipelines():
+            readiness = self.pipeline_readiness(p)
+            if readiness.ready:
+                pipelines.append(RepositoryEntry(p, "", "READY"))
+            elif not ready_only:
+                pipelines.append(RepositoryEntry(p, "", "UNAVAILABLE", readiness.reason))
         return [*self._repository.index(ready_only=ready_only), *pipelines]
 
     async def load(self, name: str) -> None:

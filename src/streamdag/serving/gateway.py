@@ -20,6 +20,11 @@ Asynchronous jobs carry no reply partition: their results land where the request
 key hash puts them, and ``job`` reads that one partition of the outputs topic, from the
 job's submission (or ``job_retention`` ago, after a restart) — a job outlives the gateway
 that took it.
+
+Two readinesses, each checked on a thread of its own: the gateway's (``ready``: Kafka
+answers a metadata probe every second and every pipeline has a reply partition here), which
+is the server's; and each pipeline's (``readiness``: every step's consumer group has a
+member, read every few seconds by ``StepWatch``), which is the pipeline's model-ready.
 """
 
 from __future__ import annotations
@@ -60,7 +65,9 @@ from streamdag.observability import metrics, tracing
 from streamdag.payloads import PayloadStore
 from streamdag.pipeline import PipelinePlan, gateway_group
 from streamdag.protocol import ModelInferRequest, ModelInferResponse, response_from_bytes
+from streamdag.serving.gateway_api import PipelineReadiness
 from streamdag.serving.request_record import must_check_in, request_headers
+from streamdag.serving.step_watch import StepWatch
 
 __all__ = ["KafkaGateway"]
 
@@ -101,6 +108,7 @@ class KafkaGateway:
         self._stopping = threading.Event()
         self._assigned = threading.Event()
         self._reachable = threading.Event()  # set while Kafka answers the probe
+        self._steps = StepWatch(plans, self.kafka)
 
     def pipelines(self) -> list[str]:
         return list(self._pipelines)
@@ -141,6 +149,11 @@ class KafkaGateway:
         if not await asyncio.to_thread(self._assigned.wait, 30.0):
             raise Unavailable("the gateway got no partitions of the outputs topics within 30 s")
         self._watch_kafka()
+        # Known before the first request or probe: the steps' workers may not run yet.
+        await asyncio.to_thread(self._steps.check)
+        threading.Thread(
+            target=self._steps.watch, args=(self._stopping,), name="gateway-steps", daemon=True
+        ).start()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -404,6 +417,11 @@ class KafkaGateway:
         """Whether pipeline requests can be taken: Kafka answered the last probe and every
         pipeline has a reply partition here. Cheap; never blocks."""
         return self._reachable.is_set() and all(p.partitions for p in self._pipelines.values())
+
+    def readiness(self, pipeline: str) -> PipelineReadiness:
+        """Whether ``pipeline``'s steps have workers, as last checked (see ``StepWatch``)."""
+        self._pipe(pipeline)
+        return self._steps.readiness(pipeline)
 
     def _watch_kafka(self) -> None:
         """Probe Kafka on a thread of its own until ``stop``; ``start`` just reached it."""

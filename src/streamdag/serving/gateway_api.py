@@ -8,11 +8,25 @@ its outputs topic. Front doors never see the gateway: they convert and call the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from streamdag.protocol import ModelInferRequest, ModelInferResponse
 
-__all__ = ["PipelineGateway"]
+__all__ = ["PipelineGateway", "PipelineReadiness"]
+
+
+@dataclass(frozen=True)
+class PipelineReadiness:
+    """Whether a pipeline's steps run, as last seen: ready while every step's consumer
+    group has a member; ``reason`` names the steps with no worker and those with records
+    waiting (empty when there is nothing to tell)."""
+
+    ready: bool
+    reason: str = ""
+    workers: Mapping[str, int] = field(default_factory=dict)  # step -> its group's members
+    lag: Mapping[str, int] = field(default_factory=dict)  # step -> records waiting
 
 
 class PipelineGateway(Protocol):
@@ -47,6 +61,17 @@ class PipelineGateway(Protocol):
         Called for every health check and pipeline request, so it must be cheap and must
         not block. While it is False the server reports not ready, the pipelines are not
         ready, and requests to them fail at once with ``Unavailable``.
+        """
+        ...
+
+    def readiness(self, pipeline: str) -> PipelineReadiness:
+        """Whether ``pipeline``'s steps have workers, as the gateway last saw them.
+
+        Called for every model-ready check of the pipeline, the repository index and the
+        web view's figures, so it must be cheap and must not block: the Kafka gateway
+        reads the steps' consumer groups on a thread of its own, every few seconds.
+        A pipeline that is not ready still takes requests: they wait in Kafka for a
+        worker, and the server stays ready (its readiness is the gateway's ``ready``).
         """
         ...
 

@@ -6,7 +6,8 @@ the call with the status from ``GRPC_STATUS`` and the error's message as details
 With tokens, ``BearerAuthInterceptor`` ends a call without valid ``authorization:
 Bearer <token>`` metadata with UNAUTHENTICATED before its message is even parsed, but
 ``ServerLive`` and ``ServerReady``; a pipeline request carries the token's name as
-``streamdag-caller``.
+``streamdag-caller``. ``ModelReady`` of a model or pipeline that is not ready tells why in
+the trailing metadata ``streamdag-not-ready`` (the REST door's error message).
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ from streamdag.serving.dataplane import DataPlane
 
 __all__ = [
     "GRPC_STATUS",
+    "NOT_READY_TRAILER",
     "BearerAuthInterceptor",
     "InferenceServicer",
     "add_servicer",
     "grpc_status",
 ]
+
+NOT_READY_TRAILER: Final = "streamdag-not-ready"
+"""The trailing metadata key of ``ModelReady`` that says why a model or pipeline is not
+ready."""
 
 GRPC_STATUS: Final[dict[str, grpc.StatusCode]] = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
@@ -88,7 +94,13 @@ class InferenceServicer:
     async def ModelReady(
         self, request: inference_pb2.ModelReadyRequest, context: Any
     ) -> inference_pb2.ModelReadyResponse:
-        ready = await _call(context, lambda: self._dp.model_ready(request.name, request.version))
+        ready, reason = await _call(
+            context, lambda: self._dp.model_readiness(request.name, request.version)
+        )
+        if reason:  # the response has no field for it
+            # Metadata values of text keys are printable ASCII.
+            text = reason.encode("ascii", "backslashreplace").decode()
+            context.set_trailing_metadata(((NOT_READY_TRAILER, text),))
         return inference_pb2.ModelReadyResponse(ready=ready)
 
     async def ServerMetadata(

@@ -129,7 +129,8 @@ def create_app(
     @app.get("/v2/models/{model}/ready")
     @app.get("/v2/models/{model}/versions/{version}/ready")
     async def model_ready(model: str, version: str = "") -> Response:
-        return _status(dp.model_ready(model, version), f"model {model} is not ready")
+        ready, reason = dp.model_readiness(model, version)
+        return _status(ready, reason)
 
     async def model_infer(request: Request) -> Response:
         model, version = request.path_params["model"], request.path_params.get("version", "")

@@ -17,7 +17,8 @@ pipeline at a time).
     GET /ui/                                   the page
     GET /ui/api/pipelines                      name, version, guarantee, partitions
     GET /ui/api/pipelines/<p>/graph            nodes (steps, topics) and edges of the DAG
-    GET /ui/api/pipelines/<p>/stats            live figures per step, error counts
+    GET /ui/api/pipelines/<p>/stats            live figures per step, error counts, and
+                                               the pipeline's readiness (workers per step)
     GET /ui/api/pipelines/<p>/errors           the latest records of the errors topic
     GET /ui/api/pipelines/<p>/requests/<id>    every record of a request (``inspect``)
 """
@@ -118,7 +119,10 @@ def ui_router(
     @router.get("/api/pipelines/{pipeline}/stats")
     async def ui_stats(pipeline: str) -> Response:
         plan_of(pipeline)
-        return JSONResponse(_figures_json(await snapshots.get(pipeline)))
+        body = _figures_json(await snapshots.get(pipeline))
+        if pipeline in dataplane.pipelines():
+            body["readiness"] = dataclasses.asdict(dataplane.pipeline_readiness(pipeline))
+        return JSONResponse(body)
 
     @router.get("/api/pipelines/{pipeline}/errors")
     async def ui_errors(pipeline: str) -> Response:

@@ -212,6 +212,7 @@
       figs.lag = line(66, "fig fig-lag", "lag –", { x: right, "text-anchor": "end" });
       figs.latency = line(83, "fig fig-latency", latency(null, null));
       figs.errors = line(100, "fig fig-errors", "errors –");
+      figs.workers = line(100, "fig fig-workers", "", { x: right, "text-anchor": "end" });
     } else {
       line(18, "name", node.label);
       line(33, "sub", clipStart(node.topic, 24));
@@ -254,16 +255,31 @@
     $("sum-window").textContent = stats.window_s === null
       ? "rates appear after the next refresh"
       : "rates over the last " + stats.window_s.toFixed(1) + " s";
-    showSteps(stats.steps);
+    const readiness = stats.readiness || null;
+    const workers = readiness ? readiness.workers : {};
+    for (const s of stats.steps) {
+      const n = workers[s.step];
+      if (n !== undefined) {
+        set(s.step, "workers", n === 0 ? "no worker" : plural(n, "worker"), n === 0 ? "bad" : null);
+      }
+    }
+    $("sum-ready").textContent = readiness === null ? "–" : readiness.ready ? "yes" : "no";
+    $("sum-ready").classList.toggle("bad", readiness !== null && !readiness.ready);
+    $("sum-reason").textContent = readiness && !readiness.ready ? readiness.reason : "";
+    $("sum-reason").hidden = !(readiness && !readiness.ready);
+    showSteps(stats.steps, workers);
     showErrors(stats.latest_errors);
   }
 
-  function showSteps(steps) {
+  function showSteps(steps, workers) {
     const body = $("steps").tBodies[0];
     body.replaceChildren();
     for (const s of steps) {
       const tr = el("tr", { "data-step": s.step });
       tr.append(el("td", {}, s.step), el("td", { class: "muted" }, s.group));
+      const n = workers[s.step];
+      tr.append(el("td", { class: "num workers" + (n === 0 ? " bad" : "") },
+        n === undefined ? "–" : String(n)));
       tr.append(el("td", { class: "num" }, s.records_per_s === null ? "–" : num(s.records_per_s)));
       tr.append(el("td", { class: "num" }, ms(s.p50_ms)), el("td", { class: "num" }, ms(s.p99_ms)));
       const parts = Object.entries(s.lag_by_partition).map(([tp, n]) => tp + ": " + n);

@@ -1,0 +1,247 @@
+"""Whether a pipeline's steps run: the members and lag of every step's consumer group.
+
+The gateway does not start a pipeline's workers; with every worker of one step stopped,
+each request would wait in Kafka for its timeout. ``StepWatch`` reads, with one
+``AdminClient``, for every step (and the output assembler) of the gateway's pipelines:
+
+    members    ``describe_consumer_groups`` of every step's group, in one request
+    committed  ``list_consumer_group_offsets`` of each group (Kafka takes one a request)
+    ends       ``list_offsets`` of every partition the steps read: the last committed
+               (read_committed) offset, and the earliest, in two requests
+
+and keeps a ``PipelineReadiness`` per pipeline that ``readiness`` hands out without
+blocking. The gateway calls ``check`` once at start and then every ``EVERY_S`` seconds on
+a thread of its own, never per request: probes and callers ask for readiness far more
+often than groups change. A worker that starts joins its group within seconds (its first
+rebalance); one that stops leaves at once (a clean close sends LeaveGroup) or when its
+session times out (a killed one).
+
+A pipeline is ready while every step's group has a member. Lag only explains: a step
+with records waiting and a worker is slow, not down. Lag counts offsets from the group's
+committed offset to the partition's last committed offset; under ``exactly_once`` a step
+writes in transactions, and a caught-up group's committed offset stops before the
+commit marker that ends the last one, so one offset per partition of those topics is
+not counted (a partition with several open transactions counts their other markers).
+
+When the groups cannot be read (Kafka does not answer, or an ACL denies Describe on the
+workers' groups), readiness falls back to the gateway's own: ready, with the reason
+saying that the steps could not be checked. A Kafka that does not answer makes the
+gateway not ready anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec: not in its stubs
+    AdminClient,
+    OffsetSpec,
+)
+
+from streamdag.errors import KafkaOperationError
+from streamdag.kafka import KafkaConnection, admin_config
+from streamdag.pipeline import PipelinePlan
+from streamdag.serving.gateway_api import PipelineReadiness
+
+__all__ = ["StepWatch", "judge", "step_lag"]
+
+log = logging.getLogger("streamdag.serving.gateway")
+
+TP = tuple[str, int]
+_NO_OFFSET = -1001  # what Kafka reports for a partition the group never committed
+_UNCHECKED = "its steps could not be checked"
+_LATEST: Any = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+_EARLIEST: Any = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+
+
+class StepWatch:
+    """The readiness of ``plans``' pipelines on the cluster ``kafka`` reaches.
+
+    ``check`` blocks on Kafka and runs on one thread at a time (the gateway's start, then
+    its watch thread); ``readiness`` may be called from any thread and never blocks.
+    """
+
+    EVERY_S = 2.0  # between two checks
+    TIMEOUT_S = 5.0  # of each admin request
+
+    def __init__(self, plans: Sequence[PipelinePlan], kafka: KafkaConnection) -> None:
+        self.kafka = kafka
+        self._plans = {plan.name: plan for plan in plans}
+        self._admin: AdminClient | None = None
+        # Replaced whole by check, read by anyone: a dict assignment is atomic.
+        self._seen: dict[str, PipelineReadiness] = {
+            name: PipelineReadiness(True, "its steps were not checked yet") for name in self._plans
+        }
+
+    def readiness(self, pipeline: str) -> PipelineReadiness:
+        return self._seen[pipeline]
+
+    def watch(self, stopping: threading.Event) -> None:
+        """Check every ``EVERY_S`` until ``stopping`` is set (the body of a thread)."""
+        while not stopping.wait(self.EVERY_S):
+            self.check()
+
+    def check(self) -> None:
+        """Read every step's group once and log what changed."""
+        try:
+            seen = self._read()
+        except KafkaOperationError as exc:
+            reason = f"{_UNCHECKED}: {exc.message}"
+            seen = {name: PipelineReadiness(True, reason) for name in self._plans}
+        for name, now in seen.items():
+            _log_change(name, self._seen[name], now)
+        self._seen = seen
+
+    def _read(self) -> dict[str, PipelineReadiness]:
+        if self._admin is None:
+            self._admin = AdminClient(admin_config(self.kafka))
+        admin = self._admin
+        nodes = [node for plan in self._plans.values() for node in plan.nodes.values()]
+        groups = list(dict.fromkeys(node.group for node in nodes))
+        tps = list(
+            dict.fromkeys(
+                (topic, p)
+                for plan in self._plans.values()
+                for node in plan.nodes.values()
+                for topic in node.source_topics
+                for p in range(plan.partitions)
+            )
+        )
+        try:
+            described = admin.describe_consumer_groups(groups, request_timeout=self.TIMEOUT_S)
+            asked = {
+                node.group: admin.list_consumer_group_offsets(
+                    [
+                        ConsumerGroupTopicPartitions(
+                            node.group,
+                            [TopicPartition(t, p) for t, p in tps if t in node.source_topics],
+                        )
+                    ],
+                    request_timeout=self.TIMEOUT_S,
+                )[node.group]
+                for node in nodes
+            }
+            ends = _offsets(admin, tps, _LATEST, self.TIMEOUT_S)
+            starts = _offsets(admin, tps, _EARLIEST, self.TIMEOUT_S)
+            members = {g: _members(f, self.TIMEOUT_S) for g, f in described.items()}
+            committed = {g: _committed(f.result(self.TIMEOUT_S)) for g, f in asked.items()}
+        except (KafkaException, TimeoutError) as exc:
+            raise KafkaOperationError(f"consumer groups on Kafka at {self.kafka}: {exc}") from exc
+        seen = {}
+        for name, plan in self._plans.items():
+            transactional = _step_topics(plan) if plan.guarantee == "exactly_once" else set()
+            lag = {
+                node.name: step_lag(
+                    [tp for tp in tps if tp[0] in node.source_topics],
+                    committed.get(node.group, {}),
+                    ends,
+                    starts,
+                    transactional,
+                )
+                for node in plan.nodes.values()
+            }
+            seen[name] = judge(plan, members, lag)
+        return seen
+
+
+def judge(
+    plan: PipelinePlan, members: Mapping[str, int], lag: Mapping[str, int]
+) -> PipelineReadiness:
+    """``plan``'s readiness from the members of each consumer group and the records
+    waiting for each step."""
+    idle = [node for node in plan.nodes.values() if members.get(node.group, 0) == 0]
+    waiting = [f"{step} {n}" for step, n in lag.items() if n > 0]
+    reasons = [f"step {node.name} has no worker (consumer group {node.group})" for node in idle]
+    if waiting:
+        reasons.append(f"records waiting: {', '.join(waiting)}")
+    return PipelineReadiness(
+        not idle,
+        "; ".join(reasons),
+        {node.name: members.get(node.group, 0) for node in plan.nodes.values()},
+        dict(lag),
+    )
+
+
+def step_lag(
+    tps: Sequence[TP],
+    committed: Mapping[TP, int],
+    ends: Mapping[TP, int],
+    starts: Mapping[TP, int],
+    transactional: set[str],
+) -> int:
+    """Records of ``tps`` past the group's ``committed`` offsets; a partition the group
+    never committed is read from its start. On a ``transactional`` topic a committed
+    offset stops before the marker of the last transaction, which is no record."""
+    total = 0
+    for tp in tps:
+        end = ends.get(tp, 0)
+        offset = committed.get(tp, _NO_OFFSET)
+        if offset < 0:
+            total += max(0, end - starts.get(tp, 0))
+        else:
+            total += max(0, end - offset - (1 if tp[0] in transactional else 0))
+    return total
+
+
+def _step_topics(plan: PipelinePlan) -> set[str]:
+    """The topics the pipeline's steps write (the inputs topic is the gateway's)."""
+    return {topic for node in plan.nodes.values() for topic in node.source_topics} - {
+        plan.inputs_topic
+    }
+
+
+def _offsets(admin: AdminClient, tps: Sequence[TP], spec: Any, timeout: float) -> dict[TP, int]:
+    if not tps:
+        return {}
+    asked = admin.list_offsets(
+        {TopicPartition(t, p): spec for t, p in tps},
+        isolation_level=IsolationLevel.READ_COMMITTED,
+        request_timeout=timeout,
+    )
+    out = {}
+    for tp, future in asked.items():
+        try:
+            out[(tp.topic, tp.partition)] = future.result(timeout).offset
+        except KafkaException:
+            continue  # a topic not created yet: nothing waits on it
+    return out
+
+
+def _members(described: Any, timeout: float) -> int:
+    try:
+        description = described.result(timeout)
+    except KafkaException as exc:
+        if exc.args[0].name() == "GROUP_ID_NOT_FOUND":  # no worker ever joined
+            return 0
+        raise
+    return len(description.members or [])
+
+
+def _committed(result: Any) -> dict[TP, int]:
+    return {
+        (tp.topic, tp.partition): tp.offset
+        for tp in result.topic_partitions or []
+        if tp.error is None
+    }
+
+
+def _log_change(pipeline: str, before: PipelineReadiness, now: PipelineReadiness) -> None:
+    """Log when the pipeline turns ready or not, or other steps lose their workers; the
+    lag alone changes every check and is left to the web view."""
+    idle_before = {s for s, n in before.workers.items() if n == 0}
+    idle_now = {s for s, n in now.workers.items() if n == 0}
+    if now.ready and not before.ready:
+        log.info("pipeline %s is ready: every step has a worker", pipeline)
+    elif not now.ready and (before.ready or idle_now != idle_before):
+        log.warning("pipeline %s is not ready: %s", pipeline, now.reason)
+    elif now.reason.startswith(_UNCHECKED) and not before.reason.startswith(_UNCHECKED):
+        log.warning("pipeline %s: %s", pipeline, now.reason)
