@@ -254,10 +254,11 @@ class KafkaGateway:
         call: str,
     ) -> None:
         assert self._producer is not None
+        # The request id is written once, from the request itself.
         out: list[tuple[str, str | bytes | None]] = [
             (k, v.encode())
             for k, v in headers.items()
-            if k.startswith("x-") or k in (h.TRACEPARENT, h.CALLER)
+            if (k.startswith("x-") and k != h.REQUEST_ID) or k in (h.TRACEPARENT, h.CALLER)
         ]
         out += [
             (h.REQUEST_ID, request.id.encode()),

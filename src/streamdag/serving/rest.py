@@ -38,6 +38,7 @@ from streamdag.errors import (
 )
 from streamdag.kafka import KafkaConnection
 from streamdag.kafka.headers import REQUEST_ID, forwarded
+from streamdag.payloads import PayloadStore
 from streamdag.protocol import Array, ModelInferRequest, ModelInferResponse, error_body
 from streamdag.serving.auth import Tokens
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
@@ -89,13 +90,15 @@ def create_app(
     tokens: Tokens | None = None,
     open_metrics: bool = False,
     open_ui: bool = False,
+    payloads: PayloadStore | None = None,
 ) -> FastAPI:
     """The FastAPI application of the REST front door over ``dataplane``; the web view reads
     the pipelines' topics through ``kafka`` (default: the ``STREAMDAG_*`` settings).
     Repository load and unload answer 403 unless ``allow_repository_changes`` (default:
     ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``); the repository index is always open.
     With ``tokens`` every route but the health routes needs one (``BearerAuth``);
-    ``open_metrics`` and ``open_ui`` also leave ``/metrics`` and ``/ui`` open."""
+    ``open_metrics`` and ``open_ui`` also leave ``/metrics`` and ``/ui`` open. The web view
+    reads values kept in the payload store ``payloads``."""
     settings = get_settings()
     limit = max_body_bytes or settings.serve_max_body_bytes
     if allow_repository_changes is None:
@@ -200,7 +203,7 @@ def create_app(
         await dp.unload(model)
         return Response(status_code=200)
 
-    app.include_router(ui_router(dp, kafka=kafka))
+    app.include_router(ui_router(dp, kafka=kafka, payloads=payloads))
     if tokens is not None:
         app.add_middleware(BearerAuth, tokens=tokens, open_metrics=open_metrics, open_ui=open_ui)
     app.add_exception_handler(StreamdagError, _on_streamdag_error)

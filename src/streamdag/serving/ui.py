@@ -45,6 +45,7 @@ from streamdag.kafka import KafkaConnection
 from streamdag.observability.inspect import trace_request
 from streamdag.observability.live import LiveStats, PipelineFigures
 from streamdag.observability.scan import parse_since
+from streamdag.payloads import PayloadStore
 from streamdag.pipeline import NodeKind, PipelinePlan, PlanNode
 from streamdag.pipeline.spec import PIPELINE_SOURCE
 from streamdag.serving.dataplane import DataPlane
@@ -69,10 +70,12 @@ def ui_router(
     dataplane: DataPlane,
     *,
     kafka: KafkaConnection | str | None = None,
+    payloads: PayloadStore | None = None,
     refresh_s: float = 1.5,
 ) -> APIRouter:
     """The ``/ui`` routes over the pipelines of ``dataplane``, read from Kafka at
-    ``kafka`` (default: the ``STREAMDAG_*`` settings)."""
+    ``kafka`` (default: the ``STREAMDAG_*`` settings); a request search shows the tensors
+    of records whose values are in ``payloads`` (the store the gateway writes to)."""
     kafka_conn = KafkaConnection.from_settings() if kafka is None else KafkaConnection.of(kafka)
     plans = {plan.name: plan for plan in dataplane.plans()}
     scans = ScanPool(SCAN_THREADS, name="streamdag-ui")
@@ -156,6 +159,7 @@ def ui_router(
                 request_id,
                 since_ms=since_ms,
                 timeout=_SEARCH_TIMEOUT_S,
+                payloads=payloads,
             )
         except KafkaOperationError as exc:
             raise Unavailable(exc.message) from exc
