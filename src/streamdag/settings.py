@@ -67,6 +67,17 @@ class Settings(BaseSettings):
         description="Largest REST body or gRPC message `streamdag serve` accepts (413 / "
         "RESOURCE_EXHAUSTED beyond it).",
     )
+    serve_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a REST caller has to send a request's headers, from the "
+        "connection or the request's first byte (then 408 and the connection is closed).",
+    )
+    serve_max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Largest request line and headers of a REST request (431 beyond it).",
+    )
     serve_shutdown_grace_s: float = Field(
         default=10.0,
         ge=0,

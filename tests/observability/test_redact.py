@@ -64,6 +64,14 @@ def test_public_names() -> None:
         "x-client-secret",
         "x-db-password",
         "x-idempotency-key",
+        "x-auth",
+        "x-auth-user",
+        "x-credential",
+        "x-aws-credentials",
+        "x-passwd",
+        "x-passphrase",
+        "x-session-id",
+        "x-hub-signature",
     ],
 )
 def test_credentials_are_sensitive(name: str) -> None:

@@ -88,7 +88,9 @@ class FakeGateway:
         self.jobs[request.id] = [request, 0]
         return request.id
 
-    async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
+    async def job(
+        self, pipeline: str, request_id: str, *, caller: str | None = None
+    ) -> ModelInferResponse | None:
         if request_id not in self.jobs:
             raise NotFound(f"job {request_id} of pipeline {pipeline} not found")
         entry = self.jobs[request_id]

@@ -22,7 +22,7 @@ from streamdag.observability.records import shown_headers
 from streamdag.pipeline import PipelineSpec
 from streamdag.protocol import inference_pb2, inference_pb2_grpc
 from streamdag.serving import Server
-from streamdag.serving.auth import Tokens
+from streamdag.serving.auth import Caller, Tokens
 from streamdag.serving.rest import BearerAuth
 
 from .fake_gateway import PIPELINE, FakeGateway
@@ -53,10 +53,22 @@ def test_a_token_file_names_its_tokens(tmp_path: Path) -> None:
     assert "alice-secret-1" not in repr(vars(tokens))
 
 
+def test_a_token_marked_admin_is_an_administrators(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("alice: alice-secret-1\nops: ops-secret-9   admin\n")
+    tokens = Tokens.from_file(path)
+    assert tokens.caller("Bearer ops-secret-9") == "ops"  # the mark is not in the token
+    assert tokens.identify("Bearer ops-secret-9") == Caller("ops", admin=True)
+    assert tokens.identify("Bearer alice-secret-1") == Caller("alice", admin=False)
+    with pytest.raises(ConfigError, match="administrator 'bob' has no token"):
+        Tokens({"alice": "a-1"}, admins=["bob"])
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("alice: one\njust-a-token\n", "tokens:2: expected `name: token`"),
+        ("ops: secret root\n", "tokens:1: the token of 'ops' holds spaces, or is followed"),
         ("alice: one\n# c\nalice: two\n", "tokens:3: name 'alice' is already used on line 1"),
         ("alice:\n", "tokens:1: the token of 'alice' is empty"),
         (": secret\n", "tokens:1: the name is empty"),

@@ -1,14 +1,17 @@
 """Bearer tokens in front of a pipeline on the real broker: unmodified tritonclient without
 a token, with a wrong one and with a valid one on both doors; only the valid requests reach
 the inputs topic, and the caller's name travels with each request to its results and to
-the errors topic."""
+the errors topic. A job's result and the web view's request search are the submitter's
+alone, or an administrator's; a job id never finds a synchronous call's answer."""
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
@@ -108,3 +111,102 @@ def test_only_callers_with_a_token_reach_the_pipeline_and_are_named(
     assert [(key.decode(), get_header(h, CALLER)) for key, _, h in failures if key] == [
         ("http-13", "radiology")
     ]
+
+
+def poll_job(url: str, headers: dict[str, str]) -> httpx.Response:
+    """The job's answer once it is not pending (202) any more."""
+    for _ in range(100):
+        answer = httpx.get(url, headers=headers, timeout=30)
+        if answer.status_code != 202:
+            return answer
+        time.sleep(0.2)
+    return answer
+
+
+def job_body(rid: str, x: float) -> dict[str, object]:
+    return {"id": rid, "inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [x]}]}
+
+
+def test_a_job_result_and_the_request_search_are_the_submitters_alone(
+    bootstrap: str, spec: PipelineSpec
+) -> None:
+    radiology, billing = bearer("r-token-1"), bearer("b-token-2")
+    plan = compile_plan(spec)
+    with run_pipeline(spec, bootstrap):
+        with running_server(
+            [spec], KafkaGateway([plan], bootstrap), auth_tokens=TOKENS, kafka=bootstrap
+        ) as server:
+            base = f"http://127.0.0.1:{server.http_port}"
+            jobs = f"{base}/v2/pipelines/{spec.name}/jobs"
+            submitted = httpx.post(jobs, json=job_body("scan-7", 3.0), headers=radiology)
+            assert submitted.status_code == 202, submitted.text
+            mine = poll_job(f"{jobs}/scan-7", radiology)
+            assert mine.status_code == 200 and mine.json()["outputs"][0]["data"] == [7.0]
+            # Another token holder who knows (or guesses) the id learns nothing of it.
+            theirs = httpx.get(f"{jobs}/scan-7", headers=billing, timeout=30)
+            assert theirs.status_code == 404
+            assert theirs.json()["error"] == f"no job scan-7 in pipeline {spec.name}"
+            # Nor through the web view: searching requests is for administrators.
+            ui = f"{base}/ui/api/pipelines/{spec.name}"
+            for headers in (radiology, billing):
+                search = httpx.get(f"{ui}/requests/scan-7", headers=headers, timeout=60)
+                assert search.status_code == 403, search.text
+                assert "administrators" in search.json()["error"]
+        # A gateway that did not take the job (a restart) keeps it the submitter's.
+        with running_server(
+            [spec], KafkaGateway([plan], bootstrap), auth_tokens=TOKENS
+        ) as restarted:
+            jobs = f"http://127.0.0.1:{restarted.http_port}/v2/pipelines/{spec.name}/jobs"
+            assert httpx.get(f"{jobs}/scan-7", headers=billing, timeout=30).status_code == 404
+            again = poll_job(f"{jobs}/scan-7", radiology)
+            assert again.status_code == 200 and again.json()["outputs"][0]["data"] == [7.0]
+
+
+def test_a_job_id_never_returns_a_synchronous_answer_even_after_a_restart(
+    bootstrap: str, spec: PipelineSpec
+) -> None:
+    plan = compile_plan(spec)
+    with run_pipeline(spec, bootstrap):
+        for _ in range(2):  # the gateway that answered, then one that never saw the call
+            with running_server([spec], KafkaGateway([plan], bootstrap)) as server:
+                base = f"http://127.0.0.1:{server.http_port}/v2/pipelines/{spec.name}"
+                answer = httpx.post(f"{base}/infer", json=job_body("sync-1", 1.0), timeout=30)
+                assert answer.status_code == 200, answer.text
+                job = httpx.get(f"{base}/jobs/sync-1", timeout=30)
+                assert job.status_code == 404, job.text
+
+
+def test_an_administrator_reads_every_job_and_searches_requests(
+    bootstrap: str, spec: PipelineSpec, tmp_path: Path
+) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("radiology: r-token-1\nops: o-token-3 admin\n")
+    tokens = Tokens.from_file(path)
+    assert [tokens.is_admin(name) for name in tokens.names()] == [False, True]
+    ops, radiology = bearer("o-token-3"), bearer("r-token-1")
+    plan = compile_plan(spec)
+    with run_pipeline(spec, bootstrap):
+        with running_server(
+            [spec], KafkaGateway([plan], bootstrap), auth_tokens=tokens, kafka=bootstrap
+        ) as server:
+            base = f"http://127.0.0.1:{server.http_port}"
+            jobs = f"{base}/v2/pipelines/{spec.name}/jobs"
+            submitted = httpx.post(
+                jobs, json=job_body("scan-8", 4.0), headers={**radiology, "x-tenant": "acme"}
+            )
+            assert submitted.status_code == 202, submitted.text
+            answer = poll_job(f"{jobs}/scan-8", ops)
+            assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [9.0]
+            search = httpx.get(
+                f"{base}/ui/api/pipelines/{spec.name}/requests/scan-8", headers=ops, timeout=60
+            )
+            assert search.status_code == 200, search.text
+            first = search.json()["hops"][0]
+            assert first["headers"]["streamdag-caller"] == "radiology"
+            assert first["headers"]["x-tenant"] == "acme"
+        with running_server(
+            [spec], KafkaGateway([plan], bootstrap), auth_tokens=tokens
+        ) as restarted:
+            jobs = f"http://127.0.0.1:{restarted.http_port}/v2/pipelines/{spec.name}/jobs"
+            again = poll_job(f"{jobs}/scan-8", ops)
+            assert again.status_code == 200 and again.json()["outputs"][0]["data"] == [9.0]

@@ -24,8 +24,12 @@ CREDENTIALS = {
     "x-api-key": "s3cret",
     "authorization": "Bearer abc",
     "x-auth-token": "tok-7f3a9",
+    # Names without "authorization", "token" or "password" in them.
+    "x-auth": "auth-c0ffee",
+    "x-credential": "cred-b4d",
+    "x-passwd": "pw-f00d",
 }
-SECRETS = ["s3cret", "Bearer abc", "tok-7f3a9"]
+SECRETS = ["s3cret", "Bearer abc", "tok-7f3a9", "auth-c0ffee", "cred-b4d", "pw-f00d"]
 
 
 def cli(*args: str) -> str:
@@ -84,7 +88,8 @@ def test_no_view_shows_a_credential(
     # The headers are there, their values hidden; the others are shown as they are.
     hops = shown["search ok"].json()["hops"]
     assert hops[0]["headers"]["x-api-key"] == "[redacted]"
-    assert hops[0]["headers"]["x-auth-token"] == "[redacted]"
+    for name in ("x-auth-token", "x-auth", "x-credential", "x-passwd"):
+        assert hops[0]["headers"][name] == "[redacted]", name
     assert hops[0]["headers"]["x-tenant"] == "acme"
     assert hops[0]["headers"]["x-request-id"] == ok
     [latest] = shown["errors"].json()["latest"]

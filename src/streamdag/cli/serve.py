@@ -115,7 +115,9 @@ def serve(
     tls = TlsFiles.from_settings(cert=tls_cert, key=tls_key, client_ca=tls_client_ca)
     plans = [compile_plan(load_spec(path)) for path in spec_files]
     kafka = resolve_kafka(bootstrap, kafka_config)
-    gateway = build_gateway(plans, kafka, payloads=store_from_settings(payload_store))
+    # One store for the gateway, which writes to it, and the web view, which reads it.
+    payloads = store_from_settings(payload_store)
+    gateway = build_gateway(plans, kafka, payloads=payloads)
     configure_tracing("streamdag-serve")
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
@@ -133,6 +135,7 @@ def serve(
                     open_metrics=open_metrics or None,
                     open_ui=open_ui or None,
                     tls=tls,
+                    payloads=payloads,
                 )
             )
     finally:

@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from streamdag.errors import InvalidInput
+
 __all__ = [
     "ATTEMPT",
     "CALL",
@@ -24,6 +26,7 @@ __all__ = [
     "REPLY_TO",
     "REQUEST_ID",
     "REQUEST_TS",
+    "RESERVED_PREFIX",
     "SKIPPED",
     "STEP",
     "TRACEPARENT",
@@ -58,6 +61,8 @@ CALL = "streamdag-call"
 # The name of the token a request was sent with (``streamdag serve --auth-tokens``); only
 # the front door sets it, after checking the token, and every step carries it on.
 CALLER = "streamdag-caller"
+# No caller's header may start with this: it would read as one of streamdag's own.
+RESERVED_PREFIX = "x-streamdag-"
 
 # On a record whose value is a stub: where the real value is, as JSON (url, size,
 # sha256). Each record that holds a stub has its own; steps never carry it forward.
@@ -90,8 +95,20 @@ def forwarded(
 ) -> dict[str, str]:
     """What a front door hands on with a pipeline request: the caller's ``x-*`` and
     ``traceparent`` headers, the request id, and the authenticated caller's name (never
-    one the caller sent: ``streamdag-caller`` is not among the headers taken)."""
-    headers = {k: v for k, v in caller_headers if k.startswith("x-") or k == TRACEPARENT}
+    one the caller sent: ``streamdag-caller`` is not among the headers taken).
+
+    A caller's header named ``x-streamdag-*`` is refused (``InvalidInput``): shown beside
+    streamdag's own ``streamdag-*`` headers, ``x-streamdag-caller: admin`` would pass for
+    what the door vouches for."""
+    headers: dict[str, str] = {}
+    for k, v in caller_headers:
+        if k.lower().startswith(RESERVED_PREFIX):
+            raise InvalidInput(
+                f"header {k}: names starting with {RESERVED_PREFIX} are kept for streamdag; "
+                "rename it"
+            )
+        if k.startswith("x-") or k == TRACEPARENT:
+            headers[k] = v
     headers[REQUEST_ID] = request_id
     if caller is not None:
         headers[CALLER] = caller

@@ -28,13 +28,16 @@ __all__ = ["DEFAULT_PATTERNS", "REDACTED", "is_sensitive", "redact_headers"]
 
 REDACTED = "[redacted]"
 DEFAULT_PATTERNS: tuple[str, ...] = (
-    "*authorization*",  # authorization, proxy-authorization, x-authorization
+    "*auth*",  # authorization, proxy-authorization, x-auth, x-auth-user
     "*cookie*",
     "x-api-key",  # also matched by *key*; named because it is the common one
     "*token*",
     "*secret*",
     "*key*",
-    "*password*",
+    "*pass*",  # password, passwd, passphrase, x-pass
+    "*cred*",  # credential(s), x-cred
+    "*session*",
+    "*signature*",
 )
 
 

@@ -270,10 +270,14 @@ class DataPlane:
         _check_ready(pipeline, gateway)
         return await _guard(pipeline, gateway.submit(pipeline, request, headers=forwarded))
 
-    async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
-        """A job's reply, or None while it runs; a failed job raises its error."""
+    async def job(
+        self, pipeline: str, request_id: str, *, caller: str | None = None
+    ) -> ModelInferResponse | None:
+        """A job's reply, or None while it runs; a failed job raises its error. With
+        ``caller`` only a job that caller submitted is found (see ``PipelineGateway.job``)."""
         check_request_id(request_id)
-        return await _guard(pipeline, self._gateway_for(pipeline).job(pipeline, request_id))
+        gateway = self._gateway_for(pipeline)
+        return await _guard(pipeline, gateway.job(pipeline, request_id, caller=caller))
 
     async def _check_pipeline_request(
         self,

@@ -19,7 +19,10 @@ from the store off the event loop before it is decoded.
 Asynchronous jobs carry no reply partition: their results land where the request id's
 key hash puts them, and ``job`` reads that one partition of the outputs topic, from the
 job's submission (or ``job_retention`` ago, after a restart) — a job outlives the gateway
-that took it.
+that took it. A job's call token starts with ``job-``, so a job id finds only a job's
+result, never the answer of a synchronous call with the same id, however long ago it was
+submitted; and, asked for a caller, only a result whose ``streamdag-caller`` (which the
+door sets and every step carries) names that caller.
 
 Two readinesses, each checked on a thread of its own: the gateway's (``ready``: Kafka
 answers a metadata probe every second and every pipeline has a reply partition here), which
@@ -36,7 +39,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +77,8 @@ __all__ = ["KafkaGateway"]
 log = logging.getLogger("streamdag.serving.gateway")
 
 Reply = tuple[ModelInferResponse, dict[str, str]]
+# The start of a job's call token (``streamdag-call``); a synchronous call's is hex alone.
+JOB_CALL_PREFIX = "job-"
 
 
 @dataclass
@@ -82,8 +87,9 @@ class _Pipeline:
     partitions: list[int] = field(default_factory=list)  # outputs partitions we own
     turn: itertools.count[int] = field(default_factory=itertools.count)
     waiting: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)  # by call
-    # job id -> (submit time, call token) of its latest submission
-    submitted: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # job id -> caller (None: no tokens) -> (submit time, call token) of its latest
+    # submission through this gateway
+    submitted: dict[str, dict[str | None, tuple[float, str]]] = field(default_factory=dict)
 
 
 class KafkaGateway:
@@ -328,8 +334,9 @@ class KafkaGateway:
         self, pipeline: str, request: ModelInferRequest, *, headers: dict[str, str]
     ) -> str:
         pipe = self._pipe(pipeline)
-        call = uuid.uuid4().hex
-        pipe.submitted[request.id] = (time.time(), call)
+        call = JOB_CALL_PREFIX + uuid.uuid4().hex
+        by_caller = pipe.submitted.setdefault(request.id, {})
+        by_caller[headers.get(h.CALLER)] = (time.time(), call)
         span, headers = _traced(pipeline, request.id, headers)
         self._produce(pipe, request, await self._encode(request, headers), headers, None, call)
         if span is not None:
@@ -342,13 +349,23 @@ class KafkaGateway:
         if self._producer.flush(10.0):
             raise Unavailable("the request could not be written to Kafka within 10 s")
 
-    async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
+    async def job(
+        self, pipeline: str, request_id: str, *, caller: str | None = None
+    ) -> ModelInferResponse | None:
         pipe = self._pipe(pipeline)
-        since, call = pipe.submitted.get(request_id, (time.time() - self.job_retention_s, None))
-        found = await asyncio.to_thread(self._find_reply, pipe, request_id, since, call)
+        submissions = pipe.submitted.get(request_id, {})
+        latest = (
+            max(submissions.values(), default=None) if caller is None else submissions.get(caller)
+        )
+        if latest is not None:
+            since, call = latest
+            match = _of_call(call)
+        else:  # taken by another gateway, or before a restart
+            since, match = time.time() - self.job_retention_s, _of_job(caller)
+        found = await asyncio.to_thread(self._find_reply, pipe, request_id, since, match)
         if found is None:
-            if request_id in pipe.submitted or await asyncio.to_thread(
-                self._was_submitted, pipe, request_id, since
+            if latest is not None or await asyncio.to_thread(
+                self._was_submitted, pipe, request_id, since, match
             ):
                 return None
             raise NotFound(f"no job {request_id} in pipeline {pipeline}")
@@ -358,10 +375,8 @@ class KafkaGateway:
         response, _ = _decode(value, headers)
         return response
 
-    def _scan(
-        self, topic: str, key: bytes, partitions: int, since: float, call: str | None = None
-    ) -> Any:
-        """The last record with ``key`` (and of ``call``, if given) in its partition of
+    def _scan(self, topic: str, key: bytes, partitions: int, since: float, match: _Match) -> Any:
+        """The last record with ``key`` whose headers ``match`` in its partition of
         ``topic`` since ``since``."""
         partition = partition_for(key, partitions)
         extra: dict[str, Any] = {"enable.partition.eof": True}
@@ -381,24 +396,21 @@ class KafkaGateway:
                     continue
                 if msg.error() is not None:
                     break  # end of the partition
-                if msg.key() == key and (
-                    call is None or h.get_header(msg.headers(), h.CALL) == call
-                ):
+                if msg.key() == key and match(msg.headers()):
                     found = (msg.value(), msg.headers())
             return found
         finally:
             consumer.close()
 
-    def _find_reply(self, pipe: _Pipeline, request_id: str, since: float, call: str | None) -> Any:
+    def _find_reply(self, pipe: _Pipeline, request_id: str, since: float, match: _Match) -> Any:
         return self._scan(
-            pipe.plan.outputs_topic, request_id.encode(), pipe.plan.partitions, since, call
+            pipe.plan.outputs_topic, request_id.encode(), pipe.plan.partitions, since, match
         )
 
-    def _was_submitted(self, pipe: _Pipeline, request_id: str, since: float) -> bool:
-        return (
-            self._scan(pipe.plan.inputs_topic, request_id.encode(), pipe.plan.partitions, since)
-            is not None
-        )
+    def _was_submitted(self, pipe: _Pipeline, request_id: str, since: float, match: _Match) -> bool:
+        key = request_id.encode()
+        found = self._scan(pipe.plan.inputs_topic, key, pipe.plan.partitions, since, match)
+        return found is not None
 
     def max_record_bytes(self) -> int:
         """The largest request the gateway can send: the producer's ``message.max.bytes``
@@ -459,6 +471,26 @@ class KafkaGateway:
             if any(p.leader < 0 for p in found.partitions.values()):
                 return f"topic {topic} has a partition without a leader"
         return None
+
+
+_Match = Callable[[Any], bool]  # over a record's headers
+
+
+def _of_call(call: str) -> _Match:
+    """Records of one call."""
+    return lambda headers: h.get_header(headers, h.CALL) == call
+
+
+def _of_job(caller: str | None) -> _Match:
+    """Records of any job (of ``caller``'s jobs, if given): never a synchronous call's."""
+
+    def match(headers: Any) -> bool:
+        call = h.get_header(headers, h.CALL) or ""
+        if not call.startswith(JOB_CALL_PREFIX):
+            return False
+        return caller is None or h.get_header(headers, h.CALLER) == caller
+
+    return match
 
 
 def _traced(pipeline: str, rid: str, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:

@@ -119,10 +119,17 @@ class PipelineGateway(Protocol):
         """
         ...
 
-    async def job(self, pipeline: str, request_id: str) -> ModelInferResponse | None:
+    async def job(
+        self, pipeline: str, request_id: str, *, caller: str | None = None
+    ) -> ModelInferResponse | None:
         """The reply of a submitted job, or None while it is still running.
 
-        Raises the reply's error if the job failed, and a ``NotFound`` error if the id is
-        unknown or its result expired.
+        Only a job's result is ever returned, never the answer of a request made by
+        ``infer`` or written to the inputs topic by other means, even with the same id.
+        With ``caller`` (a token's name) only a job submitted with that name in
+        ``streamdag-caller`` counts: another caller's job of the same id is as unknown as
+        one never submitted. None (a server without tokens, or an administrator) reads any
+        caller's. Raises the reply's error if the job failed, and a ``NotFound`` error if
+        the id is unknown, someone else's or its result expired.
         """
         ...

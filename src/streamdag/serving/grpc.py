@@ -127,13 +127,13 @@ class InferenceServicer:
         metadata = _metadata(context)
         # The request id is the message's id, else the x-request-id metadata, else new.
         request.id = request.id or metadata.get(REQUEST_ID) or uuid.uuid4().hex
-        # Only the interceptor names the caller, never the caller's own metadata.
-        headers = forwarded(metadata.items(), request.id, _caller.get())
         # Metadata values are ASCII; an id that is not stays in the message only, and one
         # over the limit (refused) is not echoed: the trailer would exceed the client's cap.
         echo = len(request.id) <= MAX_REQUEST_ID_LENGTH and _sendable(REQUEST_ID, request.id)
         trailing = ((REQUEST_ID, request.id),) if echo else ()
         try:
+            # Only the interceptor names the caller, never the caller's own metadata.
+            headers = forwarded(metadata.items(), request.id, _caller.get())
             response, reply = await self._dp.infer_with_headers(
                 request, timeout=context.time_remaining(), headers=headers
             )

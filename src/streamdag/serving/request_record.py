@@ -43,10 +43,11 @@ def request_headers(
     """The headers of a request record: the caller's ``x-*``, ``traceparent`` and
     ``streamdag-caller``, then the request id, the time, the call token, the reply
     partition (only for a caller that waits on one) and the claim check's header."""
+    # The request id is written once, from the request itself.
     out: list[tuple[str, str | bytes | None]] = [
         (k, v.encode())
         for k, v in headers.items()
-        if k.startswith("x-") or k in (h.TRACEPARENT, h.CALLER)
+        if (k.startswith("x-") and k != h.REQUEST_ID) or k in (h.TRACEPARENT, h.CALLER)
     ]
     out += [
         (h.REQUEST_ID, request_id.encode()),

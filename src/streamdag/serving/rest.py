@@ -4,7 +4,8 @@ Each route converts the HTTP request, calls the ``DataPlane`` and converts the a
 errors become OIP bodies ``{"error": "..."}`` with the status from ``HTTP_STATUS``.
 With tokens, ``BearerAuth`` answers 401 before any route runs to a request without a
 valid ``Authorization: Bearer <token>``, but on the health routes (and ``/metrics`` and
-``/ui`` when opened); a pipeline request carries the token's name as ``streamdag-caller``.
+``/ui`` when opened); a pipeline request carries the token's name as ``streamdag-caller``,
+and a job's result goes only to the name that submitted it, or to an administrator.
 A model failure is 500, as Triton, MLServer and KServe answer it: the request was
 valid, the server failed to serve it (422 would tell the caller to fix the request).
 """
@@ -12,6 +13,7 @@ valid, the server failed to serve it (422 would tell the caller to fix the reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 import zlib
@@ -38,8 +40,9 @@ from streamdag.errors import (
 )
 from streamdag.kafka import KafkaConnection
 from streamdag.kafka.headers import REQUEST_ID, forwarded
+from streamdag.payloads import PayloadStore
 from streamdag.protocol import Array, ModelInferRequest, ModelInferResponse, error_body
-from streamdag.serving.auth import Tokens
+from streamdag.serving.auth import CALLER_STATE, Caller, Tokens
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane, ModelDescription
 from streamdag.serving.offload import run_sized
@@ -89,13 +92,16 @@ def create_app(
     tokens: Tokens | None = None,
     open_metrics: bool = False,
     open_ui: bool = False,
+    payloads: PayloadStore | None = None,
 ) -> FastAPI:
     """The FastAPI application of the REST front door over ``dataplane``; the web view reads
     the pipelines' topics through ``kafka`` (default: the ``STREAMDAG_*`` settings).
     Repository load and unload answer 403 unless ``allow_repository_changes`` (default:
     ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``); the repository index is always open.
     With ``tokens`` every route but the health routes needs one (``BearerAuth``);
-    ``open_metrics`` and ``open_ui`` also leave ``/metrics`` and ``/ui`` open."""
+    ``open_metrics`` and ``open_ui`` also leave ``/metrics`` and ``/ui`` open, and a job's
+    result goes only to its submitter or an administrator. The web view reads values kept
+    in the payload store ``payloads``."""
     settings = get_settings()
     limit = max_body_bytes or settings.serve_max_body_bytes
     if allow_repository_changes is None:
@@ -170,7 +176,7 @@ def create_app(
     @app.get("/v2/pipelines/{pipeline}/jobs/{job}")
     async def pipeline_job(request: Request, pipeline: str, job: str) -> Response:
         request.state.request_id = job
-        result = await dp.job(pipeline, job)
+        result = await dp.job(pipeline, job, caller=_job_reader(request, tokens))
         if result is None:
             return _json({"status": "pending"}, 202, _id_header(job))
         content, _ = await _render(result, OutputForm())
@@ -201,7 +207,7 @@ def create_app(
         await dp.unload(model)
         return Response(status_code=200)
 
-    app.include_router(ui_router(dp, kafka=kafka))
+    app.include_router(ui_router(dp, kafka=kafka, payloads=payloads, restricted=tokens is not None))
     if tokens is not None:
         app.add_middleware(BearerAuth, tokens=tokens, open_metrics=open_metrics, open_ui=open_ui)
     app.add_exception_handler(StreamdagError, _on_streamdag_error)
@@ -214,8 +220,9 @@ class BearerAuth:
     """ASGI middleware: a request needs ``Authorization: Bearer <token>`` with a token of
     ``tokens``, else it is answered 401 with an OIP error body and ``WWW-Authenticate:
     Bearer``, and no route runs. The health routes are always open, ``/metrics`` and the
-    web view (``/ui``) when ``open_metrics`` and ``open_ui``. The token's name is left in
-    the request's state for ``_forwarded``."""
+    web view (``/ui``) when ``open_metrics`` and ``open_ui``. The token's ``Caller`` is
+    left in the request's state for the routes (on an open route, when a valid token came
+    all the same)."""
 
     def __init__(
         self, app: ASGIApp, *, tokens: Tokens, open_metrics: bool = False, open_ui: bool = False
@@ -226,11 +233,20 @@ class BearerAuth:
         self.open_ui = open_ui
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or self._is_open(scope["path"]):
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization")
+        if self._is_open(scope["path"]):
+            # Open to all, but an administrator's token still opens what is theirs alone.
+            if authorization:
+                with contextlib.suppress(Unauthenticated):
+                    caller = self.tokens.identify(authorization)
+                    scope.setdefault("state", {})[CALLER_STATE] = caller
             await self.app(scope, receive, send)
             return
         try:
-            caller = self.tokens.caller(Headers(scope=scope).get("authorization"))
+            caller = self.tokens.identify(authorization)
         except Unauthenticated as exc:
             if scope["type"] == "http":
                 headers = {"www-authenticate": "Bearer"}
@@ -239,7 +255,7 @@ class BearerAuth:
                 refusal = WebSocketClose(code=status.WS_1008_POLICY_VIOLATION)
             await refusal(scope, receive, send)
             return
-        scope.setdefault("state", {})[_CALLER_STATE] = caller
+        scope.setdefault("state", {})[CALLER_STATE] = caller
         await self.app(scope, receive, send)
 
     def _is_open(self, path: str) -> bool:
@@ -248,9 +264,6 @@ class BearerAuth:
         if path == "/metrics":
             return self.open_metrics
         return self.open_ui and (path == "/ui" or path.startswith("/ui/"))
-
-
-_CALLER_STATE = "streamdag_caller"
 
 
 async def _read_infer(
@@ -320,8 +333,20 @@ async def _render(response: ModelInferResponse, form: OutputForm) -> tuple[bytes
 def _forwarded(request: Request) -> dict[str, str]:
     """The caller's headers that travel with a request through a pipeline, and the name of
     the caller's token; a ``streamdag-caller`` header the caller sent is dropped."""
-    caller = getattr(request.state, _CALLER_STATE, None)
-    return forwarded(request.headers.items(), request.state.request_id, caller)
+    caller: Caller | None = getattr(request.state, CALLER_STATE, None)
+    name = caller.name if caller is not None else None
+    return forwarded(request.headers.items(), request.state.request_id, name)
+
+
+def _job_reader(request: Request, tokens: Tokens | None) -> str | None:
+    """Whose jobs the caller may read: its own name; None (anyone's) for an administrator
+    or on a server that checks no tokens."""
+    if tokens is None:
+        return None
+    caller: Caller | None = getattr(request.state, CALLER_STATE, None)
+    if caller is None:  # BearerAuth lets no unnamed caller reach a job
+        raise Unauthenticated("this server needs a token: send `authorization: Bearer <token>`")
+    return None if caller.admin else caller.name
 
 
 def _infer_reply(

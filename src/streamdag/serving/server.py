@@ -37,6 +37,7 @@ from streamdag.serving.dataplane import DataPlane
 from streamdag.serving.gateway import KafkaGateway
 from streamdag.serving.gateway_api import PipelineGateway
 from streamdag.serving.grpc import BearerAuthInterceptor, InferenceServicer, add_servicer
+from streamdag.serving.http_limits import limited_http
 from streamdag.serving.rest import create_app
 from streamdag.serving.tls import TlsFiles
 from streamdag.settings import get_settings
@@ -85,7 +86,9 @@ class Server:
     ``auth_tokens`` (a token file or ``Tokens``) makes both doors require a bearer token,
     but for the health routes, and ``/metrics`` and ``/ui`` when ``open_metrics`` and
     ``open_ui``; ``tls`` serves both over TLS. Left None, each comes from the
-    ``STREAMDAG_SERVE_*`` settings.
+    ``STREAMDAG_SERVE_*`` settings. The web view reads values kept in ``payloads``, the
+    payload store of the gateway. A REST caller sends a request's headers within
+    ``header_timeout_s`` and ``max_header_bytes`` (``http_limits``).
     """
 
     def __init__(
@@ -103,8 +106,14 @@ class Server:
         open_metrics: bool | None = None,
         open_ui: bool | None = None,
         tls: TlsFiles | None = None,
+        payloads: PayloadStore | None = None,
+        header_timeout_s: float | None = None,
+        max_header_bytes: int | None = None,
     ) -> None:
         settings = get_settings()
+        self.payloads = payloads
+        self._header_timeout_s = header_timeout_s or settings.serve_header_timeout_s
+        self._max_header_bytes = max_header_bytes or settings.serve_max_header_bytes
         tokens = settings.serve_auth_tokens if auth_tokens is None else auth_tokens
         self.tokens = Tokens.from_file(tokens) if isinstance(tokens, Path) else tokens
         self.open_metrics = settings.serve_open_metrics if open_metrics is None else open_metrics
@@ -232,11 +241,13 @@ class Server:
                 tokens=self.tokens,
                 open_metrics=self.open_metrics,
                 open_ui=self.open_ui,
+                payloads=self.payloads,
             ),
             lifespan="off",
             log_config=None,  # keep streamdag's logging set-up
             access_log=False,
             timeout_graceful_shutdown=math.ceil(self._grace),
+            http=limited_http(self._header_timeout_s, self._max_header_bytes),
             ssl_context_factory=None if self._ssl is None else _given(self._ssl),
         )
         self._http = _Uvicorn(config)
@@ -274,11 +285,12 @@ async def serve(
     open_metrics: bool | None = None,
     open_ui: bool | None = None,
     tls: TlsFiles | None = None,
+    payloads: PayloadStore | None = None,
 ) -> None:
     """Serve the models of ``plans``' specs (and the gateway's pipelines) until SIGTERM or SIGINT;
     the web view reads Kafka through ``kafka``; REST repository load and unload need
     ``allow_repository_changes`` (default: ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``).
-    Tokens and TLS: as ``Server`` takes them."""
+    Tokens, TLS and the payload store the web view reads: as ``Server`` takes them."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Signal handlers can only be set from the main thread; elsewhere the caller cancels.
@@ -299,6 +311,7 @@ async def serve(
             open_metrics=open_metrics,
             open_ui=open_ui,
             tls=tls,
+            payloads=payloads,
         )
         async with server:
             await stopping.wait()

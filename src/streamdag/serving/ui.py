@@ -14,6 +14,10 @@ Searches beyond the threads queue; one that finds ``MAX_WAITING`` reads queued a
 is answered 503 with a ``Retry-After``. Snapshots always queue (there is at most one per
 pipeline at a time).
 
+On a server that checks tokens, what records hold is for administrators (``auth``): the
+request search answers anyone else 403, and the latest errors come to them without their
+headers and tensors. The graph and the figures are for every token holder.
+
     GET /ui/                                   the page
     GET /ui/api/pipelines                      name, version, guarantee, partitions
     GET /ui/api/pipelines/<p>/graph            nodes (steps, topics) and edges of the DAG
@@ -32,13 +36,14 @@ import time
 from importlib.resources import files
 from typing import Any, Final
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from streamdag.errors import (
     ConfigError,
     InvalidInput,
     KafkaOperationError,
+    PermissionDenied,
     PipelineNotFound,
     Unavailable,
 )
@@ -46,8 +51,10 @@ from streamdag.kafka import KafkaConnection
 from streamdag.observability.inspect import trace_request
 from streamdag.observability.live import LiveStats, PipelineFigures
 from streamdag.observability.scan import parse_since
+from streamdag.payloads import PayloadStore
 from streamdag.pipeline import NodeKind, PipelinePlan, PlanNode
 from streamdag.pipeline.spec import PIPELINE_SOURCE
+from streamdag.serving.auth import ADMIN, CALLER_STATE, Caller
 from streamdag.serving.dataplane import DataPlane
 from streamdag.serving.scan_pool import ScanPool
 
@@ -70,15 +77,23 @@ def ui_router(
     dataplane: DataPlane,
     *,
     kafka: KafkaConnection | str | None = None,
+    payloads: PayloadStore | None = None,
+    restricted: bool = False,
     refresh_s: float = 1.5,
 ) -> APIRouter:
     """The ``/ui`` routes over the pipelines of ``dataplane``, read from Kafka at
-    ``kafka`` (default: the ``STREAMDAG_*`` settings)."""
+    ``kafka`` (default: the ``STREAMDAG_*`` settings); a request search shows the tensors
+    of records whose values are in ``payloads`` (the store the gateway writes to).
+    ``restricted`` (the server checks tokens): records' contents only to administrators."""
     kafka_conn = KafkaConnection.from_settings() if kafka is None else KafkaConnection.of(kafka)
     plans = {plan.name: plan for plan in dataplane.plans()}
     scans = ScanPool(SCAN_THREADS, name="streamdag-ui")
     snapshots = _Snapshots(plans, kafka_conn, refresh_s, scans)
     router = APIRouter(prefix="/ui")
+
+    def may_read_records(request: Request) -> bool:
+        caller: Caller | None = getattr(request.state, CALLER_STATE, None)
+        return not restricted or (caller is not None and caller.admin)
 
     def plan_of(pipeline: str) -> PipelinePlan:
         if pipeline not in plans:
@@ -117,28 +132,36 @@ def ui_router(
         return JSONResponse(pipeline_graph(plan_of(pipeline)))
 
     @router.get("/api/pipelines/{pipeline}/stats")
-    async def ui_stats(pipeline: str) -> Response:
+    async def ui_stats(request: Request, pipeline: str) -> Response:
         plan_of(pipeline)
-        body = _figures_json(await snapshots.get(pipeline))
+        figures = await snapshots.get(pipeline)
+        body = _figures_json(figures, full=may_read_records(request))
         if pipeline in dataplane.pipelines():
             body["readiness"] = dataclasses.asdict(dataplane.pipeline_readiness(pipeline))
         return JSONResponse(body)
 
     @router.get("/api/pipelines/{pipeline}/errors")
-    async def ui_errors(pipeline: str) -> Response:
+    async def ui_errors(request: Request, pipeline: str) -> Response:
         plan_of(pipeline)
         figures = await snapshots.get(pipeline)
         return JSONResponse(
             {
                 "errors": figures.errors,
                 "by_code": figures.errors_by_code,
-                "latest": [r.to_dict() for r in reversed(figures.latest_errors)],
+                "latest": _latest_json(figures, full=may_read_records(request)),
             }
         )
 
     @router.get("/api/pipelines/{pipeline}/requests/{request_id:path}")
-    async def ui_request(pipeline: str, request_id: str, since: str | None = None) -> Response:
+    async def ui_request(
+        request: Request, pipeline: str, request_id: str, since: str | None = None
+    ) -> Response:
         plan = plan_of(pipeline)
+        if not may_read_records(request):
+            raise PermissionDenied(
+                "the request search shows what callers sent: on a server that checks tokens "
+                f"it is for administrators (a token marked `{ADMIN}` in the tokens file)"
+            )
         try:
             since_ms = parse_since(since) if since else None
         except ConfigError as exc:
@@ -160,6 +183,7 @@ def ui_router(
                 request_id,
                 since_ms=since_ms,
                 timeout=_SEARCH_TIMEOUT_S,
+                payloads=payloads,
             )
         except KafkaOperationError as exc:
             raise Unavailable(exc.message) from exc
@@ -244,7 +268,7 @@ def _edge(source: str, target: str) -> dict[str, Any]:
     return {"from": source, "to": target, "tensors": ["*"], "when": []}
 
 
-def _figures_json(figures: PipelineFigures) -> dict[str, Any]:
+def _figures_json(figures: PipelineFigures, *, full: bool) -> dict[str, Any]:
     body = {
         f.name: getattr(figures, f.name)
         for f in dataclasses.fields(figures)
@@ -253,8 +277,18 @@ def _figures_json(figures: PipelineFigures) -> dict[str, Any]:
     body["inputs"] = dataclasses.asdict(figures.inputs)
     body["outputs"] = dataclasses.asdict(figures.outputs)
     body["steps"] = [dataclasses.asdict(s) for s in figures.steps]
-    body["latest_errors"] = [r.to_dict() for r in reversed(figures.latest_errors)]
+    body["latest_errors"] = _latest_json(figures, full=full)
     return body
+
+
+def _latest_json(figures: PipelineFigures, *, full: bool) -> list[dict[str, Any]]:
+    """The latest errors, newest first; without ``full``, without what the caller sent
+    (headers, tensors, the decoding problem that may quote them)."""
+    latest = [r.to_dict() for r in reversed(figures.latest_errors)]
+    if not full:
+        for record in latest:
+            record.update(headers={}, tensors=[], problem=None)
+    return latest
 
 
 def _static(name: str) -> Response:
