@@ -24,9 +24,15 @@ from _loadgen import percentile
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streamdag.kafka import consumer_config
-from streamdag.pipeline import PipelineSpec, inputs_topic, outputs_topic, step_outputs_topic
+from streamdag.pipeline import (
+    PipelinePlan,
+    PipelineSpec,
+    inputs_topic,
+    outputs_topic,
+    step_outputs_topic,
+)
 
-__all__ = ["hops"]
+__all__ = ["dag_hops", "hops"]
 
 
 def _timestamps(bootstrap: str, topics: list[str], partitions: int) -> dict[str, dict[str, int]]:
@@ -87,3 +93,63 @@ def hops(
         "p99_ms": [percentile(list(c), 99) if c else math.nan for c in columns],
         "per_request_ms": rows,
     }
+
+
+def dag_hops(
+    bootstrap: str, plan: PipelinePlan, calls: list[tuple[str, float, float]]
+) -> dict[str, Any]:
+    """Each request's time along its critical path through a DAG, from record timestamps.
+
+    A node (a step or the output join) is ready for a request when the last of its
+    sources wrote its record for it; its time is from then until it wrote its own (fetch,
+    batch wait, decode, model, encode, and the source's commit before the record could be
+    read). Walking back from the output join, each node's latest source is the one that
+    held it up: that path is the critical path. ``calls``: (request id, wall-clock send,
+    wall-clock receive). Per node, its median time over the requests (whether or not it
+    was on their critical path), and how often it was on it; the gateway's produce and
+    its reply read; and every request's critical path."""
+    nodes = plan.nodes
+    topic_of = {name: node.outputs_topic for name, node in nodes.items()}
+    topics = [plan.inputs_topic, *topic_of.values()]
+    stamps = _timestamps(bootstrap, list(dict.fromkeys(topics)), plan.partitions)
+    last = next(reversed(nodes))  # the assembler, or the one step that answers
+    per_node: dict[str, list[float]] = {name: [] for name in nodes}
+    on_path: dict[str, int] = dict.fromkeys(nodes, 0)
+    produce: list[float] = []
+    reply: list[float] = []
+    paths: list[list[tuple[str, float]]] = []
+    for rid, sent, received in calls:
+        start = stamps[plan.inputs_topic].get(rid)
+        out = {name: stamps[topic].get(rid) for name, topic in topic_of.items()}
+        if start is None or any(v is None for v in out.values()):
+            continue  # cannot happen unless a topic was cleaned meanwhile
+        done = {name: float(v) for name, v in out.items() if v is not None}
+        ready: dict[str, tuple[str, float]] = {}
+        for name, node in nodes.items():
+            sources = [(s, float(start) if s == "pipeline" else done[s]) for s in node.sources]
+            ready[name] = max(sources, key=lambda p: p[1])
+            per_node[name].append(done[name] - ready[name][1])
+        path: list[tuple[str, float]] = []
+        name = last
+        while name != "pipeline":
+            path.append((name, done[name] - ready[name][1]))
+            on_path[name] += 1
+            name = ready[name][0]
+        paths.append(path[::-1])
+        produce.append(float(start) - sent * 1000)
+        reply.append(received * 1000 - done[last])
+    return {
+        "requests": len(paths),
+        "gateway_produce_ms": _stats(produce),
+        "reply_read_ms": _stats(reply),
+        "nodes": {
+            name: {**_stats(per_node[name]), "on_critical_path": on_path[name]} for name in nodes
+        },
+        "critical_paths": [[[n, round(ms, 1)] for n, ms in p] for p in paths],
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"median_ms": math.nan, "p99_ms": math.nan}
+    return {"median_ms": statistics.median(values), "p99_ms": percentile(values, 99)}

@@ -355,3 +355,32 @@ def test_the_interval_passing_commits_on_the_next_batch(cluster: FakeCluster) ->
     time.sleep(0.06)
     assert delivery.deliver(*second) is True
     assert values(cluster) == [b"b0", b"b1"]
+
+
+# What the worker commits when it goes idle
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_only_a_join_state_written_is_not_awaited_until_a_result_is(
+    cluster: FakeCluster, guarantee: str
+) -> None:
+    """An idle worker commits at once what someone waits for; a join's state alone waits
+    for the request's next piece (or the interval), so it costs no commit of its own."""
+    consumer = FakeConsumer(cluster)
+    kind = d.TransactionalDelivery if guarantee == "exactly_once" else d.AtLeastOnceDelivery
+    delivery = kind(
+        consumer,  # type: ignore[arg-type]
+        KAFKA,
+        "group.join",
+        commit_interval_s=3600,
+        quiet_topics=["p.join.join-state"],
+        producer_factory=cluster.producer,  # type: ignore[arg-type]
+    )
+    state = [OutRecord("p.join.join-state", "r0", b"piece", [])]
+    assert delivery.deliver(state, OFFSETS[:1]) is True
+    assert delivery.has_uncommitted() and not delivery.awaited
+    assert delivery.deliver([*state, *RECORDS], OFFSETS[1:]) is True
+    assert delivery.awaited
+    assert delivery.commit() is True
+    assert not delivery.has_uncommitted() and not delivery.awaited
+    assert cluster.offsets == {(TOPIC, 0): 13, (TOPIC, 1): 7}

@@ -45,7 +45,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -171,12 +171,29 @@ def _bounded(call: Callable[[], None], seconds: float, what: str) -> None:
 class Delivery(ABC):
     """Writes batches' records and commits their offsets; see the module docstring."""
 
-    def __init__(self, consumer: Consumer, commit_interval_s: float | None) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        commit_interval_s: float | None,
+        quiet_topics: Collection[str] = (),
+    ) -> None:
         self.consumer = consumer
         self.commit_interval_s = (
             COMMIT_INTERVAL_S if commit_interval_s is None else commit_interval_s
         )
         self._last_commit = time.monotonic()
+        # Records of these topics (a join's state) are read by nobody waiting for them.
+        self._quiet = frozenset(quiet_topics)
+        self.awaited = False  # written since the last commit: a record someone waits for
+
+    def _note(self, records: Sequence[OutRecord]) -> None:
+        if not self.awaited:
+            quiet = self._quiet
+            self.awaited = any(r.topic not in quiet for r in records)
+
+    def due_in(self) -> float:
+        """Seconds until the interval's commit is due (0 when it is)."""
+        return max(0.0, self._last_commit + self.commit_interval_s - time.monotonic())
 
     @abstractmethod
     def deliver(
@@ -188,6 +205,10 @@ class Delivery(ABC):
         """Write one batch's records and take its offsets; commit when the interval passed
         (or ``deadline`` is given). False when the batches since the last commit were
         rolled back and the consumer rewound, so the caller fetches them again."""
+
+    @abstractmethod
+    def has_uncommitted(self) -> bool:
+        """Whether anything was delivered since the last commit."""
 
     @abstractmethod
     def commit(self, deadline: Deadline | None = None) -> bool:
@@ -210,10 +231,11 @@ class TransactionalDelivery(Delivery):
         transactional_id: str,
         *,
         commit_interval_s: float | None = None,
+        quiet_topics: Collection[str] = (),
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
-        super().__init__(consumer, commit_interval_s)
+        super().__init__(consumer, commit_interval_s, quiet_topics)
         self._producer_factory = producer_factory
         self._config = producer_config(
             kafka,
@@ -255,9 +277,13 @@ class TransactionalDelivery(Delivery):
             _produce(self._producer, records)
         except KafkaException as exc:
             return self._rolled_back(exc, deadline)
+        self._note(records)
         if self._due(deadline):
             return self.commit(deadline)
         return True
+
+    def has_uncommitted(self) -> bool:
+        return self._open
 
     def commit(self, deadline: Deadline | None = None) -> bool:
         self._last_commit = time.monotonic()
@@ -315,6 +341,7 @@ class TransactionalDelivery(Delivery):
     def _forget(self) -> None:
         self._open = False
         self._offsets = {}
+        self.awaited = False
 
     def _abort(self, deadline: Deadline | None) -> None:
         try:
@@ -347,10 +374,11 @@ class AtLeastOnceDelivery(Delivery):
         client_id: str,
         *,
         commit_interval_s: float | None = None,
+        quiet_topics: Collection[str] = (),
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
-        super().__init__(consumer, commit_interval_s)
+        super().__init__(consumer, commit_interval_s, quiet_topics)
         # Reports only for failed records: a Python callback per success would contend
         # for the GIL with the model thread and slow every flush.
         self._producer = producer_factory(
@@ -379,11 +407,15 @@ class AtLeastOnceDelivery(Delivery):
     ) -> bool:
         _produce(self._producer, records)
         self._producer.poll(0)
+        self._note(records)
         for tp in offsets:
             self._uncommitted[(tp.topic, tp.partition)] = tp.offset
         if self._due(deadline):
             return self.commit(deadline)
         return True
+
+    def has_uncommitted(self) -> bool:
+        return bool(self._uncommitted) or len(self._producer) > 0
 
     def commit(self, deadline: Deadline | None = None) -> bool:
         """Wait for every produced record, then commit the offsets of their batches; on a
@@ -397,6 +429,7 @@ class AtLeastOnceDelivery(Delivery):
 
     def _commit(self, deadline: Deadline | None, *, wait: bool) -> bool:
         self._last_commit = time.monotonic()
+        self.awaited = False
         if not self._uncommitted and not len(self._producer):
             return True
         unsent = self._producer.flush(_TIMEOUT_S if deadline is None else deadline.left(_TIMEOUT_S))

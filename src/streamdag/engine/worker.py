@@ -199,10 +199,12 @@ class StepWorker:
             self._shutdown()
 
     def _new_delivery(self) -> Delivery:
-        if self.plan.guarantee == "exactly_once":
-            txid = new_transactional_id(self.plan.group_id, self.instance_id)
-            return TransactionalDelivery(self.consumer, self.kafka, txid)
-        return AtLeastOnceDelivery(self.consumer, self.kafka, f"{self.plan.group_id}")
+        plan = self.plan
+        quiet = [plan.changelog_topic] if plan.changelog_topic else []
+        if plan.guarantee == "exactly_once":
+            txid = new_transactional_id(plan.group_id, self.instance_id)
+            return TransactionalDelivery(self.consumer, self.kafka, txid, quiet_topics=quiet)
+        return AtLeastOnceDelivery(self.consumer, self.kafka, plan.group_id, quiet_topics=quiet)
 
     def _shutdown(self) -> None:
         try:
@@ -357,13 +359,20 @@ class StepWorker:
         # pending batch, and the commit of one already delivered.
         messages = self._fetch(0)
         if not messages and not self._pending:
-            # Nothing more to do: commit what was delivered before waiting for records, so
-            # a lone request's results reach the next step now, not when the wait ends
-            # (under exactly_once the next step reads only committed records).
-            if not self.delivery.commit():
-                self._rewound()
-                return
-            messages = self._fetch(_IDLE_WAIT_S)
+            wait_s = _IDLE_WAIT_S
+            if self.delivery.awaited:
+                # Nothing more to do: commit what was delivered before waiting for records,
+                # so a lone request's results reach the next step now, not when the wait
+                # ends (under exactly_once the next step reads only committed records).
+                if not self.delivery.commit():
+                    self._rewound()
+                    return
+            elif self.delivery.has_uncommitted():
+                # Only a join's state and offsets are open, which nobody waits for: the
+                # request's next piece, likely on its way, goes into the same commit as
+                # the result it completes, and the interval commits the rest.
+                wait_s = min(wait_s, self.delivery.due_in())
+            messages = self._fetch(wait_s)
         # Join state belongs to the model thread while a batch is pending.
         if messages or (not self._pending and self.logic.due(time.time() * 1000)):
             metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
@@ -386,8 +395,13 @@ class StepWorker:
         # records came, deliver what is there.
         while self._pending and (not messages or self._too_far_ahead()):
             self._complete(self._pending[0])
-        if not messages and not self._pending and not self.delivery.commit():
-            self._rewound()  # idle: commit what is produced; a rollback means refetch
+        if not messages and not self._pending:
+            # Idle: commit what someone waits for, the rest once the interval is due; a
+            # rollback means refetch.
+            delivery = self.delivery
+            due = delivery.awaited or delivery.due_in() == 0
+            if due and delivery.has_uncommitted() and not delivery.commit():
+                self._rewound()
 
     def _too_far_ahead(self) -> bool:
         if len(self._pending) > _AHEAD:
