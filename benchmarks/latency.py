@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -54,8 +55,11 @@ from _machine import machine
 from _openloop import Outcome, note_body, open_loop
 from _scenarios import Config, Runner
 from _serving import Children
+from prometheus_client.parser import text_string_to_metric_families
 
+from streamdag.broker import free_port
 from streamdag.demo.example import EXAMPLE_DIR, MedicalRecords
+from streamdag.demo.processes import Workers
 from streamdag.pipeline import compile_plan, load_spec
 from streamdag.runtimes import Model, create_model
 
@@ -112,6 +116,46 @@ async def floor(spec_path: Path, texts: list[str]) -> dict[str, Any]:
         "model_median_ms": {m: statistics.median(v) for m, v in per_model.items() if v},
         "critical_path_median_ms": statistics.median(paths),
     }
+
+
+class MeteredWorkers(Workers):
+    """The pipeline's workers, each serving its metrics on a port of its own."""
+
+    def __init__(self, workers: Workers) -> None:
+        super().__init__(workers.spec, workers.cluster, workers.groups, workers.log_dir)
+        self.ports = {",".join(g): free_port() for g in self.groups}
+
+    def command(self, steps: Sequence[str]) -> list[str]:
+        return [*super().command(steps), "--metrics-port", str(self.ports[",".join(steps)])]
+
+    def sums(self) -> dict[tuple[str, str], float]:
+        """(series, step) -> value of the commit and model histograms' sums and counts."""
+        out: dict[tuple[str, str], float] = {}
+        for port in self.ports.values():
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            for family in text_string_to_metric_families(text):
+                if family.name not in ("streamdag_commit_seconds", "streamdag_model_seconds"):
+                    continue
+                for sample in family.samples:
+                    if sample.name.endswith(("_sum", "_count")):
+                        out[(sample.name, sample.labels["step"])] = sample.value
+        return out
+
+
+def per_step_ms(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], what: str
+) -> dict[str, float]:
+    """Mean milliseconds per ``what`` (commit, model) of each step between two readings."""
+    out = {}
+    for (name, step), total in after.items():
+        if name != f"streamdag_{what}_seconds_sum":
+            continue
+        n = after.get((f"streamdag_{what}_seconds_count", step), 0) - before.get(
+            (f"streamdag_{what}_seconds_count", step), 0
+        )
+        if n > 0:
+            out[step] = (total - before.get((name, step), 0.0)) * 1000 / n
+    return out
 
 
 async def one_at_a_time(
@@ -190,6 +234,8 @@ def report_lines(phase: str, result: dict[str, Any]) -> list[str]:
             f"  {name:<12} {node['median_ms']:6.1f} (p99 {node['p99_ms']:6.1f})"
             f"  on the critical path {node['on_critical_path']}/{hops['requests']}"
             f"  model {result['model_ms'].get(name, 0.0):5.1f}"
+            f" (in the pipeline {result['pipeline_model_ms'].get(name, 0.0):5.1f})"
+            f"  commit {result['commit_ms'].get(name, 0.0):5.1f}"
         )
     o = result["overhead"]
     lines.append(
@@ -205,6 +251,7 @@ def analyse(
     outcomes: dict[str, list[Outcome]],
     started: dict[str, float | None],
     floor_ms: dict[str, Any],
+    sums: tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]],
 ) -> dict[str, Any]:
     plan = compile_plan(load_spec(spec_path))
     latency = {name: summary(o) for name, o in outcomes.items()}
@@ -227,6 +274,9 @@ def analyse(
         "hops": {k: v for k, v in hops.items() if k != "critical_paths"},
         "critical_paths": hops["critical_paths"],
         "model_ms": model_ms,
+        # Means over the phase, from the workers' histograms.
+        "pipeline_model_ms": per_step_ms(*sums, "model"),
+        "commit_ms": per_step_ms(*sums, "commit"),
         "overhead": {
             "floor_ms": floor_ms["critical_path_median_ms"],
             "total_ms": total,
@@ -244,6 +294,7 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
         stack.callback(chain.stop)
         stack.callback(pipeline.stop)
         runner.say("starting the REST chain and the pipeline ...")
+        metered = pipeline.workers = MeteredWorkers(pipeline.workers)
         chain.launch()
         pipeline.launch()
         chain.ready()
@@ -252,10 +303,13 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
             await runner.warm_up(arch)
         texts = runner.texts(max(args.requests, math.ceil(args.rate * args.duration_s)), 23)
         runner.say(f"{args.requests} notes one at a time to each, in turn ...")
+        sums = [metered.sums()]
         one = await one_at_a_time([chain, pipeline], texts[: args.requests], runner.run_id)
+        sums.append(metered.sums())
         runner.say(f"{args.rate} notes/s to each for {args.duration_s} s ...")
         n = math.ceil(args.rate * args.duration_s)
         opened = await open_loop_both(chain, pipeline, texts[:n], args.rate, runner.run_id)
+        sums.append(metered.sums())
         load_avg = os.getloadavg()[0]
     runner.say("the floor: the same models in this process ...")
     floor_ms = await floor(runner.example.root / "pipeline.yaml", texts[: args.requests])
@@ -267,6 +321,7 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
             one,
             dict.fromkeys(one, None),
             floor_ms,
+            (sums[0], sums[1]),
         ),
         f"open_loop_{args.rate:g}_per_s": analyse(
             bootstrap,
@@ -274,6 +329,7 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
             {name: o for name, (o, _) in opened.items()},
             {name: t for name, (_, t) in opened.items()},
             floor_ms,
+            (sums[1], sums[2]),
         ),
         "load_avg_1m_end": round(load_avg, 2),
     }

@@ -161,6 +161,15 @@ def test_two_processes_share_a_step_and_hand_over_on_stop(
                 if line.startswith(series):
                     consumed += float(line.split()[-1])
     assert consumed >= 300
+    # How long the step's commits take, a part of every hop's latency.
+    commits = f'streamdag_commit_seconds_count{{pipeline="{spec.name}",step="double"}}'
+    committed = 0.0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            for line in page.read().decode().splitlines():
+                if line.startswith(commits):
+                    committed += float(line.split()[-1])
+    assert committed >= 1
     # Each worker's loop shows it is turning, for liveness alerts.
     beat = f'streamdag_worker_last_loop_timestamp_seconds{{pipeline="{spec.name}",step="double"}}'
     for port in ports:

@@ -176,8 +176,10 @@ class Delivery(ABC):
         consumer: Consumer,
         commit_interval_s: float | None,
         quiet_topics: Collection[str] = (),
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.consumer = consumer
+        self._on_commit = on_commit  # told each commit's seconds
         self.commit_interval_s = (
             COMMIT_INTERVAL_S if commit_interval_s is None else commit_interval_s
         )
@@ -190,6 +192,10 @@ class Delivery(ABC):
         if not self.awaited:
             quiet = self._quiet
             self.awaited = any(r.topic not in quiet for r in records)
+
+    def _committed(self, started: float) -> None:
+        if self._on_commit is not None:
+            self._on_commit(time.monotonic() - started)
 
     def due_in(self) -> float:
         """Seconds until the interval's commit is due (0 when it is)."""
@@ -232,10 +238,11 @@ class TransactionalDelivery(Delivery):
         *,
         commit_interval_s: float | None = None,
         quiet_topics: Collection[str] = (),
+        on_commit: Callable[[float], None] | None = None,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
-        super().__init__(consumer, commit_interval_s, quiet_topics)
+        super().__init__(consumer, commit_interval_s, quiet_topics, on_commit)
         self._producer_factory = producer_factory
         self._config = producer_config(
             kafka,
@@ -286,7 +293,7 @@ class TransactionalDelivery(Delivery):
         return self._open
 
     def commit(self, deadline: Deadline | None = None) -> bool:
-        self._last_commit = time.monotonic()
+        started = self._last_commit = time.monotonic()
         if not self._open:
             return True
         producer = self._producer
@@ -321,6 +328,7 @@ class TransactionalDelivery(Delivery):
         except KafkaException as exc:
             return self._rolled_back(exc, deadline)
         self._forget()
+        self._committed(started)
         return True
 
     def _rolled_back(self, exc: KafkaException, deadline: Deadline | None) -> bool:
@@ -375,10 +383,11 @@ class AtLeastOnceDelivery(Delivery):
         *,
         commit_interval_s: float | None = None,
         quiet_topics: Collection[str] = (),
+        on_commit: Callable[[float], None] | None = None,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         **config: Any,
     ) -> None:
-        super().__init__(consumer, commit_interval_s, quiet_topics)
+        super().__init__(consumer, commit_interval_s, quiet_topics, on_commit)
         # Reports only for failed records: a Python callback per success would contend
         # for the GIL with the model thread and slow every flush.
         self._producer = producer_factory(
@@ -428,7 +437,7 @@ class AtLeastOnceDelivery(Delivery):
         return self._commit(deadline, wait=deadline is not None)
 
     def _commit(self, deadline: Deadline | None, *, wait: bool) -> bool:
-        self._last_commit = time.monotonic()
+        started = self._last_commit = time.monotonic()
         self.awaited = False
         if not self._uncommitted and not len(self._producer):
             return True
@@ -454,6 +463,7 @@ class AtLeastOnceDelivery(Delivery):
             # The results are out; whoever owns the partitions next may repeat them, which
             # this guarantee allows.
             log.warning("offset commit failed (%s)", exc.args[0].str())
+        self._committed(started)
         return True
 
     def close(self) -> None:

@@ -200,11 +200,14 @@ class StepWorker:
 
     def _new_delivery(self) -> Delivery:
         plan = self.plan
-        quiet = [plan.changelog_topic] if plan.changelog_topic else []
+        options: dict[str, Any] = {
+            "quiet_topics": [plan.changelog_topic] if plan.changelog_topic else [],
+            "on_commit": metrics.COMMIT_SECONDS.labels(*self._labels).observe,
+        }
         if plan.guarantee == "exactly_once":
             txid = new_transactional_id(plan.group_id, self.instance_id)
-            return TransactionalDelivery(self.consumer, self.kafka, txid, quiet_topics=quiet)
-        return AtLeastOnceDelivery(self.consumer, self.kafka, plan.group_id, quiet_topics=quiet)
+            return TransactionalDelivery(self.consumer, self.kafka, txid, **options)
+        return AtLeastOnceDelivery(self.consumer, self.kafka, plan.group_id, **options)
 
     def _shutdown(self) -> None:
         try:

@@ -13,6 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
     "BATCH_SIZE",
+    "COMMIT_SECONDS",
     "CONSUMER_LAG",
     "END_TO_END_SECONDS",
     "ERRORS",
@@ -48,6 +49,13 @@ BATCH_SIZE = Histogram(
 MODEL_SECONDS = Histogram(
     "streamdag_model_seconds",
     "Seconds per model call.",
+    _LABELS,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+COMMIT_SECONDS = Histogram(
+    "streamdag_commit_seconds",
+    "Seconds per commit of a step's delivered batches: the transaction's offsets and commit "
+    "(exactly_once), or the wait for acknowledgements and the offset commit (at_least_once).",
     _LABELS,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
