@@ -32,7 +32,7 @@ from streamdag.pipeline import (
     step_outputs_topic,
 )
 
-__all__ = ["dag_hops", "hops"]
+__all__ = ["critical_paths", "dag_hops", "hops"]
 
 
 def _timestamps(bootstrap: str, topics: list[str], partitions: int) -> dict[str, dict[str, int]]:
@@ -108,10 +108,17 @@ def dag_hops(
     wall-clock receive). Per node, its median time over the requests (whether or not it
     was on their critical path), and how often it was on it; the gateway's produce and
     its reply read; and every request's critical path."""
+    topics = [plan.inputs_topic, *(node.outputs_topic for node in plan.nodes.values())]
+    stamps = _timestamps(bootstrap, list(dict.fromkeys(topics)), plan.partitions)
+    return critical_paths(plan, stamps, calls)
+
+
+def critical_paths(
+    plan: PipelinePlan, stamps: dict[str, dict[str, int]], calls: list[tuple[str, float, float]]
+) -> dict[str, Any]:
+    """``dag_hops`` from ``stamps`` (topic -> request id -> CreateTime in ms)."""
     nodes = plan.nodes
     topic_of = {name: node.outputs_topic for name, node in nodes.items()}
-    topics = [plan.inputs_topic, *topic_of.values()]
-    stamps = _timestamps(bootstrap, list(dict.fromkeys(topics)), plan.partitions)
     last = next(reversed(nodes))  # the assembler, or the one step that answers
     per_node: dict[str, list[float]] = {name: [] for name in nodes}
     on_path: dict[str, int] = dict.fromkeys(nodes, 0)
