@@ -2,7 +2,9 @@
 
 The gateway does not start a pipeline's workers; with every worker of one step stopped,
 each request would wait in Kafka for its timeout. ``StepWatch`` reads, with one
-``AdminClient``, for every step (and the output assembler) of the gateway's pipelines:
+``AdminClient`` in a child process (``group_probe.py``: a librdkafka abort during a
+broker's death ends only that child), for every step (and the output assembler) of the
+gateway's pipelines:
 
     members    ``describe_consumer_groups`` of every step's group, in one request
     committed  ``list_consumer_group_offsets`` of each group (Kafka takes one a request)
@@ -34,23 +36,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from confluent_kafka import (
-    ConsumerGroupTopicPartitions,
-    IsolationLevel,
-    KafkaException,
-    TopicPartition,
-)
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec: not in its stubs
-    AdminClient,
-    OffsetSpec,
-)
 
 from streamdag.errors import KafkaOperationError
-from streamdag.kafka import KafkaConnection, admin_config
+from streamdag.kafka import KafkaConnection
 from streamdag.pipeline import PipelinePlan
 from streamdag.serving.gateway_api import PipelineReadiness
+from streamdag.serving.group_probe import GroupProbe
 
 __all__ = ["StepWatch", "judge", "step_lag"]
 
@@ -59,8 +50,6 @@ log = logging.getLogger("streamdag.serving.gateway")
 TP = tuple[str, int]
 _NO_OFFSET = -1001  # what Kafka reports for a partition the group never committed
 _UNCHECKED = "its steps could not be checked"
-_LATEST: Any = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-_EARLIEST: Any = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 
 class StepWatch:
@@ -76,19 +65,26 @@ class StepWatch:
     def __init__(self, plans: Sequence[PipelinePlan], kafka: KafkaConnection) -> None:
         self.kafka = kafka
         self._plans = {plan.name: plan for plan in plans}
-        self._admin: AdminClient | None = None
+        self._probe = GroupProbe(kafka)
         # Replaced whole by check, read by anyone: a dict assignment is atomic.
         self._seen: dict[str, PipelineReadiness] = {
             name: PipelineReadiness(True, "its steps were not checked yet") for name in self._plans
         }
+
+    def close(self) -> None:
+        """Stop the probe's child process."""
+        self._probe.close()
 
     def readiness(self, pipeline: str) -> PipelineReadiness:
         return self._seen[pipeline]
 
     def watch(self, stopping: threading.Event) -> None:
         """Check every ``EVERY_S`` until ``stopping`` is set (the body of a thread)."""
-        while not stopping.wait(self.EVERY_S):
-            self.check()
+        try:
+            while not stopping.wait(self.EVERY_S):
+                self.check()
+        finally:
+            self.close()
 
     def check(self) -> None:
         """Read every step's group once and log what changed."""
@@ -102,11 +98,7 @@ class StepWatch:
         self._seen = seen
 
     def _read(self) -> dict[str, PipelineReadiness]:
-        if self._admin is None:
-            self._admin = AdminClient(admin_config(self.kafka))
-        admin = self._admin
         nodes = [node for plan in self._plans.values() for node in plan.nodes.values()]
-        groups = list(dict.fromkeys(node.group for node in nodes))
         tps = list(
             dict.fromkeys(
                 (topic, p)
@@ -116,26 +108,13 @@ class StepWatch:
                 for p in range(plan.partitions)
             )
         )
-        try:
-            described = admin.describe_consumer_groups(groups, request_timeout=self.TIMEOUT_S)
-            asked = {
-                node.group: admin.list_consumer_group_offsets(
-                    [
-                        ConsumerGroupTopicPartitions(
-                            node.group,
-                            [TopicPartition(t, p) for t, p in tps if t in node.source_topics],
-                        )
-                    ],
-                    request_timeout=self.TIMEOUT_S,
-                )[node.group]
-                for node in nodes
-            }
-            ends = _offsets(admin, tps, _LATEST, self.TIMEOUT_S)
-            starts = _offsets(admin, tps, _EARLIEST, self.TIMEOUT_S)
-            members = {g: _members(f, self.TIMEOUT_S) for g, f in described.items()}
-            committed = {g: _committed(f.result(self.TIMEOUT_S)) for g, f in asked.items()}
-        except (KafkaException, TimeoutError) as exc:
-            raise KafkaOperationError(f"consumer groups on Kafka at {self.kafka}: {exc}") from exc
+        read = self._probe.read(
+            list(dict.fromkeys(node.group for node in nodes)),
+            {node.group: [tp for tp in tps if tp[0] in node.source_topics] for node in nodes},
+            tps,
+            self.TIMEOUT_S,
+        )
+        members, committed, ends, starts = read.members, read.committed, read.ends, read.starts
         seen = {}
         for name, plan in self._plans.items():
             transactional = _step_topics(plan) if plan.guarantee == "exactly_once" else set()
@@ -196,41 +175,6 @@ def _step_topics(plan: PipelinePlan) -> set[str]:
     """The topics the pipeline's steps write (the inputs topic is the gateway's)."""
     return {topic for node in plan.nodes.values() for topic in node.source_topics} - {
         plan.inputs_topic
-    }
-
-
-def _offsets(admin: AdminClient, tps: Sequence[TP], spec: Any, timeout: float) -> dict[TP, int]:
-    if not tps:
-        return {}
-    asked = admin.list_offsets(
-        {TopicPartition(t, p): spec for t, p in tps},
-        isolation_level=IsolationLevel.READ_COMMITTED,
-        request_timeout=timeout,
-    )
-    out = {}
-    for tp, future in asked.items():
-        try:
-            out[(tp.topic, tp.partition)] = future.result(timeout).offset
-        except KafkaException:
-            continue  # a topic not created yet: nothing waits on it
-    return out
-
-
-def _members(described: Any, timeout: float) -> int:
-    try:
-        description = described.result(timeout)
-    except KafkaException as exc:
-        if exc.args[0].name() == "GROUP_ID_NOT_FOUND":  # no worker ever joined
-            return 0
-        raise
-    return len(description.members or [])
-
-
-def _committed(result: Any) -> dict[TP, int]:
-    return {
-        (tp.topic, tp.partition): tp.offset
-        for tp in result.topic_partitions or []
-        if tp.error is None
     }
 
 
