@@ -199,10 +199,10 @@ def jobs(spec_path: Path, bootstrap: str | None, kafka_config: Path | None) -> N
         f"{'IN FLIGHT':>9}  UPDATED"
     )
     for state in sorted(found.values(), key=lambda s: s.updated):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.updated))
-        total = "" if state.total is None else f"/{state.total}"
+        job = state.counts()
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["updated"]))
+        rows = f"{job['rows']}" + ("" if job["total"] is None else f"/{job['total']}")
         click.echo(
-            f"{state.job:<32} {'done' if state.done else 'open':<8} "
-            f"{f'{state.read}{total}':>10} {state.results:>10} {state.failures:>8} "
-            f"{len(state.pending):>9}  {when}"
+            f"{job['job']:<32} {job['state']:<8} {rows:>10} {job['results']:>10} "
+            f"{job['failed']:>8} {job['in_flight']:>9}  {when}"
         )
