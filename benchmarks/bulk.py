@@ -1,11 +1,19 @@
-"""Bulk jobs at volume: ``streamdag submit`` of N rows of about 1 KB through a one-step
-pipeline (``y = 2 * x``, x a list of 128 integers, exactly_once, 4 partitions), with one
-``streamdag run`` worker, on one broker (started on a free port unless ``--bootstrap``).
+"""Bulk jobs, in two parts, on one broker (started on a free port unless ``--bootstrap``):
 
-Reports rows/s, whether every row is in the output once, and the submitter's peak RSS
-(its own, from ``wait4``), for each row count given: peak memory must not grow with it.
+notes   ``--notes N`` synthetic notes through the demo's medical-records pipeline with
+        ``streamdag submit``, against the same notes through the REST door by 16
+        concurrent callers, on the same workers: notes/s of each and the ratio, once per
+        ``--processes`` count of ``streamdag run`` (``_bulk_notes.py``).
+volume  ``streamdag submit`` of N rows of about 1 KB through a one-step pipeline
+        (``y = 2 * x``, x a list of 128 integers, exactly_once, 4 partitions), with one
+        ``streamdag run`` worker: rows/s, whether every row is in the output once, and the
+        submitter's peak RSS (its own, from ``wait4``), for each row count of ``--rows``:
+        peak memory must not grow with it.
 
-    .venv/bin/python benchmarks/bulk.py [--rows 100000,1000000] [--bootstrap HOST:PORT]
+The machine may be shared: each figure comes with the 1-minute load average.
+
+    .venv/bin/python benchmarks/bulk.py [--notes 10000] [--processes 1,2]
+        [--rows 100000,1000000] [--bootstrap HOST:PORT]      (0 or '' skips a part)
 """
 
 from __future__ import annotations
@@ -23,7 +31,10 @@ from pathlib import Path
 import orjson
 import yaml
 from _broker import kafka_bootstrap
+from _bulk_notes import CALLERS, compare, write_notes
 from _drain import BenchmarkFailed, run_main
+
+from streamdag.demo.example import MedicalRecords
 
 HERE = Path(__file__).resolve().parent
 
@@ -89,24 +100,46 @@ def measure(bootstrap: str, n: int, folder: Path) -> dict[str, float]:
         "seconds": seconds,
         "rows_per_s": n / seconds,
         "peak_rss_mb": usage.ru_maxrss / 1024,
+        "load_avg": os.getloadavg()[0],
     }
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notes", type=int, default=10_000)
+    parser.add_argument("--processes", default="1,2")
     parser.add_argument("--rows", default="100000,1000000")
     parser.add_argument("--bootstrap", default=None)
     args = parser.parse_args(argv)
-    counts = [int(c) for c in args.rows.split(",")]
+    counts = [int(c) for c in args.rows.split(",") if c.strip()]
     with kafka_bootstrap(args.bootstrap) as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        if args.notes > 0:
+            notes(bootstrap, args.notes, [int(p) for p in args.processes.split(",")], Path(tmp))
         for n in counts:
             found = measure(bootstrap, n, Path(tmp))
             print(
                 f"{n:>9,} rows: every row once, {found['seconds']:.1f} s, "
                 f"{found['rows_per_s']:,.0f} rows/s, submitter peak RSS "
-                f"{found['peak_rss_mb']:.0f} MB"
+                f"{found['peak_rss_mb']:.0f} MB (load {found['load_avg']:.1f})",
+                flush=True,
             )
     return 0
+
+
+def notes(bootstrap: str, n: int, processes: list[int], work: Path) -> None:
+    example = MedicalRecords()
+    example.ensure_models()
+    texts = write_notes(example, n, work / "notes")
+    for count in processes:
+        found = compare(example, bootstrap, texts, work / "notes", count, work)
+        print(
+            f"{n:,} notes, run --processes {count}: REST door ({CALLERS} callers) "
+            f"{found.rest_per_s:.1f} notes/s ({found.rest_s:.0f} s, load "
+            f"{found.load_avg[0]:.1f}), submit {found.submit_per_s:.1f} notes/s "
+            f"({found.submit_s:.0f} s, load {found.load_avg[1]:.1f}): "
+            f"{found.ratio:.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 """``streamdag submit`` and ``streamdag.submit`` against the real broker: every row once
-in the output, refused and failed rows in the errors file, Parquet in and out."""
+in the output, refused and failed rows in the errors file, Parquet in and out, large rows
+through the payload store, and the progress a person reads."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +21,7 @@ from kafka_support import run_pipeline
 import streamdag
 from streamdag.bulk import read_jobs
 from streamdag.cli.main import main
+from streamdag.payloads import PayloadStore
 from streamdag.pipeline import load_spec
 
 
@@ -117,3 +123,85 @@ steps:
     assert status == 0
     found = {r["id"]: r["words"] for r in _lines(out)}
     assert found == {f"note-{i:02}.txt": [i + 1] for i in range(20)}
+
+
+def test_large_rows_go_through_the_payload_store(
+    bootstrap: str, pipeline_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    # x undeclared: a list of ints is an INT64 tensor [1, n].
+    path = pipeline_spec(
+        """
+name: "{name}"
+partitions: 2
+models:
+  double: {runtime: python, handler: "bulk_models:double", outputs: [y]}
+steps:
+  - {name: double, model: double}
+"""
+    )
+    spec = load_spec(path)
+    store = PayloadStore(f"file://{tmp_path}/payloads", inline_max_bytes=4096)
+    # Every fourth row is 2,000 INT64 values, 16 KB: over the inline limit both ways.
+    rows = [{"key": f"r{i}", "x": [i + 20] * (2000 if i % 4 == 0 else 3)} for i in range(40)]
+    with run_pipeline(spec, bootstrap, payloads=store):
+        results = list(
+            streamdag.submit(spec, rows, kafka=bootstrap, id_column="key", payloads=store)
+        )
+    assert sorted(r.id for r in results) == sorted(f"r{i}" for i in range(40))
+    for r in results:
+        i = int(r.id[1:])
+        assert r.ok, r.error
+        assert r.outputs["y"].tolist() == [[2 * (i + 20)] * (2000 if i % 4 == 0 else 3)]
+    # The ten large requests and their ten answers were claim checks, the rest inline.
+    objects = [p for p in (tmp_path / "payloads").rglob("*") if p.is_file()]
+    assert len(objects) == 20, objects
+
+
+def _submit_process(path: Path, source: Path, out: Path, bootstrap: str, *extra: str) -> Any:
+    """``streamdag submit`` with stdout and stderr to pipes: no terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamdag.cli.main", "submit", str(path), "-i", str(source),
+         "-o", str(out), "-b", bootstrap, "--max-in-flight", "100", *extra],
+        capture_output=True, text=True, cwd=path.parent, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_progress_without_a_terminal_and_with_quiet(
+    bootstrap: str, pipeline_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = pipeline_spec()
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(f'{{"x": {i + 20}}}\n' for i in range(1000)))
+    summary = re.compile(
+        r"job (\S+) done: 1,000 rows, 1,000 results, 0 failures in (\d+\.\d) s \([\d,]+ rows/s\)"
+    )
+    with run_pipeline(load_spec(path), bootstrap):
+        shown = _submit_process(path, source, tmp_path / "a.jsonl", bootstrap, "--job", "shown")
+        quiet = _submit_process(path, source, tmp_path / "b.jsonl", bootstrap, "--job", "quiet",
+                                "--quiet")  # fmt: skip
+        again = _submit_process(path, source, tmp_path / "a.jsonl", bootstrap, "--job", "shown")
+    assert shown.returncode == quiet.returncode == again.returncode == 0, shown.stderr
+
+    # No terminal: plain lines, never a bar redrawn with carriage returns.
+    assert "\r" not in shown.stderr
+    lines = [ln for ln in shown.stderr.splitlines() if ln.startswith("job shown: ")]
+    assert len(lines) >= 2, shown.stderr  # when the job opens, and at its end
+    assert lines[0].startswith("job shown: 0/1,000 rows answered (0%), 0 failed, ")
+    assert re.fullmatch(
+        r"job shown: 1,000/1,000 rows answered \(100%\), 0 failed, 1,000 sent, 0 in flight, "
+        r"[\d,]+ rows/s, ETA 0 s",
+        lines[-1],
+    ), lines[-1]
+    first = summary.fullmatch(shown.stdout.strip())
+    assert first is not None and first[1] == "shown", shown.stdout
+
+    # --quiet: the summary, and log lines only (none at the default level here).
+    assert quiet.stderr == "", quiet.stderr
+    assert summary.fullmatch(quiet.stdout.strip()), quiet.stdout
+
+    # A finished job run again: its summary, with the job's own time (from its state made
+    # to its last checkpoint: the command's start-up left out), not this run's.
+    rerun = summary.fullmatch(again.stdout.strip())
+    assert rerun is not None, again.stdout
+    assert float(first[2]) / 2 <= float(rerun[2]) <= float(first[2]), (shown.stdout, again.stdout)
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 1000

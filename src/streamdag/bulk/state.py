@@ -19,8 +19,11 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from streamdag.kafka import KafkaConnection, TopicSpec, consumer_config, ensure_topics
+from streamdag.observability.scan import TopicReader, Window
 
-__all__ = ["JobState", "jobs_topic", "read_jobs"]
+_READ_TIMEOUT_S = 10.0
+
+__all__ = ["JobBook", "JobState", "jobs_topic", "read_jobs"]
 
 
 def jobs_topic(pipeline: str) -> str:
@@ -53,6 +56,19 @@ class JobState:
     def sent(self) -> int:
         return self.results + self.failures + len(self.pending)
 
+    def counts(self) -> dict[str, Any]:
+        """What ``streamdag jobs`` and the web view show of the job."""
+        return {
+            "job": self.job,
+            "state": "done" if self.done else "open",
+            "rows": self.read,
+            "total": self.total,
+            "results": self.results,
+            "failed": self.failures,
+            "in_flight": len(self.pending),
+            "updated": self.updated,
+        }
+
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))
 
@@ -81,12 +97,45 @@ def read_jobs(kafka: KafkaConnection, pipeline: str, timeout: float = 30.0) -> d
                 if error.code() == KafkaError._PARTITION_EOF:  # read_committed's end
                     break
                 continue
-            key = (msg.key() or b"").decode()
-            value = msg.value()
-            if value is None:
-                found.pop(key, None)
-            else:
-                found[key] = JobState.decode(value)
+            _apply(found, msg.key(), msg.value())
     finally:
         consumer.close()
     return found
+
+
+def _apply(found: dict[str, JobState], key: bytes | None, value: bytes | None) -> None:
+    """One record of the jobs topic: a job's newer state, or its deletion (no value)."""
+    name = (key or b"").decode(errors="replace")
+    if not value:
+        found.pop(name, None)
+    else:
+        found[name] = JobState.decode(value)
+
+
+class JobBook:
+    """Every job of a pipeline at its last committed checkpoint, kept between reads.
+
+    For a reader that looks again and again (the web view): each ``update`` reads only
+    the jobs topic's records since the previous one, as a running job checkpoints five
+    times a second and its records stay until compaction. Not thread-safe: one update at
+    a time."""
+
+    def __init__(self, pipeline: str) -> None:
+        self.topic = jobs_topic(pipeline)
+        self.jobs: dict[str, JobState] = {}
+        self._next = 0  # the next offset to read
+
+    def update(self, reader: TopicReader) -> dict[str, JobState]:
+        """Read what is new (``read_committed``, to the end seen now); the jobs, by name.
+        A pipeline that never ran a job has none (the topic is not made here)."""
+        if self.topic not in reader.topics():
+            return self.jobs
+        tp = (self.topic, 0)
+        end, start = reader.ends([tp])[tp], reader.beginnings([tp])[tp]
+        if end < self._next:  # the topic was made again: all of it
+            self.jobs, self._next = {}, 0
+        window = Window(self.topic, 0, max(self._next, start), end)
+        for record in reader.read([window], timeout=_READ_TIMEOUT_S):
+            _apply(self.jobs, record.key, record.value)
+        self._next = end
+        return self.jobs

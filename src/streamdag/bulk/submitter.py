@@ -146,7 +146,9 @@ class Submitter:
                 if answer is not None:
                     yield answer
             finished = exhausted and not self._pending
-            if changed and (finished or time.monotonic() - last >= self.CHECKPOINT_S):
+            # The end always checkpoints: the source can be found empty after the last
+            # answer was already checkpointed (its last row filled the in-flight window).
+            if finished or (changed and time.monotonic() - last >= self.CHECKPOINT_S):
                 self._checkpoint(done=finished)
                 last, changed = time.monotonic(), False
             if finished:

@@ -20,7 +20,7 @@ from streamdag.bulk import (
     result_row,
     submit,
 )
-from streamdag.bulk.progress import ProgressBar, summary
+from streamdag.bulk.progress import open_progress, summary
 from streamdag.bulk.sinks import finish_parquet
 from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
 from streamdag.errors import ConfigError
@@ -111,7 +111,13 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="Rows sent and not yet answered, at most.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar; the summary line only.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress (a bar on a terminal, a line every 10 s elsewhere); log lines and the "
+    "summary line only.",
+)
 @kafka_options
 @payload_store_option
 def submit_command(
@@ -141,10 +147,13 @@ def submit_command(
     if previous is not None and previous.done:
         finish_parquet(output)
         finish_parquet(errors_path)
-        return _report(previous, started, quiet)
+        # The job's own span, from its first run's start to its last checkpoint.
+        click.echo(summary(previous, previous.updated - previous.started))
+        return _status(previous)
+    before = 0 if previous is None else previous.results + previous.failures
     rows = open_source(source, id_column=id_column, text_input=text_input)
     files = _Files(open_sink(output), open_sink(errors_path))
-    bar = None if quiet else ProgressBar(job)
+    bar = open_progress(job, quiet=quiet)
     state: list[JobState] = []
 
     def progress(now: JobState) -> None:
@@ -175,11 +184,13 @@ def submit_command(
             bar.close()
         for sink in files.sinks.values():
             sink.close(complete=complete)
-    return _report(state[0], started, quiet)
+    last = state[0]
+    answered = last.results + last.failures - before  # this run's: a resumed job's rate
+    click.echo(summary(last, time.monotonic() - started, answered))
+    return _status(last)
 
 
-def _report(state: JobState, started: float, quiet: bool) -> int:
-    click.echo(summary(state, time.monotonic() - started))
+def _status(state: JobState) -> int:
     ok = state.done and state.failures == 0 and state.results == state.read
     return 0 if ok else 1
 
@@ -199,10 +210,10 @@ def jobs(spec_path: Path, bootstrap: str | None, kafka_config: Path | None) -> N
         f"{'IN FLIGHT':>9}  UPDATED"
     )
     for state in sorted(found.values(), key=lambda s: s.updated):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.updated))
-        total = "" if state.total is None else f"/{state.total}"
+        job = state.counts()
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["updated"]))
+        rows = f"{job['rows']}" + ("" if job["total"] is None else f"/{job['total']}")
         click.echo(
-            f"{state.job:<32} {'done' if state.done else 'open':<8} "
-            f"{f'{state.read}{total}':>10} {state.results:>10} {state.failures:>8} "
-            f"{len(state.pending):>9}  {when}"
+            f"{job['job']:<32} {job['state']:<8} {rows:>10} {job['results']:>10} "
+            f"{job['failed']:>8} {job['in_flight']:>9}  {when}"
         )

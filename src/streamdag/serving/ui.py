@@ -24,6 +24,7 @@ headers and tensors. The graph and the figures are for every token holder.
     GET /ui/api/pipelines/<p>/stats            live figures per step, error counts, and
                                                the pipeline's readiness (workers per step)
     GET /ui/api/pipelines/<p>/errors           the latest records of the errors topic
+    GET /ui/api/pipelines/<p>/jobs             its bulk jobs with their counts, newest first
     GET /ui/api/pipelines/<p>/requests/<id>    every record of a request (``inspect``)
 """
 
@@ -39,6 +40,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from streamdag.bulk.state import JobBook
 from streamdag.errors import (
     ConfigError,
     InvalidInput,
@@ -50,7 +52,7 @@ from streamdag.errors import (
 from streamdag.kafka import KafkaConnection
 from streamdag.observability.inspect import trace_request
 from streamdag.observability.live import LiveStats, PipelineFigures
-from streamdag.observability.scan import parse_since
+from streamdag.observability.scan import TopicReader, parse_since
 from streamdag.payloads import PayloadStore
 from streamdag.pipeline import NodeKind, PipelinePlan, PlanNode
 from streamdag.pipeline.spec import PIPELINE_SOURCE
@@ -151,6 +153,11 @@ def ui_router(
                 "latest": _latest_json(figures, full=may_read_records(request)),
             }
         )
+
+    @router.get("/api/pipelines/{pipeline}/jobs")
+    async def ui_jobs(pipeline: str) -> Response:
+        plan_of(pipeline)
+        return JSONResponse({"jobs": await snapshots.jobs(pipeline)})
 
     @router.get("/api/pipelines/{pipeline}/requests/{request_id:path}")
     async def ui_request(
@@ -300,7 +307,8 @@ def _static(name: str) -> Response:
 
 
 class _Snapshots:
-    """One ``LiveStats`` per pipeline, and its last snapshot while it is fresh."""
+    """One ``LiveStats`` and one ``JobBook`` per pipeline, and the last snapshot of each
+    while it is fresh."""
 
     def __init__(
         self,
@@ -310,26 +318,44 @@ class _Snapshots:
         pool: ScanPool,
     ) -> None:
         self.refresh_s = refresh_s
+        self.kafka = kafka
         self._pool = pool
         self._stats = {name: LiveStats(plan, kafka) for name, plan in plans.items()}
-        self._taken: dict[str, tuple[float, PipelineFigures]] = {}
-        self._waits = {name: asyncio.Lock() for name in plans}
+        self._books = {name: JobBook(name) for name in plans}
+        self._taken: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._waits = {(name, kind): asyncio.Lock() for name in plans for kind in _KINDS}
         # A read outlives a viewer who went away (threads cannot be cancelled): the next
         # one must wait for it, not run beside it.
-        self._reading = {name: threading.Lock() for name in plans}
+        self._reading = {(name, kind): threading.Lock() for name in plans for kind in _KINDS}
 
     async def get(self, pipeline: str) -> PipelineFigures:
-        async with self._waits[pipeline]:
-            taken = self._taken.get(pipeline)
+        figures: PipelineFigures = await self._fresh(pipeline, "figures")
+        return figures
+
+    async def jobs(self, pipeline: str) -> list[dict[str, Any]]:
+        """The pipeline's jobs as ``streamdag jobs`` counts them, newest first."""
+        jobs: list[dict[str, Any]] = await self._fresh(pipeline, "jobs")
+        return jobs
+
+    async def _fresh(self, pipeline: str, kind: str) -> Any:
+        async with self._waits[(pipeline, kind)]:
+            taken = self._taken.get((pipeline, kind))
             if taken is not None and time.monotonic() - taken[0] < self.refresh_s:
                 return taken[1]
             try:
-                figures = await self._pool.run(self._read, pipeline)
+                found = await self._pool.run(self._read, pipeline, kind)
             except KafkaOperationError as exc:
                 raise Unavailable(f"pipeline {pipeline}: {exc.message}") from exc
-            self._taken[pipeline] = (time.monotonic(), figures)
-            return figures
+            self._taken[(pipeline, kind)] = (time.monotonic(), found)
+            return found
 
-    def _read(self, pipeline: str) -> PipelineFigures:
-        with self._reading[pipeline]:
-            return self._stats[pipeline].read()
+    def _read(self, pipeline: str, kind: str) -> Any:
+        with self._reading[(pipeline, kind)]:
+            if kind == "figures":
+                return self._stats[pipeline].read()
+            with TopicReader(self.kafka, client_id="streamdag-live") as reader:
+                jobs = self._books[pipeline].update(reader)
+            return [s.counts() for s in sorted(jobs.values(), key=lambda s: -s.updated)]
+
+
+_KINDS: Final = ("figures", "jobs")

@@ -1,5 +1,6 @@
 // The streamdag web view: draws a pipeline's DAG as SVG from /ui/api/.../graph, polls
-// /ui/api/.../stats for live figures, finds requests and lists the latest errors.
+// /ui/api/.../stats for live figures and .../jobs for bulk jobs, finds requests and lists
+// the latest errors.
 // Plain browser JavaScript, no library; everything from the server goes into the page as
 // text (textContent), never as markup.
 (function () {
@@ -7,6 +8,7 @@
 
   const SVG = "http://www.w3.org/2000/svg";
   const REFRESH_MS = 3000;
+  const JOBS_SHOWN = 10; // the newest; `streamdag jobs` lists them all
   const W = 156;
   const HEIGHT = { step: 112, join: 112, topic: 70, outputs: 86, errors: 70 };
   const GAP_X = 40;
@@ -311,14 +313,38 @@
     $("no-errors").hidden = latest.length > 0;
   }
 
+  // The counts of `streamdag jobs`, newest job first.
+  function showJobs(jobs) {
+    const body = $("jobs").tBodies[0];
+    body.replaceChildren();
+    for (const j of jobs.slice(0, JOBS_SHOWN)) {
+      const tr = el("tr", { "data-job": j.job });
+      const rows = j.total === null ? String(j.rows) : j.rows + "/" + j.total;
+      const when = new Date(j.updated * 1000);
+      tr.append(el("td", {}, j.job), el("td", { class: j.state === "open" ? "warn" : "" }, j.state));
+      tr.append(el("td", { class: "num" }, rows), el("td", { class: "num" }, j.results));
+      tr.append(el("td", { class: "num" + (j.failed > 0 ? " bad" : "") }, j.failed));
+      tr.append(el("td", { class: "num" }, j.in_flight));
+      tr.append(el("td", { title: when.toISOString() }, when.toLocaleTimeString()));
+      body.append(tr);
+    }
+    $("jobs").hidden = jobs.length === 0;
+    $("no-jobs").hidden = jobs.length > 0;
+    const more = jobs.length - JOBS_SHOWN;
+    $("more-jobs").hidden = more <= 0;
+    $("more-jobs").textContent = more > 0 ? "and " + plural(more, "older job") : "";
+  }
+
   async function refresh() {
     clearTimeout(state.timer);
     const pipeline = state.pipeline;
     try {
       if (!document.hidden) {
-        const stats = await api("pipelines/" + encodeURIComponent(pipeline) + "/stats");
+        const base = "pipelines/" + encodeURIComponent(pipeline);
+        const [stats, jobs] = await Promise.all([api(base + "/stats"), api(base + "/jobs")]);
         if (pipeline !== state.pipeline) return;
         showFigures(stats);
+        showJobs(jobs.jobs);
         state.refreshes += 1;
         document.body.dataset.refreshes = String(state.refreshes);
         setStatus("updated " + new Date(stats.at_ms).toLocaleTimeString());
