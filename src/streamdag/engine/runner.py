@@ -1,4 +1,5 @@
-"""Run the workers of a pipeline (all steps, or some) in this process until told to stop."""
+"""Run the workers of a pipeline (all steps, or some) in this process until told to stop:
+one per step, or per fused stage (the spec's ``stages:``, or the chosen steps all fused)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
-from streamdag.engine.plan import step_plan
+from streamdag.engine.stage import stage_plan
 from streamdag.engine.worker import StepWorker
 from streamdag.errors import ConfigError, StreamdagError
 from streamdag.kafka import KafkaConnection, ensure_topics
@@ -25,8 +26,9 @@ log = logging.getLogger("streamdag.engine.runner")
 
 class PipelineRunner:
     """Creates the pipeline's topics, loads each model once, and runs one worker thread per
-    step. ``stop`` ends them after their batch in flight; ``run`` returns when all ended
-    and raises if a worker died of an unexpected error."""
+    step, or per fused stage: those of the plan, or with ``fuse`` the chosen steps (every
+    node by default) as one stage. ``stop`` ends them after their batch in flight; ``run``
+    returns when all ended and raises if a worker died of an unexpected error."""
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class PipelineRunner:
         steps: Sequence[str] | None = None,
         instance_id: str | None = None,
         payloads: PayloadStore | None = None,
+        fuse: bool = False,
     ) -> None:
         known = list(plan.nodes)
         chosen = list(steps) if steps else known
@@ -52,8 +55,11 @@ class PipelineRunner:
         self.stop_event = threading.Event()
         self.ready = threading.Event()
         self._failures: list[BaseException] = []
+        if fuse:
+            plan = plan.fused(chosen)
         self._plans = [
-            step_plan(plan, s, max_record_bytes=self.kafka.max_record_bytes) for s in chosen
+            stage_plan(plan, unit, max_record_bytes=self.kafka.max_record_bytes)
+            for unit in plan.units(chosen)
         ]
 
     def stop(self) -> None:
@@ -62,12 +68,12 @@ class PipelineRunner:
     def _load_models(self) -> dict[str, Model]:
         models: dict[str, Model] = {}
         spec = self.plan.spec
-        for plan in self._plans:
-            if plan.kind is NodeKind.ASSEMBLER or plan.model in models:
+        for step in (s for stage in self._plans for s in stage.steps):
+            if step.kind is NodeKind.ASSEMBLER or step.model in models:
                 continue
-            model = create_model(plan.model, spec.models[plan.model], spec.base_dir)
+            model = create_model(step.model, spec.models[step.model], spec.base_dir)
             model.load()
-            models[plan.model] = model
+            models[step.model] = model
         return models
 
     def run(self) -> None:
@@ -83,14 +89,14 @@ class PipelineRunner:
                 args=(
                     StepWorker(
                         plan,
-                        models.get(plan.model),
+                        models,
                         self.kafka,
                         self.stop_event,
                         instance_id=self.instance_id,
                         payloads=self.payloads,
                     ),
                 ),
-                name=f"step-{plan.step}",
+                name=f"step-{plan.name}",
                 daemon=True,
             )
             for plan in self._plans
@@ -124,9 +130,9 @@ class PipelineRunner:
             worker.run()
         except BaseException as exc:
             if isinstance(exc, StreamdagError):  # says what happened; no traceback needed
-                log.error("worker of step %s failed: %s", worker.plan.step, exc)
+                log.error("worker of step %s failed: %s", worker.plan.name, exc)
             else:
-                log.exception("worker of step %s failed", worker.plan.step)
+                log.exception("worker of step %s failed", worker.plan.name)
             self._failures.append(exc)
             self.stop_event.set()  # one dead worker stops the process: let a supervisor see it
 
