@@ -16,6 +16,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from kafka_support import Result, Workers, count_by_id, read_results, read_topic, send_requests
 
+from streamdag.engine import PipelineRunner
+from streamdag.errors import ConfigError
 from streamdag.kafka import ensure_topics
 from streamdag.observability.inspect import trace_request
 from streamdag.pipeline import PipelineSpec, compile_plan, derive_topics, load_spec
@@ -196,3 +198,27 @@ def test_sigkill_of_a_fused_worker_leaves_every_record_once(
         assert set(keys) == {rid.encode() for rid, _ in requests}, step
         assert not {k: c for k, c in keys.items() if c > 1}, f"{step}: duplicates"
     assert "worker start: pipeline" in w.log_of(first)
+
+
+LINEAR = """
+name: "{name}"
+partitions: 2
+models:
+  scale: {runtime: python, handler: "linear_models:scale", outputs: [y]}
+  shift: {runtime: python, handler: "linear_models:shift", outputs: [w]}
+steps:
+  - {name: double, model: scale}
+  - {name: plus-one, model: shift, inputs: [double.outputs.y], tensor_map: {double.outputs.y: v}}
+"""
+
+
+def test_a_step_is_not_run_fused_while_its_own_group_runs_it(
+    bootstrap: str, pipeline_spec: Callable[[str], Path], running: Callable
+) -> None:
+    spec = load_spec(pipeline_spec(LINEAR))
+    with running(spec, bootstrap):
+        send_requests(bootstrap, spec.name, [("a", {"x": np.array([[1, 2]])})])
+        assert len(read_results(bootstrap, spec.name, until=1, timeout=30)) == 1
+        fused = PipelineRunner(compile_plan(spec), bootstrap, fuse=True)
+        with pytest.raises(ConfigError, match=f"runs in consumer group streamdag.{spec.name}."):
+            fused.run()

@@ -15,8 +15,10 @@ from streamdag.engine.stage import stage_plan
 from streamdag.engine.worker import StepWorker
 from streamdag.errors import ConfigError, StreamdagError
 from streamdag.kafka import KafkaConnection, ensure_topics
+from streamdag.kafka.admin import active_groups
 from streamdag.payloads import PayloadStore, start_sweeper
-from streamdag.pipeline import NodeKind, PipelinePlan
+from streamdag.pipeline import NodeKind, PipelinePlan, consumer_group
+from streamdag.pipeline.plan import STAGE_JOINER
 from streamdag.runtimes import Model, create_model
 
 __all__ = ["PipelineRunner", "handle_signals"]
@@ -82,6 +84,7 @@ class PipelineRunner:
         # times per batch, caps a step's throughput. 0.5 ms keeps the Kafka side moving.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         ensure_topics(self.kafka, self.plan.topics())
+        self._check_alone()
         models = self._load_models()
         threads = [
             threading.Thread(
@@ -124,6 +127,28 @@ class PipelineRunner:
             if isinstance(failure, StreamdagError):
                 raise failure
             raise StreamdagError(f"a worker failed: {type(failure).__name__}: {failure}")
+
+    def _check_alone(self) -> None:
+        """Refuse to run a step that another group runs now: a step fused here and run on
+        its own elsewhere, or the other way round, or in another stage. Each group reads
+        the step's records from its own offsets, so the step's results would be written
+        twice. Checked once at start: two workers started within the same moment can
+        still both pass (docs/architecture.md, "Fused stages")."""
+        prefix = consumer_group(self.plan.name, "")
+        mine = {stage.group_id for stage in self._plans}
+        for group in active_groups(self.kafka, prefix):
+            if group in mine:
+                continue  # other members of our own groups: they share the partitions
+            nodes = set(group.removeprefix(prefix).split(STAGE_JOINER))
+            for stage in self._plans:
+                shared = sorted(nodes & {s.step for s in stage.steps})
+                if shared:
+                    raise ConfigError(
+                        f"step {', '.join(shared)} of {self.plan.name} runs in consumer "
+                        f"group {group} now; stop those workers before running it in "
+                        f"{stage.group_id} (a killed worker stays a member for its "
+                        "session timeout, 6 s)"
+                    )
 
     def _work(self, worker: StepWorker) -> None:
         try:
