@@ -45,17 +45,19 @@ steps:
     model: combine
     inputs: [left.outputs, right.outputs]
     join: inner
-    join_window_ms: 20000
+    join_window_ms: 120000
   - {name: gate, model: gate, inputs: [both.outputs.total]}
   - {name: even, model: even, inputs: [gate.outputs.x], when: [gate.outputs.even]}
   - {name: odd, model: odd, inputs: [gate.outputs.x], when: [gate.outputs.odd]}
 output:
   steps: [even, odd]
   join: outer
-  join_window_ms: 30000
+  join_window_ms: 120000
 """
 # `both` joins `left`, handed on in memory, with `right`, read from Kafka: `right` runs
-# on its own, outside the stage.
+# on its own, outside the stage, so its pieces come later than unfused, by its lag. The
+# windows above are long enough for a loaded machine: a window that passes fails the
+# request (inner) or answers without a piece (outer), in any form.
 STAGES = """
 stages:
   - [split, left, both, gate]
@@ -222,3 +224,21 @@ def test_a_step_is_not_run_fused_while_its_own_group_runs_it(
         fused = PipelineRunner(compile_plan(spec), bootstrap, fuse=True)
         with pytest.raises(ConfigError, match=f"runs in consumer group streamdag.{spec.name}."):
             fused.run()
+
+
+def test_a_fused_stage_answers_at_least_once(
+    bootstrap: str, pipeline_spec: Callable[[str], Path], running: Callable
+) -> None:
+    spec = load_spec(
+        pipeline_spec(LINEAR.replace("partitions: 2", "partitions: 2\nguarantee: at_least_once"))
+    )
+    requests = [(f"k{i}", {"x": np.array([[i, -i]])}) for i in range(300)]
+    with running(spec, bootstrap, fuse=True):
+        send_requests(bootstrap, spec.name, requests)
+        results = read_results(bootstrap, spec.name, until=300, timeout=60, settle=0.5)
+    assert {r.request_id: r.arrays["w"].tolist() for r in results} == {
+        f"k{i}": [[2 * i + 1, -2 * i + 1]] for i in range(300)
+    }
+    # The first step's results are on its topic too, with no reader of their own.
+    written = read_topic(bootstrap, f"streamdag.{spec.name}.double.outputs", until=300)
+    assert {key for key, _, _ in written} == {rid.encode() for rid, _ in requests}
