@@ -58,3 +58,18 @@ def mark_even(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def mark_odd(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"kind": np.full(len(inputs["x"]), b"odd", dtype=object)}
+
+
+def gate(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Routes each row of a total 12i + 5 by i: even to `even`, odd to `odd`, 0 to neither."""
+    total = inputs["total"]
+    i = (total.reshape(len(total), -1)[:, 0] - 5) // 12
+    return {"x": total, "even": (i % 2 == 0) & (i != 0), "odd": i % 2 == 1}
+
+
+def tag_even(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"kind": np.full(len(inputs["x"]), b"even", dtype=object), "y": inputs["x"] * 2}
+
+
+def tag_odd(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"kind": np.full(len(inputs["x"]), b"odd", dtype=object), "y": inputs["x"] * 3}

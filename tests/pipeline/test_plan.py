@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from streamdag.errors import ConfigError, SpecError
 from streamdag.pipeline import (
     OUTPUT_JOIN,
     JoinMode,
@@ -104,3 +107,54 @@ def test_gateway_group_names_the_pipelines_it_serves() -> None:
     assert gateway_group(["triage"]) == "streamdag.triage.gateway"
     # One group for one set of pipelines, whatever order they were given in.
     assert gateway_group(["b", "a"]) == gateway_group(["a", "b"]) == "streamdag.a+b.gateway"
+
+
+def test_a_fused_stage_reads_what_no_node_of_it_writes() -> None:
+    """Stage clean+tags: tags reads clean's outputs in memory and the inputs from Kafka,
+    which clean reads too; score, outside it, reads clean's topic with its own group."""
+    plan = plan_of(stages=[["tags", "clean"]])
+    (stage,) = plan.stages
+    assert stage.nodes == ("clean", "tags")  # topological, whatever the spec's order
+    assert stage.name == "clean+tags" and stage.fused
+    assert stage.group == "streamdag.triage.clean+tags"
+    assert dict(stage.source_topics) == {"streamdag.triage.inputs": "pipeline"}
+    assert stage.internal_topics == {"streamdag.triage.clean.outputs"}
+    units = plan.units()
+    assert [u.name for u in units] == ["clean+tags", "score", "output"]
+    assert units[1].group == plan.node("score").group
+
+
+def test_fused_whole_makes_one_stage_of_every_node() -> None:
+    plan = plan_of().fused()
+    (whole,) = plan.units()
+    assert whole.name == "clean+tags+score+output"
+    assert whole.internal_topics == {
+        f"streamdag.triage.{step}.outputs" for step in ("clean", "tags", "score")
+    }
+    assert dict(whole.source_topics) == {"streamdag.triage.inputs": "pipeline"}
+    fused = plan_of().fused(["score", "clean"])
+    assert [u.name for u in fused.units()] == ["clean+score", "tags", "output"]
+
+
+def test_a_stage_runs_whole_or_not_at_all() -> None:
+    plan = plan_of(stages=[["clean", "tags"]])
+    assert [u.name for u in plan.units(["tags", "clean"])] == ["clean+tags"]
+    with pytest.raises(ConfigError, match=r"runs fused in stage clean\+tags.*left out: tags"):
+        plan.units(["clean"])
+
+
+@pytest.mark.parametrize(
+    ("stages", "problem"),
+    [
+        ([["clean", "nope"]], r"stages\[0\].*unknown step 'nope'"),
+        ([["tags", "score"]], r"stages\[0\].*'score' neither reads nor is read"),
+        ([["clean", "tags"], ["tags", "score"]], r"stages\[1\].*'tags' is in stages\[0\]"),
+        ([["clean", "clean"]], "named twice"),
+        ([[]], "at least one step"),
+    ],
+)
+def test_stages_that_cannot_run_are_refused(stages: list[list[str]], problem: str) -> None:
+    with pytest.raises(SpecError, match=problem):
+        plan_of(stages=stages)
+    with pytest.raises(ConfigError, match="cannot fuse"):
+        plan_of().stage(stages[-1])

@@ -10,11 +10,11 @@ import click
 from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
 from streamdag.engine import PipelineRunner, handle_signals
 from streamdag.engine.supervisor import Supervisor
-from streamdag.errors import StreamdagError
+from streamdag.errors import ConfigError, StreamdagError
 from streamdag.observability.metrics import serve_metrics
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.payloads import store_from_settings
-from streamdag.pipeline import compile_plan, load_spec
+from streamdag.pipeline import PipelinePlan, compile_plan, load_spec
 
 __all__ = ["run"]
 
@@ -22,6 +22,13 @@ __all__ = ["run"]
 @click.command()
 @click.argument("spec_file", metavar="PIPELINE.yaml", type=click.Path(path_type=Path))
 @click.option("--steps", default=None, metavar="A,B", help="Run only these steps.")
+@click.option(
+    "--fuse",
+    is_flag=True,
+    help="Run these steps (all of them without --steps) as one fused stage: one worker, "
+    "one consumer group and one transaction, handing records on in memory; every step's "
+    "topics are still written.",
+)
 @kafka_options
 @payload_store_option
 @click.option(
@@ -51,6 +58,7 @@ def run(
     ctx: click.Context,
     spec_file: Path,
     steps: str | None,
+    fuse: bool,
     bootstrap: str | None,
     kafka_config: Path | None,
     payload_store: str | None,
@@ -66,6 +74,7 @@ def run(
             command = [sys.executable, "-m", "streamdag.cli.main", *(["-v"] if verbose else [])]
             command += ["run", str(spec_file)]
             command += ["--steps", steps] if steps else []
+            command += ["--fuse"] if fuse else []
             command += ["--bootstrap", bootstrap] if bootstrap else []
             command += ["--kafka-config", str(kafka_config)] if kafka_config else []
             command += ["--payload-store", payload_store] if payload_store else []
@@ -74,18 +83,19 @@ def run(
             command += ["--instance-id", f"{instance_id}-{k}"] if instance_id else []
             return command
 
-        load_spec(spec_file)  # a bad spec is one error here, not one per child
+        # A bad spec, or steps that cannot run so, is one error here, not one per child.
+        _units(compile_plan(load_spec(spec_file)), _chosen(steps), fuse)
         if Supervisor(processes, child).run() != 0:
             raise StreamdagError(f"worker processes of {spec_file} kept dying or did not stop")
         return
     spec = load_spec(spec_file)
-    chosen = [s.strip() for s in steps.split(",") if s.strip()] if steps else None
     runner = PipelineRunner(
         compile_plan(spec),
         resolve_kafka(bootstrap, kafka_config),
-        steps=chosen,
+        steps=_chosen(steps),
         instance_id=instance_id,
         payloads=store_from_settings(payload_store),
+        fuse=fuse,
     )
     if metrics_port is not None:
         serve_metrics(metrics_port)
@@ -95,3 +105,17 @@ def run(
             runner.run()
     finally:
         shutdown_tracing()
+
+
+def _chosen(steps: str | None) -> list[str] | None:
+    return [s.strip() for s in steps.split(",") if s.strip()] if steps else None
+
+
+def _units(plan: PipelinePlan, chosen: list[str] | None, fuse: bool) -> None:
+    """Raise ConfigError if ``chosen`` (and ``fuse``) cannot run as the plan says."""
+    unknown = [s for s in chosen or () if s not in plan.nodes]
+    if unknown:
+        raise ConfigError(
+            f"unknown step {', '.join(unknown)} in --steps; {plan.name} has {', '.join(plan.nodes)}"
+        )
+    (plan.fused(chosen) if fuse else plan).units(chosen)

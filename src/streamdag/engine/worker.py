@@ -1,5 +1,9 @@
 """The step worker: one consumer-group member that turns input records into results.
 
+It runs a stage (``stage.py``): one step, or several fused steps that hand records on to
+each other in memory and commit together; either way one consumer, one producer and one
+model thread, and what is said below holds for the whole stage.
+
 Loop: fetch a micro-batch -> decode -> run the model -> deliver results and offsets
 together (see ``delivery.py``). A fast model (its calls take under ``_INLINE_MODEL_S`` per
 batch, on average) runs on the worker's own thread: one thread fetches, decodes, runs the
@@ -28,7 +32,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
@@ -41,10 +45,10 @@ from streamdag.engine.delivery import (
     TransactionalDelivery,
     new_transactional_id,
 )
-from streamdag.engine.envelope import OutRecord, decode_records
 from streamdag.engine.joins import restore_partitions
-from streamdag.engine.logic import StepLogic
+from streamdag.engine.logic import Predict
 from streamdag.engine.plan import StepPlan
+from streamdag.engine.stage import Processed, StageLogic, StagePlan
 from streamdag.engine.timeouts import Deadline, TimedCalls
 from streamdag.errors import ModelHung
 from streamdag.kafka import KafkaConnection, consumer_config
@@ -95,7 +99,7 @@ class BatchState(enum.Enum):
 class _Batch:
     def __init__(self, messages: list[Any]) -> None:
         self.messages = messages
-        self.future: Future[tuple[list[OutRecord], list[Span]]] | None = None
+        self.future: Future[Processed] | None = None
         self.state = BatchState.WORKING
 
     @functools.cached_property
@@ -110,37 +114,38 @@ class _Batch:
 
 
 class StepWorker:
-    """Runs one step of a pipeline until ``stop`` is set; see the module docstring."""
+    """Runs one step, or a fused stage of steps, of a pipeline until ``stop`` is set; see
+    the module docstring. ``model``: the step's model (None for the output assembler), or
+    for a stage the models of its steps by model name."""
 
     def __init__(
         self,
-        plan: StepPlan,
-        model: Model | None,
-        kafka: KafkaConnection,
+        plan: StepPlan | StagePlan,
+        model: Model | Mapping[str, Model] | None,
+        kafka: KafkaConnection | str,
         stop: threading.Event,
         *,
         instance_id: str | None = None,
         consumer_overrides: dict[str, Any] | None = None,
         payloads: PayloadStore | None = None,
     ) -> None:
-        self.plan = plan
+        stage = plan if isinstance(plan, StagePlan) else StagePlan.of(plan)
+        self.plan = stage
         self.payloads = payloads
-        self.model = model
-        self.kafka = kafka
+        if isinstance(model, Mapping):
+            models: Mapping[str, Model] = model
+        else:
+            models = {} if model is None else {stage.steps[0].model: model}
+        self.kafka = KafkaConnection.of(kafka)
         self.stop = stop
         self.instance_id = instance_id
         self._consumer_overrides = consumer_overrides or {}
-        self._labels = (plan.pipeline, plan.step)
+        self._labels = (stage.pipeline, stage.name)
         # Fetched batches not yet delivered, oldest first: the model works on the newer
         # ones while the oldest is being delivered.
         self._pending: list[_Batch] = []
         self._stash: list[Any] = []
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{plan.step}")
-        self._timed = (
-            None
-            if plan.timeout_s is None
-            else TimedCalls(f"model {plan.model}", plan.timeout_s, _MAX_HUNG)
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{stage.name}")
         self._revoke_s = _REVOKE_S
         self._model_s = 0.0  # model time of the batch being processed
         # Its moving average; None until measured: the first batches run on the model
@@ -148,10 +153,12 @@ class StepWorker:
         self.model_s_per_batch: float | None = None
         self._rollbacks = 0  # how many times the delivery rolled back and rewound
         self._paused: list[TopicPartition] = []
-        self.logic = StepLogic(plan, self._predict, payloads)
+        self.logic = StageLogic(
+            stage, {s.step: self._predictor(s, models.get(s.model)) for s in stage.steps}, payloads
+        )
         self._lag_due = 0.0
         self._beat_due = 0.0
-        self._ctx = record_context(plan.pipeline, plan.step)
+        self._ctx = record_context(stage.pipeline, stage.name)
 
     # -- lifecycle ---------------------------------------------------------------------
     def run(self) -> None:
@@ -164,7 +171,7 @@ class StepWorker:
             **self._consumer_overrides,
         }
         self._revoke_s = min(_REVOKE_S, float(overrides["max.poll.interval.ms"]) / 2000)
-        if plan.join is not None:
+        if plan.has_join:
             # Partition i of every source topic must land on the same worker, with its join
             # state: the range assignor gives that for co-partitioned topics.
             overrides["partition.assignment.strategy"] = "range"
@@ -186,7 +193,7 @@ class StepWorker:
         log.info(
             "worker start: pipeline=%s step=%s group=%s topics=%s guarantee=%s",
             plan.pipeline,
-            plan.step,
+            plan.name,
             plan.group_id,
             ",".join(plan.source_topics),
             plan.guarantee,
@@ -228,14 +235,14 @@ class StepWorker:
             log.info(
                 "worker stop: pipeline=%s step=%s",
                 self.plan.pipeline,
-                self.plan.step,
+                self.plan.name,
                 extra=self._ctx,
             )
 
     # -- rebalance callbacks (run inside consumer.poll on this thread) --------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info(
-            "rebalance: step=%s assigned %s", self.plan.step, _fmt(partitions), extra=self._ctx
+            "rebalance: step=%s assigned %s", self.plan.name, _fmt(partitions), extra=self._ctx
         )
         self._restore({p.partition for p in partitions})
         if self._pending and partitions:
@@ -245,7 +252,7 @@ class StepWorker:
             self._paused.extend(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("rebalance: step=%s revoked %s", self.plan.step, _fmt(partitions), extra=self._ctx)
+        log.info("rebalance: step=%s revoked %s", self.plan.name, _fmt(partitions), extra=self._ctx)
         deadline = Deadline(self._revoke_s)
         # Commit first: the partitions are still ours here.
         self._complete_pending(deadline)
@@ -256,7 +263,7 @@ class StepWorker:
         self._drop_join_state({p.partition for p in partitions})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("rebalance: step=%s lost %s", self.plan.step, _fmt(partitions), extra=self._ctx)
+        log.warning("rebalance: step=%s lost %s", self.plan.name, _fmt(partitions), extra=self._ctx)
         self._drop(self._pending)  # cannot commit any more; the new owner redoes them
         self._stash = []
         self._drop_join_state({p.partition for p in partitions})
@@ -271,7 +278,7 @@ class StepWorker:
         of what was committed."""
         self._rollbacks += 1
         self._drop(self._pending)
-        if self.logic.join is not None:
+        if self.logic.joins:
             for batch in self._pending:
                 if batch.future is not None:
                     wait([batch.future])  # the model thread must be done with the join state
@@ -281,14 +288,15 @@ class StepWorker:
     def _drop_join_state(self, partitions: set[int]) -> None:
         """Forget the join state of ``partitions``. It belongs to the model thread, so the
         forgetting runs there, after any batch it is still working on."""
-        join = self.logic.join
-        if join is None or not partitions:
+        joins = self.logic.joins
+        if not joins or not partitions:
             return
         running = [b.future for b in self._pending if b.future is not None]
-        if running and not all(f.done() for f in running):
-            self._executor.submit(join.drop_partitions, partitions)
-        else:
-            join.drop_partitions(partitions)
+        for _, join in joins:
+            if running and not all(f.done() for f in running):
+                self._executor.submit(join.drop_partitions, partitions)
+            else:
+                join.drop_partitions(partitions)
 
     # -- the loop ----------------------------------------------------------------------
     def _fetch(self, wait_s: float) -> list[Any]:
@@ -316,21 +324,21 @@ class StepWorker:
             if err is None:
                 good.append(m)
             elif err.code() != KafkaError._PARTITION_EOF:
-                log.warning("consumer error on step=%s: %s", self.plan.step, err.str())
+                log.warning("consumer error on step=%s: %s", self.plan.name, err.str())
         return good
 
     def _restore(self, partitions: set[int]) -> None:
-        join = self.logic.join
-        if join is None or not partitions:
+        if not partitions:
             return
-        join.drop_partitions(partitions)
-        count = restore_partitions(join, self.kafka, partitions)
-        log.info(
-            "join state: step=%s restored %d pending requests of partitions %s",
-            self.plan.step,
-            count,
-            sorted(partitions),
-        )
+        for step, join in self.logic.joins:
+            join.drop_partitions(partitions)
+            count = restore_partitions(join, self.kafka, partitions)
+            log.info(
+                "join state: step=%s restored %d pending requests of partitions %s",
+                step,
+                count,
+                sorted(partitions),
+            )
 
     def _measure(self) -> None:
         """The loop's heartbeat metric every second, consumer lag every _LAG_EVERY_S."""
@@ -353,8 +361,9 @@ class StepWorker:
                 continue  # nothing fetched from this partition yet
             lag = high - tp.offset if tp.offset >= 0 else high
             metrics.CONSUMER_LAG.labels(*self._labels, tp.topic, str(tp.partition)).set(lag)
-        if self.logic.join is not None and not self._pending:
-            metrics.JOIN_PENDING.labels(*self._labels).set(len(self.logic.join.entries))
+        if not self._pending:
+            for step, join in self.logic.joins:
+                metrics.JOIN_PENDING.labels(self.plan.pipeline, step).set(len(join.entries))
 
     def _run_once(self) -> None:
         self._measure()
@@ -378,11 +387,10 @@ class StepWorker:
             messages = self._fetch(wait_s)
         # Join state belongs to the model thread while a batch is pending.
         if messages or (not self._pending and self.logic.due(time.time() * 1000)):
-            metrics.RECORDS_IN.labels(*self._labels).inc(len(messages))
             batch = _Batch(messages)
             average = self.model_s_per_batch
             # A join's state belongs to the helper thread: a join step always runs there.
-            if average is not None and average < _INLINE_MODEL_S and self.logic.join is None:
+            if average is not None and average < _INLINE_MODEL_S and not self.logic.joins:
                 # Fast: finish what the helper thread has, then work on this thread.
                 rollbacks = self._rollbacks
                 self._complete_pending()
@@ -435,7 +443,7 @@ class StepWorker:
             if batch.state is BatchState.WORKING and not future.done():
                 log.warning(
                     "revoke: step=%s model still busy after %gs; batch dropped uncommitted",
-                    self.plan.step,
+                    self.plan.name,
                     self._revoke_s,
                     extra=self._ctx,
                 )
@@ -444,19 +452,19 @@ class StepWorker:
             if batch.state is BatchState.DROPPED:
                 return  # nothing may be committed; whoever owns the partitions redoes it
             try:
-                records, spans = future.result()
+                done = future.result()
             except ModelHung as exc:
-                log.error("step=%s: %s", self.plan.step, exc, extra=self._ctx)
+                log.error("step=%s: %s", self.plan.name, exc, extra=self._ctx)
                 self._drop(self._pending)
                 self._stash = []
                 raise
             batch.state = BatchState.DELIVERED
             produce_ns = time.time_ns()
-            delivered = self.delivery.deliver(records, batch.offsets(), deadline)
-            _end_spans(spans, produce_ns, delivered)
+            delivered = self.delivery.deliver(done.records, batch.offsets(), deadline)
+            _end_spans(done.spans, produce_ns, delivered)
             if delivered:
-                out = sum(1 for r in records if r.topic == self.plan.outputs_topic)
-                metrics.RECORDS_OUT.labels(*self._labels).inc(out)
+                for labels, count in done.written:
+                    metrics.RECORDS_OUT.labels(*labels).inc(count)
             else:
                 self._rewound()
         finally:
@@ -480,36 +488,41 @@ class StepWorker:
             wait([batch.future], timeout=_KEEPALIVE_S)
 
     # -- model work (runs in the helper thread) ----------------------------------------
-    def _process(
-        self, messages: Sequence[Any], fetched_ns: int
-    ) -> tuple[list[OutRecord], list[Span]]:
-        plan = self.plan
+    def _process(self, messages: Sequence[Any], fetched_ns: int) -> Processed:
         self._model_s = 0.0
-        envelopes = decode_records(
-            messages, plan.is_request_topic, model_name=plan.pipeline, payloads=self.payloads
-        )
-        records = self.logic.process(envelopes, fetched_ns=fetched_ns)
+        done = self.logic.process(messages, fetched_ns)
         if self._model_s:
             average = self.model_s_per_batch
             self.model_s_per_batch = (
                 self._model_s if average is None else average + 0.2 * (self._model_s - average)
             )
-        return records, self.logic.take_spans()
+        return done
 
-    def _predict(self, inputs: Arrays) -> Arrays:
-        if self.plan.kind is NodeKind.ASSEMBLER:  # the joined tensors are the answer
-            return inputs
-        assert self.model is not None, "every step runs a model"
-        started = time.perf_counter()
-        try:
-            if self._timed is None:
-                return self.model.predict(inputs)
-            model = self.model
-            return self._timed.call(lambda: model.predict(inputs))
-        finally:
-            elapsed = time.perf_counter() - started
-            self._model_s += elapsed
-            metrics.MODEL_SECONDS.labels(*self._labels).observe(elapsed)
+    def _predictor(self, plan: StepPlan, model: Model | None) -> Predict:
+        """How ``plan``'s step calls its model: timed, bounded by its timeout, and added to
+        the batch's model time (all of a stage's steps count)."""
+        if plan.kind is NodeKind.ASSEMBLER:
+            return lambda inputs: inputs  # the joined tensors are the answer
+        assert model is not None, "every step runs a model"
+        timed = (
+            None
+            if plan.timeout_s is None
+            else TimedCalls(f"model {plan.model}", plan.timeout_s, _MAX_HUNG)
+        )
+        seconds = metrics.MODEL_SECONDS.labels(plan.pipeline, plan.step)
+
+        def predict(inputs: Arrays) -> Arrays:
+            started = time.perf_counter()
+            try:
+                if timed is None:
+                    return model.predict(inputs)
+                return timed.call(lambda: model.predict(inputs))
+            finally:
+                elapsed = time.perf_counter() - started
+                self._model_s += elapsed
+                seconds.observe(elapsed)
+
+        return predict
 
 
 def _run_here(fn: Callable[..., T], *args: Any) -> Future[T]:

@@ -1,11 +1,12 @@
-"""Topic administration: create what is missing, verify what exists."""
+"""Topic administration: create what is missing, verify what exists; which consumer groups
+have members."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -15,7 +16,7 @@ from streamdag.kafka.connection import KafkaConnection
 from streamdag.kafka.diagnose import Diagnosis
 from streamdag.settings import get_settings
 
-__all__ = ["EnsureResult", "TopicSpec", "ensure_topics", "list_topics"]
+__all__ = ["EnsureResult", "TopicSpec", "active_groups", "ensure_topics", "list_topics"]
 
 _DIAGNOSE_EVERY_S = 0.5  # how often list_topics looks at what librdkafka reported
 
@@ -102,3 +103,17 @@ def ensure_topics(
                         f"cannot create topic {name}: {exc.args[0].str()}"
                     ) from exc
     return EnsureResult(created=created, existing=[t.name for t in topics if t.name not in created])
+
+
+def active_groups(kafka: KafkaConnection | str, prefix: str, timeout: float = 10.0) -> list[str]:
+    """The consumer groups whose id starts with ``prefix`` and that have members (a member
+    that died stays one until its session times out)."""
+    admin = AdminClient(admin_config(KafkaConnection.of(kafka)))
+    try:
+        listed = admin.list_consumer_groups(request_timeout=timeout).result(timeout)
+    except (KafkaException, TimeoutError) as exc:
+        raise KafkaOperationError(f"cannot list consumer groups: {exc}") from exc
+    idle = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD}
+    return sorted(
+        g.group_id for g in listed.valid if g.group_id.startswith(prefix) and g.state not in idle
+    )

@@ -10,7 +10,7 @@ from streamdag.pipeline.graph import (
     check_spec,
 )
 from streamdag.pipeline.loader import load_spec, parse_spec
-from streamdag.pipeline.plan import PipelinePlan, PlanNode, compile_plan
+from streamdag.pipeline.plan import PipelinePlan, PlanNode, PlanStage, compile_plan
 from streamdag.pipeline.spec import InputRef, OutputSpec, PipelineSpec, RetryConfig, StepSpec
 from streamdag.pipeline.topics import (
     consumer_group,
@@ -36,6 +36,7 @@ __all__ = [
     "PipelinePlan",
     "PipelineSpec",
     "PlanNode",
+    "PlanStage",
     "RetryConfig",
     "StepSpec",
     "build_graph",

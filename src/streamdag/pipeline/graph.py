@@ -24,6 +24,7 @@ __all__ = [
     "Problem",
     "build_graph",
     "check_spec",
+    "stage_problem",
 ]
 
 Problem = tuple[str, str]
@@ -211,7 +212,53 @@ def check_spec(spec: PipelineSpec) -> list[Problem]:
         return problems
     problems.extend(_check_windows(spec, steps))
     problems.extend(_check_reach(spec, deps))
+    problems.extend(_check_stages(spec))
     return problems
+
+
+def stage_problem(spec: PipelineSpec, nodes: list[str]) -> str | None:
+    """What keeps ``nodes`` from running as one fused stage, or None: each must be a node
+    of the pipeline (a step, or ``output`` for the assembler of several output steps), and
+    the stage connected, each node reading or read by another of it."""
+    known: dict[str, tuple[str, ...]] = {s.name: _sources(s) for s in spec.steps}
+    if len(spec.output_steps) > 1:
+        known[OUTPUT_JOIN] = tuple(spec.output_steps)
+    if not nodes:
+        return "a stage names at least one step"
+    unknown = [n for n in nodes if n not in known]
+    if unknown:
+        return f"unknown step {unknown[0]!r} (nodes: {', '.join(known)})"
+    doubled = [n for n in nodes if nodes.count(n) > 1]
+    if doubled:
+        return f"step {doubled[0]!r} is named twice"
+    members = set(nodes)
+    reached = {nodes[0]}
+    frontier = [nodes[0]]
+    while frontier:
+        node = frontier.pop()
+        near = {s for s in known[node] if s in members}
+        near |= {n for n in members if node in known[n]}
+        for n in near - reached:
+            reached.add(n)
+            frontier.append(n)
+    apart = [n for n in nodes if n not in reached]
+    if apart:
+        return (
+            f"step {apart[0]!r} neither reads nor is read by the other steps of the stage "
+            f"({', '.join(sorted(reached))}): a stage's steps hand records on to each other"
+        )
+    return None
+
+
+def _check_stages(spec: PipelineSpec) -> Iterator[Problem]:
+    placed: dict[str, int] = {}
+    for i, stage in enumerate(spec.stages):
+        problem = stage_problem(spec, stage)
+        if problem is not None:
+            yield f"stages[{i}]", problem
+        for node in stage:
+            if placed.setdefault(node, i) != i:
+                yield f"stages[{i}]", f"step {node!r} is in stages[{placed[node]}] already"
 
 
 def _check_windows(spec: PipelineSpec, steps: dict[str, StepSpec]) -> Iterator[Problem]:

@@ -1,6 +1,7 @@
 """A pipeline compiled once from its spec: every node that consumes records (the steps and
 the output assembler), with its consumer group, the topics it reads and writes, how it
-joins, batches and retries, and which model it runs.
+joins, batches and retries, and which model it runs; and the fused stages, each a group
+of nodes that one worker runs with one consumer group and one transaction.
 
 The engine, the gateway, the serving checks and the views read this plan; none of them
 works a name or a shape out of the spec again.
@@ -8,11 +9,12 @@ works a name or a shape out of the spec again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
+from streamdag.errors import ConfigError
 from streamdag.kafka.admin import TopicSpec
-from streamdag.pipeline.graph import Graph, JoinMode, Node, NodeKind, build_graph
+from streamdag.pipeline.graph import Graph, JoinMode, Node, NodeKind, build_graph, stage_problem
 from streamdag.pipeline.spec import InputRef, PipelineSpec, RetryConfig
 from streamdag.pipeline.topics import (
     consumer_group,
@@ -26,7 +28,11 @@ from streamdag.pipeline.topics import (
 )
 from streamdag.runtimes.config import BatchConfig, RuntimeSpec
 
-__all__ = ["PipelinePlan", "PlanNode", "compile_plan"]
+__all__ = ["PipelinePlan", "PlanNode", "PlanStage", "compile_plan"]
+
+# Between the node names of a stage's name: no step name holds it, so a stage's consumer
+# group is never a step's.
+STAGE_JOINER = "+"
 
 # The assembler runs no model: a failure is the pieces' own, so there is nothing to retry.
 _NO_RETRY = RetryConfig(max_attempts=1)
@@ -60,12 +66,31 @@ class PlanNode:
 
 
 @dataclass(frozen=True)
+class PlanStage:
+    """Nodes that run fused: one worker process, one consumer group, one transaction per
+    commit. The stage consumes the topics its nodes read that none of them writes; what
+    a node writes for another node of the stage is also handed to it in memory."""
+
+    name: str  # its nodes' names in topological order, joined by "+"
+    nodes: tuple[str, ...]  # topological
+    group: str  # its consumer group, of its own: never a node's
+    source_topics: Mapping[str, str]  # topic -> source, of the topics it consumes
+    internal_topics: frozenset[str]  # topics a node of it writes and another reads
+
+    @property
+    def fused(self) -> bool:
+        """Whether it holds several nodes; a stage of one is that node's own worker."""
+        return len(self.nodes) > 1
+
+
+@dataclass(frozen=True)
 class PipelinePlan:
     spec: PipelineSpec
     nodes: Mapping[str, PlanNode]  # topological: every node after its sources; assembler last
     inputs_topic: str
     outputs_topic: str
     errors_topic: str
+    stages: tuple[PlanStage, ...] = ()  # the fused stages (spec ``stages:``, or ``fused``)
 
     @property
     def name(self) -> str:
@@ -112,6 +137,51 @@ class PipelinePlan:
     def topics(self) -> list[TopicSpec]:
         """Every topic of the pipeline, as ``streamdag topics --create`` makes them."""
         return derive_topics(self.spec)
+
+    def stage(self, nodes: Sequence[str]) -> PlanStage:
+        """The stage of ``nodes`` (in any order). Raises ConfigError if they cannot run as
+        one: an unknown node, or nodes that hand nothing on to each other."""
+        problem = stage_problem(self.spec, list(nodes))
+        if problem is not None:
+            raise ConfigError(f"cannot fuse {', '.join(nodes)}: {problem}")
+        ordered = tuple(n for n in self.nodes if n in set(nodes))
+        members = [self.nodes[n] for n in ordered]
+        written = {n.outputs_topic for n in members}
+        read = {t: s for n in members for t, s in n.source_topics.items()}
+        return PlanStage(
+            name=STAGE_JOINER.join(ordered),
+            nodes=ordered,
+            group=consumer_group(self.name, STAGE_JOINER.join(ordered)),
+            source_topics={t: s for t, s in read.items() if t not in written},
+            internal_topics=frozenset(t for t in read if t in written),
+        )
+
+    def fused(self, nodes: Sequence[str] | None = None) -> PipelinePlan:
+        """This plan with ``nodes`` (every node when None) as its only fused stage."""
+        return replace(self, stages=(self.stage(list(nodes or self.nodes)),))
+
+    def units(self, nodes: Sequence[str] | None = None) -> list[PlanStage]:
+        """What runs ``nodes`` (every node when None), each once: the fused stage a node
+        belongs to, else a stage of the node alone. Raises ConfigError when ``nodes``
+        names only part of a fused stage: its other nodes would have no worker, or one of
+        another group reading the same records."""
+        chosen = list(nodes or self.nodes)
+        units: list[PlanStage] = []
+        for name in self.nodes:
+            if name not in chosen:
+                continue
+            stage = next((s for s in self.stages if name in s.nodes), None)
+            if stage is None:
+                units.append(self.stage([name]))
+            elif stage not in units:
+                left_out = [n for n in stage.nodes if n not in chosen]
+                if left_out:
+                    raise ConfigError(
+                        f"step {name} runs fused in stage {stage.name}: name all of "
+                        f"{', '.join(stage.nodes)} or none (left out: {', '.join(left_out)})"
+                    )
+                units.append(stage)
+        return units
 
 
 def _node(spec: PipelineSpec, graph: Graph, node: Node) -> PlanNode:
@@ -163,10 +233,11 @@ def _node(spec: PipelineSpec, graph: Graph, node: Node) -> PlanNode:
 def compile_plan(spec: PipelineSpec) -> PipelinePlan:
     """The plan of a spec that passed validation (``load_spec`` and ``parse_spec`` check)."""
     graph = build_graph(spec)
-    return PipelinePlan(
+    plan = PipelinePlan(
         spec=spec,
         nodes={name: _node(spec, graph, graph.nodes[name]) for name in graph.order},
         inputs_topic=inputs_topic(spec.name),
         outputs_topic=outputs_topic(spec.name),
         errors_topic=errors_topic(spec.name),
     )
+    return replace(plan, stages=tuple(plan.stage(nodes) for nodes in spec.stages))

@@ -131,6 +131,9 @@ class PipelineSpec(BaseModel):
     models: dict[str, ModelSpec] = Field(min_length=1)
     steps: list[StepSpec] = Field(min_length=1)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    # Groups of nodes (step names, and ``output`` for the assembler) that each run as one
+    # fused stage: one worker, one consumer group, one transaction (docs/pipelines.md).
+    stages: list[list[str]] = Field(default_factory=list)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str | None = PrivateAttr(default=None)
