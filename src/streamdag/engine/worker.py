@@ -208,7 +208,8 @@ class StepWorker:
     def _new_delivery(self) -> Delivery:
         plan = self.plan
         options: dict[str, Any] = {
-            "quiet_topics": [plan.changelog_topic] if plan.changelog_topic else [],
+            # Join state, which nobody waits for (see _run_once).
+            "quiet_topics": [s.changelog_topic for s in plan.steps if s.changelog_topic],
             "on_commit": metrics.COMMIT_SECONDS.labels(*self._labels).observe,
         }
         if plan.guarantee == "exactly_once":
