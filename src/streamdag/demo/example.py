@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from streamdag.errors import ConfigError
+from streamdag.errors import ConfigError, ExtraMissing
 
 __all__ = ["DOCS_SEED", "EXAMPLE_DIR", "Document", "MedicalRecords", "Models"]
 
@@ -102,7 +102,6 @@ def _missing_packages() -> Iterator[None]:
     try:
         yield
     except ImportError as exc:
-        hint = ""
-        if exc.name in ("skl2onnx", "onnx", "sklearn"):
-            hint = "; training the models needs the dev extras (make setup)"
-        raise ConfigError(f"the medical-records example cannot run: {exc}{hint}") from exc
+        if (exc.name or "").split(".")[0] in ("skl2onnx", "onnx", "sklearn", "onnxruntime"):
+            raise ExtraMissing("the demo (its models' training)", "demo", exc.name or "") from exc
+        raise ConfigError(f"the medical-records example cannot run: {exc}") from exc
