@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-JARS   := .kafka/libs/.fetched-stamp
 # The example runtime plug-in (docs/runtimes.md), installed so its entry point is found.
 EXAMPLE_RUNTIME := examples/keywords_runtime
 # The web view's end-to-end test drives Debian's headless Chromium.
@@ -12,9 +11,9 @@ PYTEST_ARGS ?=
 DOCS ?= 200
 KEEP ?=
 
-.PHONY: setup test test-fast lint format bench demo clean proto
+.PHONY: setup jars test test-fast lint format bench demo clean proto
 
-setup: $(STAMP) $(JARS)
+setup: $(STAMP) jars
 
 $(STAMP): pyproject.toml $(EXAMPLE_RUNTIME)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +22,11 @@ $(STAMP): pyproject.toml $(EXAMPLE_RUNTIME)/pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e $(EXAMPLE_RUNTIME)
 	@touch $@
 
-$(JARS): kafka/pom.xml
+# Apache Kafka's jars for the local broker, fetched and checked as `streamdag broker start`
+# does for a pip user (into ~/.cache/streamdag/kafka/<version>); quick when they are there.
+jars: $(STAMP)
 	@command -v java >/dev/null || { echo "error: java not found: install Java 17+"; exit 1; }
-	@command -v mvn >/dev/null || { echo "error: mvn not found: install Maven"; exit 1; }
-	mvn -q -B -f kafka/pom.xml package
-	@touch $@
+	@$(BIN)/streamdag broker install >/dev/null
 
 $(CHROMIUM):
 	@echo "installing Debian's chromium (the web view's browser test needs it)"

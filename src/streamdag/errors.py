@@ -6,10 +6,13 @@ error-topic records); nothing else inspects error classes to pick a status.
 
     StreamdagError                      internal
     ├── ConfigError                     invalid_config
-    │   └── SpecError                   invalid_config   (file, field path, what is wrong)
+    │   ├── SpecError                   invalid_config   (file, field path, what is wrong)
+    │   └── ExtraMissing                invalid_config   (an optional dependency not installed)
     ├── BrokerError                     broker
     │   ├── JavaNotFound
     │   ├── KafkaJarsMissing
+    │   ├── KafkaJarsUnreachable       (the Maven repository cannot be read)
+    │   ├── KafkaJarCorrupt            (a fetched jar does not match its checksum)
     │   ├── BrokerAlreadyRunning
     │   ├── PortInUse
     │   ├── BrokerNotRunning
@@ -51,9 +54,12 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "DecodeError",
+    "ExtraMissing",
     "InvalidInput",
     "JavaNotFound",
+    "KafkaJarCorrupt",
     "KafkaJarsMissing",
+    "KafkaJarsUnreachable",
     "KafkaOperationError",
     "ModelError",
     "ModelHung",
@@ -107,6 +113,19 @@ class SpecError(ConfigError):
         super().__init__(f"{where}{at}{problem}")
 
 
+class ExtraMissing(ConfigError):
+    """What was asked needs an optional dependency (an extra) that is not installed."""
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        self.what = what
+        self.extra = extra
+        self.module = module
+        super().__init__(
+            f"{what} needs the {extra!r} extra ({module} is not installed): "
+            f"pip install 'streamdag[{extra}]'"
+        )
+
+
 class BrokerError(StreamdagError):
     """The local Kafka broker cannot be started, stopped or reached."""
 
@@ -124,8 +143,36 @@ class KafkaJarsMissing(BrokerError):
     def __init__(self, libs_dir: str) -> None:
         self.libs_dir = libs_dir
         super().__init__(
-            f"no Kafka jars in {libs_dir}: run `make setup` "
+            f"no Kafka jars in {libs_dir}: fetch them with `streamdag broker install` "
             "(or set STREAMDAG_KAFKA_LIBS to a folder holding kafka_2.13-*.jar)"
+        )
+
+
+class KafkaJarsUnreachable(BrokerError):
+    """Kafka's jars cannot be fetched: the machine is offline, or the repository lacks them."""
+
+    def __init__(self, repository: str, libs_dir: str, reason: str) -> None:
+        self.repository = repository
+        self.libs_dir = libs_dir
+        self.reason = reason
+        super().__init__(
+            f"cannot fetch Kafka's jars from {repository} ({reason}): download the files "
+            f"`streamdag broker install --urls` lists and put them in {libs_dir}, or set "
+            "STREAMDAG_KAFKA_REPOSITORY to a Maven repository this machine reaches"
+        )
+
+
+class KafkaJarCorrupt(BrokerError):
+    """A fetched jar does not match the checksum its repository publishes; it is not kept."""
+
+    def __init__(self, url: str, algorithm: str, expected: str, actual: str) -> None:
+        self.url = url
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{url} does not match its published {algorithm} ({actual} instead of "
+            f"{expected}); it was not kept: fetch again, or check the repository"
         )
 
 

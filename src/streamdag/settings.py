@@ -18,7 +18,27 @@ __all__ = [
     "kafka_environment",
 ]
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+def _xdg(variable: str, fallback: str) -> Path:
+    """``$variable/streamdag``, else ``~/<fallback>/streamdag`` (the XDG base directories;
+    a relative value is ignored, as the specification says)."""
+    base = os.environ.get(variable, "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / fallback
+    return root / "streamdag"
+
+
+# streamdag.broker.jars holds the jar list and its version; imported when a default is
+# needed, since streamdag.broker imports this module.
+def _default_kafka_libs(data: dict[str, Any]) -> Path:
+    from streamdag.broker.jars import KAFKA_VERSION
+
+    return Path(data["cache_dir"]) / "kafka" / KAFKA_VERSION
+
+
+def _default_kafka_repository() -> str:
+    from streamdag.broker.jars import MAVEN_CENTRAL
+
+    return MAVEN_CENTRAL
 
 
 class Settings(BaseSettings):
@@ -29,13 +49,30 @@ class Settings(BaseSettings):
     bootstrap_servers: str = Field(
         default="localhost:9092", description="Kafka bootstrap servers (host:port,...)."
     )
+    cache_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"),
+        description="Per-user cache (Kafka's jars); default $XDG_CACHE_HOME/streamdag, "
+        "else ~/.cache/streamdag.",
+    )
+    state_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"),
+        description="Per-user state (the local broker's data); default "
+        "$XDG_STATE_HOME/streamdag, else ~/.local/state/streamdag.",
+    )
     kafka_libs: Path = Field(
-        default=_REPO_ROOT / ".kafka" / "libs",
-        description="Folder holding the Apache Kafka jars for the local broker.",
+        default_factory=_default_kafka_libs,
+        description="Folder holding the Apache Kafka jars for the local broker; fetched "
+        "there at the first `streamdag broker start` (or `broker install`) unless it holds "
+        "kafka_2.13-*.jar already. Default <cache_dir>/kafka/<Kafka version>.",
+    )
+    kafka_repository: str = Field(
+        default_factory=_default_kafka_repository,
+        description="Maven repository (https:// or file://) Kafka's jars are fetched from.",
     )
     broker_data_dir: Path = Field(
-        default=Path(".streamdag") / "broker",
-        description="Data folder of the local broker (KRaft logs, config, pid, log file).",
+        default_factory=lambda data: data["state_dir"] / "broker",
+        description="Data folder of the local broker (KRaft logs, config, pid, log file); "
+        "default <state_dir>/broker, the same from every working directory.",
     )
     broker_heap: str = Field(default="512m", description="Java heap (-Xmx) of the local broker.")
     java_home: Path | None = Field(

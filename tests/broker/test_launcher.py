@@ -101,7 +101,7 @@ def test_missing_java_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_missing_jars_are_reported(tmp_path: Path) -> None:
     broker = LocalBroker(tmp_path / "d", libs_dir=tmp_path / "empty")
-    with pytest.raises(KafkaJarsMissing, match="make setup"):
+    with pytest.raises(KafkaJarsMissing, match="streamdag broker install"):
         broker.start(port=free_port())
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamdag.demo import EXAMPLE_DIR, DemoOptions, run_demo
+from streamdag.demo import EXAMPLE_DIR, DemoOptions, MedicalRecords, example, run_demo
+from streamdag.demo.example import example_dir
 from streamdag.demo.run import worker_groups
 from streamdag.errors import ConfigError
 from streamdag.pipeline import build_graph, compile_plan, load_spec
@@ -40,10 +41,25 @@ def test_the_worker_processes_cover_every_step_once() -> None:
 
 
 def test_the_quickstart_pipeline_of_the_readme_still_loads() -> None:
-    spec = load_spec(EXAMPLE_DIR.parents[1] / "src" / "streamdag" / "demo" / "quickstart.yaml")
+    spec = load_spec(EXAMPLE_DIR.parent / "quickstart.yaml")
     assert [s.name for s in spec.steps] == ["normalize", "features", "urgency"]
 
 
 def test_a_missing_example_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="example is missing"):
         run_demo(DemoOptions(example=tmp_path / "nowhere"))
+
+
+def test_a_checkout_runs_the_example_in_place_an_install_from_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert example_dir(tmp_path) == EXAMPLE_DIR  # this checkout
+    assert not (tmp_path / "demo").exists()
+    monkeypatch.setattr(example, "_CHECKOUT_LINK", tmp_path / "no-checkout")
+    (EXAMPLE_DIR / "models").mkdir(exist_ok=True)  # what a trained checkout has
+    copy = example_dir(tmp_path / "state")
+    assert copy == tmp_path / "state" / "demo" / "medical_records"
+    assert (copy / "pipeline.yaml").read_bytes() == (EXAMPLE_DIR / "pipeline.yaml").read_bytes()
+    assert (copy / "medrec" / "steps.py").is_file()
+    assert not (copy / "models").exists() and not (copy / "medrec" / "__pycache__").exists()
+    MedicalRecords(copy).documents(1)  # the copy's own code runs

@@ -1,8 +1,8 @@
 """Start, stop and query a local Apache Kafka (KRaft) cluster of one or more nodes.
 
-Every node is one JVM running ``kafka.Kafka`` as broker and controller, from the jars
-fetched by ``make setup``, on 127.0.0.1. Node ``i`` of an N-node cluster listens for
-clients on ``port + i - 1`` and for the controller quorum on a free port picked at first
+Every node is one JVM running ``kafka.Kafka`` as broker and controller, from the jars of
+``broker.jars``, on 127.0.0.1. Node ``i`` of an N-node cluster listens for clients on
+``port + i - 1`` and for the controller quorum on a free port picked at first
 start; the quorum is static (``controller.quorum.voters``, every node a voter). The
 layout (node count, ports, cluster id, security) is recorded in the data dir at first
 start (see ``layout.py``) and every later start, of all nodes or of one, reuses it.

@@ -1,6 +1,6 @@
 """A local single-node Apache Kafka (KRaft) broker: a one-node ``LocalCluster``.
 
-The broker is one JVM running ``kafka.Kafka`` from the jars fetched by ``make setup``. A data
+The broker is one JVM running ``kafka.Kafka`` from the jars of ``broker.jars``. A data
 dir holds everything about one broker:
 
     <data-dir>/server.properties   written at every start, ports kept across restarts

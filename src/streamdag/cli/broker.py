@@ -1,23 +1,26 @@
-"""``streamdag broker start|stop|status``: the local Kafka for development and tests."""
+"""``streamdag broker start|stop|status|install``: the local Kafka for development and tests."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
-from streamdag.broker import SECURITY_MODES, ClusterInfo, LocalCluster, Security
+from streamdag.broker import SECURITY_MODES, ClusterInfo, LocalCluster, Security, jars
 from streamdag.settings import get_settings
 
-__all__ = ["broker"]
+__all__ = ["broker", "fetch_kafka_jars"]
 
 _data_dir = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Broker data folder [env STREAMDAG_BROKER_DATA_DIR; default .streamdag/broker]",
+    help="Broker data folder [env STREAMDAG_BROKER_DATA_DIR; default "
+    "~/.local/state/streamdag/broker, or under $XDG_STATE_HOME]",
 )
 
 
@@ -29,6 +32,34 @@ def _cluster(data_dir: Path | None) -> LocalCluster:
         java_home=settings.java_home,
         heap=settings.broker_heap,
     )
+
+
+def fetch_kafka_jars(*, complete: bool = False) -> None:
+    """Fetch Kafka's jars into ``kafka_libs`` unless it holds Kafka already (``complete``:
+    unless it holds every jar of the list), with a progress bar on stderr."""
+    settings = get_settings()
+    folder = settings.kafka_libs
+    if not complete and jars.has_kafka(folder):
+        return
+    todo = jars.missing(folder)
+    if not todo:
+        return
+    click.echo(
+        f"fetching Apache Kafka {jars.KAFKA_VERSION}: {len(todo)} jars from "
+        f"{settings.kafka_repository} into {folder}",
+        err=True,
+    )
+    with tqdm(total=len(todo), unit="jar", file=sys.stderr, leave=False) as bar:
+        fetched = 0
+
+        def done(artifact: jars.Artifact, size: int) -> None:
+            nonlocal fetched
+            fetched += size
+            bar.set_postfix_str(f"{fetched / 1e6:.1f} MB", refresh=False)
+            bar.update(1)
+
+        jars.install(folder, repository=settings.kafka_repository, on_fetched=done)
+    click.echo(f"fetched {len(todo)} jars ({fetched / 1e6:.1f} MB), checksums verified", err=True)
 
 
 def _pids(info: ClusterInfo) -> str:
@@ -86,7 +117,9 @@ def start(
     timeout: float,
 ) -> None:
     """Start the broker in the background; print its bootstrap list when ready (and, when
-    secured, the path of client.properties on a second line)."""
+    secured, the path of client.properties on a second line). Fetches Kafka's jars first
+    if they are not there yet (see `install`)."""
+    fetch_kafka_jars()
     cluster = _cluster(data_dir)
     began = time.monotonic()
     if node_id is not None:
@@ -109,6 +142,26 @@ def start(
     )
     if info.client_properties is not None:
         click.echo(f"clients connect with --kafka-config {info.client_properties}", err=True)
+
+
+@broker.command()
+@click.option(
+    "--urls",
+    is_flag=True,
+    help="Only print the URL of every jar, one a line, to fetch them by other means.",
+)
+def install(urls: bool) -> None:
+    """Fetch Apache Kafka's jars from Maven Central (or STREAMDAG_KAFKA_REPOSITORY), each
+    checked against its published checksum, into STREAMDAG_KAFKA_LIBS (default
+    ~/.cache/streamdag/kafka/<version>, or under $XDG_CACHE_HOME); jars already there are
+    kept. `start` does this by itself the first time."""
+    settings = get_settings()
+    if urls:
+        for artifact in jars.ARTIFACTS:
+            click.echo(artifact.url(settings.kafka_repository))
+        return
+    fetch_kafka_jars(complete=True)
+    click.echo(f"Apache Kafka {jars.KAFKA_VERSION} jars in {settings.kafka_libs}")
 
 
 @broker.command()

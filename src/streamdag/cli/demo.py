@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from streamdag.cli.broker import fetch_kafka_jars
 from streamdag.cli.options import kafka_options, resolve_kafka
 from streamdag.demo import DemoOptions, run_demo
 from streamdag.demo.example import MedicalRecords
@@ -69,6 +70,8 @@ def demo(
     if not click.get_current_context().find_root().params.get("verbose"):
         logging.getLogger("streamdag").setLevel(logging.WARNING)
     named = bootstrap or kafka_config or "bootstrap_servers" in get_settings().model_fields_set
+    if not named:
+        fetch_kafka_jars()
     options = DemoOptions(
         docs=docs,
         kafka=resolve_kafka(bootstrap, kafka_config) if named else None,

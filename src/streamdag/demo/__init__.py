@@ -1,6 +1,7 @@
 """The demo that ``make demo`` runs: the medical-records pipeline of trained models.
 
-The pipeline, its models and its note generator live in ``examples/medical_records``;
+The pipeline, its models and its note generator live in ``medical_records`` (shown as
+``examples/medical_records`` in a source checkout);
 this package starts what the pipeline needs (broker, workers, gateway), sends notes
 through it and reports. ``quickstart.yaml`` with ``handlers.py`` is the smallest
 pipeline, the one the README shows first.

@@ -1,14 +1,21 @@
-"""The medical-records example (``examples/medical_records``) as the demo drives it.
+"""The medical-records example as the demo drives it.
 
 The example is ordinary user code beside its spec: the ``medrec`` package holds the note
 generator, the step handlers and the training. The demo imports it the way the engine
 imports handlers, from the spec's folder, and reaches it only through this module.
+
+It ships inside the package (``streamdag/demo/medical_records``; a source checkout shows
+it as ``examples/medical_records`` too), so ``streamdag demo`` runs from a pip install.
+Its models are trained beside its spec: in a checkout in the example's own folder, in an
+install in a copy under the per-user state folder (site-packages may be read-only, and is
+no place for trained models).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,11 +23,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from streamdag.errors import ConfigError
+from streamdag.errors import ConfigError, ExtraMissing
 
-__all__ = ["DOCS_SEED", "EXAMPLE_DIR", "Document", "MedicalRecords", "Models"]
+__all__ = ["DOCS_SEED", "EXAMPLE_DIR", "Document", "MedicalRecords", "Models", "example_dir"]
 
-EXAMPLE_DIR = Path(__file__).resolve().parents[3] / "examples" / "medical_records"
+EXAMPLE_DIR = Path(__file__).resolve().parent / "medical_records"
+_CHECKOUT_LINK = Path(__file__).resolve().parents[3] / "examples" / "medical_records"
 DOCS_SEED = 7  # the demo's notes; training uses seed 1 and the held-out notes seed 2
 
 
@@ -52,8 +60,8 @@ class MedicalRecords:
         self.models_dir = self.root / "models"
         if not self.spec_path.is_file():
             raise ConfigError(
-                f"the demo's example is missing: no {self.spec_path} (streamdag demo runs "
-                "from a source checkout, where examples/medical_records lives)"
+                f"the demo's example is missing: no {self.spec_path} (reinstall streamdag, "
+                "or name a folder holding the example's pipeline.yaml and medrec/)"
             )
 
     def _module(self, name: str) -> ModuleType:
@@ -97,12 +105,27 @@ class MedicalRecords:
         )
 
 
+def example_dir(state_dir: Path) -> Path:
+    """The folder the demo runs the example from: its own in a source checkout, else a copy
+    in ``state_dir``, refreshed at every call so an upgrade's code takes effect (its
+    models, trained by other code, are then trained again)."""
+    if _CHECKOUT_LINK.resolve() == EXAMPLE_DIR:
+        return EXAMPLE_DIR
+    target = state_dir / "demo" / "medical_records"
+    shutil.copytree(
+        EXAMPLE_DIR,
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "models"),
+        dirs_exist_ok=True,
+    )
+    return target
+
+
 @contextlib.contextmanager
 def _missing_packages() -> Iterator[None]:
     try:
         yield
     except ImportError as exc:
-        hint = ""
-        if exc.name in ("skl2onnx", "onnx", "sklearn"):
-            hint = "; training the models needs the dev extras (make setup)"
-        raise ConfigError(f"the medical-records example cannot run: {exc}{hint}") from exc
+        if (exc.name or "").split(".")[0] in ("skl2onnx", "onnx", "sklearn", "onnxruntime"):
+            raise ExtraMissing("the demo (its models' training)", "demo", exc.name or "") from exc
+        raise ConfigError(f"the medical-records example cannot run: {exc}") from exc

@@ -26,7 +26,7 @@ from typing import TypeVar
 import httpx
 
 from streamdag.demo.console import Interrupts, Progress, Say
-from streamdag.demo.example import EXAMPLE_DIR, Document, MedicalRecords
+from streamdag.demo.example import Document, MedicalRecords, example_dir
 from streamdag.demo.load import Doors, send
 from streamdag.demo.processes import Workers, kafka
 from streamdag.demo.report import DemoReport
@@ -34,6 +34,7 @@ from streamdag.errors import StreamdagError
 from streamdag.kafka import KafkaConnection
 from streamdag.pipeline import PipelinePlan, compile_plan, load_spec, topics_glob
 from streamdag.serving import DataPlane, KafkaGateway, Server
+from streamdag.settings import get_settings
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -54,7 +55,7 @@ class DemoOptions:
     kafka_config: Path | None = None  # the properties file ``kafka`` came from, if any
     keep: bool = False  # leave everything running until Ctrl-C or SIGTERM
     concurrency: int = 16  # requests in flight per front door
-    example: Path = EXAMPLE_DIR
+    example: Path | None = None  # None: example_dir() of the per-user state folder
 
 
 def run_demo(
@@ -66,7 +67,7 @@ def run_demo(
     """Run the demo; ``out`` gets the results, ``status`` the progress (default stderr)."""
     options = options or DemoOptions()
     say = status or _stderr
-    example = MedicalRecords(options.example)
+    example = MedicalRecords(options.example or example_dir(get_settings().state_dir))
     say("checking the models ...")
     models = example.ensure_models()
     if models.trained:

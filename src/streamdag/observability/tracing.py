@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from streamdag.extras import require
 from streamdag.settings import get_settings
 
 if TYPE_CHECKING:
@@ -51,15 +52,21 @@ def configure_tracing(service: str, endpoint: str | None = None) -> bool:
     with _lock:
         if _tracer is not None:
             return True
-        # Imported here: the SDK and the exporter's gRPC plumbing are for traced runs only.
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        # Imported here: the SDK and the exporter's gRPC plumbing (the otel extra) are for
+        # traced runs only.
+        what = "exporting traces (STREAMDAG_OTLP_ENDPOINT)"
+        otlp = require(
+            "opentelemetry.exporter.otlp.proto.grpc.trace_exporter", extra="otel", what=what
+        )
+        resources = require("opentelemetry.sdk.resources", extra="otel", what=what)
+        sdk_trace = require("opentelemetry.sdk.trace", extra="otel", what=what)
+        export = require("opentelemetry.sdk.trace.export", extra="otel", what=what)
 
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True)
-        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+        provider = sdk_trace.TracerProvider(
+            resource=resources.Resource.create({"service.name": service})
+        )
+        exporter = otlp.OTLPSpanExporter(endpoint=endpoint, insecure=True)
+        provider.add_span_processor(export.BatchSpanProcessor(exporter, schedule_delay_millis=500))
         _provider = provider
         _tracer = provider.get_tracer("streamdag")
     return True

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from streamdag.errors import ConfigError, ModelError
+from streamdag.extras import require
 from streamdag.runtimes._text import decode_utf8, encode_utf8
 from streamdag.runtimes.base import Model, ModelMetadata, TensorSpec, check_inputs, check_outputs
 from streamdag.runtimes.config import RuntimeSpec, resolve_uri
@@ -65,8 +66,8 @@ class OnnxModel(Model):
         if not self.path.is_file():
             raise ConfigError(f"model {self.name}: ONNX file {self.path} not found")
         # Imported here so that importing streamdag (the CLI, a server of other runtimes)
-        # does not pay for it.
-        import onnxruntime as ort
+        # does not pay for it, and a core install without the extra runs other runtimes.
+        ort = require("onnxruntime", extra="onnx", what=f"model {self.name} (runtime onnx)")
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.spec.intra_op_threads

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from streamdag.errors import ConfigError, ModelError
+from streamdag.extras import require
 from streamdag.runtimes._text import decode_utf8, encode_utf8
 from streamdag.runtimes.base import (
     Model,
@@ -72,8 +73,10 @@ class SklearnModel(Model):
         if not self.path.is_file():
             raise ConfigError(f"model {self.name}: scikit-learn file {self.path} not found")
         # Imported here so that importing streamdag (the CLI, a server of other runtimes)
-        # does not pay for it.
-        import joblib
+        # does not pay for it, and a core install without the extra runs other runtimes.
+        # joblib comes with scikit-learn, which unpickling the estimator needs anyway.
+        require("sklearn", extra="sklearn", what=f"model {self.name} (runtime sklearn)")
+        joblib = require("joblib", extra="sklearn", what=f"model {self.name} (runtime sklearn)")
 
         try:
             estimator = joblib.load(self.path)
