@@ -5,7 +5,8 @@ same models, at low load, interleaved in one run.
    benchmark writes them (``_medrec_specs.py``; no fault is ever switched on here).
 2. The REST chain (a model server per model and an orchestrator, ``_chain.py``) and the
    pipeline (a worker process per step and one for the output join, the gateway) start
-   and are warmed up with notes at a modest rate.
+   and are warmed up with notes at a modest rate. ``--fuse``: one worker runs every step,
+   fused (``run --fuse``: one consumer group, one transaction per commit).
 3. ``--requests`` notes one at a time, alternating between the two (the same note to
    both, in turn), then ``--rate`` notes/s open loop to each for ``--duration-s``, the
    pipeline's sends half a period after the chain's.
@@ -19,7 +20,7 @@ same models, at low load, interleaved in one run.
    model), the reply's way back. Overhead = latency - floor, and per Kafka hop.
 
     .venv/bin/python benchmarks/latency.py [--requests 100] [--rate 4] [--duration-s 30]
-        [--warm-s 30] [--bootstrap HOST:PORT] [--json PATH] [--example DIR]
+        [--warm-s 30] [--fuse] [--bootstrap HOST:PORT] [--json PATH] [--example DIR]
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--bootstrap", help="a running Kafka (default: a local broker for the run)")
     p.add_argument("--json", type=Path, help="write the results to this file")
     p.add_argument("--example", type=Path, default=EXAMPLE_DIR, help="the medical_records folder")
+    p.add_argument("--fuse", action="store_true", help="run the pipeline's steps fused")
     return p.parse_args(argv)
 
 
@@ -119,14 +121,18 @@ async def floor(spec_path: Path, texts: list[str]) -> dict[str, Any]:
 
 
 class MeteredWorkers(Workers):
-    """The pipeline's workers, each serving its metrics on a port of its own."""
+    """The pipeline's workers, each serving its metrics on a port of its own; ``fuse``:
+    one worker runs every step, fused (``run --fuse``)."""
 
-    def __init__(self, workers: Workers) -> None:
-        super().__init__(workers.spec, workers.cluster, workers.groups, workers.log_dir)
+    def __init__(self, workers: Workers, *, fuse: bool) -> None:
+        groups = [[s for g in workers.groups for s in g]] if fuse else workers.groups
+        super().__init__(workers.spec, workers.cluster, groups, workers.log_dir)
+        self.fuse = fuse
         self.ports = {",".join(g): free_port() for g in self.groups}
 
     def command(self, steps: Sequence[str]) -> list[str]:
-        return [*super().command(steps), "--metrics-port", str(self.ports[",".join(steps)])]
+        port = ["--metrics-port", str(self.ports[",".join(steps)])]
+        return [*super().command(steps), *port, *(["--fuse"] if self.fuse else [])]
 
     def sums(self) -> dict[tuple[str, str], float]:
         """(series, step) -> value of the commit and model histograms' sums and counts."""
@@ -237,6 +243,9 @@ def report_lines(phase: str, result: dict[str, Any]) -> list[str]:
             f" (in the pipeline {result['pipeline_model_ms'].get(name, 0.0):5.1f})"
             f"  commit {result['commit_ms'].get(name, 0.0):5.1f}"
         )
+    for name, ms in result["commit_ms"].items():
+        if name not in hops["nodes"]:
+            lines.append(f"  fused stage {name}: commit {ms:.1f} ms")
     o = result["overhead"]
     lines.append(
         f"overhead: {o['total_ms']:.1f} ms over a floor of {o['floor_ms']:.1f} ms"
@@ -294,7 +303,7 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
         stack.callback(chain.stop)
         stack.callback(pipeline.stop)
         runner.say("starting the REST chain and the pipeline ...")
-        metered = pipeline.workers = MeteredWorkers(pipeline.workers)
+        metered = pipeline.workers = MeteredWorkers(pipeline.workers, fuse=args.fuse)
         chain.launch()
         pipeline.launch()
         chain.ready()
