@@ -19,7 +19,7 @@ contents and gRPC raw contents; and pipeline request-reply latency through the R
     .venv/bin/python benchmarks/grpc_vs_rest.py [--bootstrap HOST:PORT] [--json PATH]
         [--plot PATH | --no-plot] [--payloads 1KB,100KB,1MB,8MB] [--concurrency 1,8,32]
         [--budget-s 1.5] [--part both|transports|pipeline] [--pipeline-requests 150]
-        [--pipeline-warmup 1000] [--step-max-wait-ms MS] [--patch-tcp-nodelay]
+        [--pipeline-warmup 1000] [--step-max-wait-ms MS] [--fuse] [--patch-tcp-nodelay]
 """
 
 from __future__ import annotations
@@ -205,7 +205,8 @@ def run_pipelines(
 ) -> list[dict[str, Any]]:
     workers = {
         guarantee: children.start(
-            f"workers-{guarantee}", ["run", str(spec.source), "--bootstrap", bootstrap]
+            f"workers-{guarantee}",
+            ["run", str(spec.source), "--bootstrap", bootstrap, *(["--fuse"] if args.fuse else [])],
         )
         for guarantee, spec in specs.pipelines.items()
     }
@@ -284,6 +285,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--step-max-wait-ms",
         type=float,
         help="batch max_wait_ms of the pipeline steps (default: the project's default)",
+    )
+    parser.add_argument(
+        "--fuse",
+        action="store_true",
+        help="run each pipeline's steps fused: one worker, one group, one transaction per commit",
     )
     parser.add_argument(
         "--patch-tcp-nodelay",
