@@ -1,12 +1,13 @@
 """streamdag.
 
-``streamdag.submit(spec, rows)`` runs a bulk job (``streamdag.bulk``); it is imported on
-first use, so ``import streamdag`` stays cheap for the workers.
+``streamdag.submit(spec, rows)`` runs a bulk job (``streamdag.bulk``); ``streamdag.Client``
+and ``streamdag.AsyncClient`` call a running ``streamdag serve`` (``streamdag.client``).
+Each is imported on first use, so ``import streamdag`` stays cheap for the workers.
 """
 
 from typing import Any
 
-__all__ = ["submit"]
+__all__ = ["AsyncClient", "Client", "submit"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,4 +15,8 @@ def __getattr__(name: str) -> Any:
         from streamdag.bulk import submit
 
         return submit
+    if name in ("Client", "AsyncClient"):
+        from streamdag import client
+
+        return getattr(client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

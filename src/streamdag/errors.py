@@ -364,6 +364,7 @@ _BY_CODE: dict[str, type[StreamdagError]] = {
         KafkaOperationError,
         ResourceExhausted,
         Unauthenticated,
+        PermissionDenied,
         PayloadLost,
     )
 }

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         default=False,
         description="Serve /metrics without a token when `streamdag serve` checks tokens.",
     )
+    serve_open_docs: bool = Field(
+        default=False,
+        description="Serve the REST door's OpenAPI document (/openapi.json) and its docs page "
+        "(/docs) without a token when `streamdag serve` checks tokens.",
+    )
     serve_open_ui: bool = Field(
         default=False,
         description="Serve the web view (/ui) without a token when `streamdag serve` checks "

@@ -215,7 +215,7 @@ def test_grpc_alone_means_the_serve_default_port(
         opened.append((protocol, url))
         return Answering()
 
-    monkeypatch.setattr("streamdag.cli.infer.open_client", open_client)
+    monkeypatch.setattr("streamdag.client._client.open_client", open_client)
     done = CliRunner().invoke(infer_command, ["scale", *args])
     assert done.exit_code == 0, done.output
     assert opened == [("grpc", target)]

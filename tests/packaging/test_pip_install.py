@@ -197,6 +197,18 @@ def test_a_wheel_in_a_fresh_environment_runs_the_quickstart_and_the_demo(
     ]
 
 
+# streamdag.Client from the installed package, over gRPC and then REST.
+_CLIENT = """
+import sys
+import streamdag
+
+for address in sys.argv[1:]:
+    with streamdag.Client(address) as client:
+        out = client.infer("quickstart", {"text": ["Patient reports severe chest pain."]})
+        print(out["label"][0].decode())
+"""
+
+
 def _quickstart(install: Install, folder: Path, bootstrap: str) -> None:
     spec = folder / "quickstart.yaml"
     where = _run(
@@ -217,6 +229,12 @@ def _quickstart(install: Install, folder: Path, bootstrap: str) -> None:
     ):
         rest = _infer(install, folder, "--url", f"http://127.0.0.1:{http}")
         over_grpc = _infer(install, folder, "--grpc", f"127.0.0.1:{grpc}")
+        labels = _run(
+            [str(install.python), "-c", _CLIENT, f"127.0.0.1:{grpc}", f"http://127.0.0.1:{http}"],
+            cwd=folder,
+            env=install.env,
+        )
+        assert labels.stdout.split() == ["urgent", "urgent"], labels.stdout + labels.stderr
     for answer in (rest, over_grpc):
         outputs = {o["name"]: o for o in answer["outputs"]}  # type: ignore[attr-defined]
         assert {"score", "label"} <= set(outputs), answer

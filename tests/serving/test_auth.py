@@ -148,7 +148,16 @@ def test_rest_needs_a_valid_token(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/v2", "/v2/models/scale", "/v2/models/scale/ready", "/no-such-route", "/metrics", "/ui/"],
+    [
+        "/v2",
+        "/v2/models/scale",
+        "/v2/models/scale/ready",
+        "/no-such-route",
+        "/metrics",
+        "/ui/",
+        "/openapi.json",
+        "/docs",
+    ],
 )
 def test_every_rest_route_but_health_needs_a_token(server: Server, path: str) -> None:
     assert httpx.get(url(server, path)).status_code == 401
@@ -228,15 +237,22 @@ def test_the_views_show_the_caller() -> None:
     assert shown == {CALLER: "alice"}
 
 
-# Metrics and the web view can be opened ---------------------------------------------------------
+# Metrics, the API docs and the web view can be opened -------------------------------------------
 
 
-def test_metrics_and_ui_opened_answer_without_a_token(
+def test_metrics_docs_and_ui_opened_answer_without_a_token(
     spec: tuple[PipelineSpec, ModuleType],
 ) -> None:
-    options = {"auth_tokens": Tokens(TOKENS), "open_metrics": True, "open_ui": True}
+    options = {
+        "auth_tokens": Tokens(TOKENS),
+        "open_metrics": True,
+        "open_docs": True,
+        "open_ui": True,
+    }
     with running_server([spec[0]], FakeGateway(), **options) as opened:
         assert httpx.get(url(opened, "/metrics")).status_code == 200
+        assert httpx.get(url(opened, "/openapi.json")).status_code == 200
+        assert httpx.get(url(opened, "/docs")).status_code == 200
         assert httpx.get(url(opened, "/ui/")).status_code == 200
         assert httpx.get(url(opened, "/ui/api/pipelines")).status_code == 200
         assert rest_infer(opened, {}).status_code == 401

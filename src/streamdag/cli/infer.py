@@ -1,4 +1,5 @@
-"""``streamdag infer NAME --data JSON``: one OIP request to a running ``streamdag serve``."""
+"""``streamdag infer NAME --data JSON``: one OIP request to a running ``streamdag serve``,
+sent by ``streamdag.Client``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import click
 
-from streamdag.errors import ConfigError, InvalidInput, StreamdagError, Unauthenticated
+from streamdag.client import Client, Protocol
+from streamdag.errors import ConfigError, InvalidInput, Unauthenticated
 from streamdag.protocol import request_from_json, response_to_json
-from streamdag.runtimes.oip import ClientAuth, RestClient, open_client
 from streamdag.settings import get_settings
 
 __all__ = ["infer", "request_body"]
@@ -98,47 +99,28 @@ def infer(
     response as OIP JSON."""
     secret = get_settings().token
     token = token or (secret.get_secret_value() if secret else None)
-    auth = ClientAuth(token=token, cacert=cacert, cert=cert, key=key)
     body = request_body(data, request_id)
     try:
         # Checked here so that a bad --data is reported as such, before any connection.
         request = request_from_json(body, model_name=name)
     except InvalidInput as exc:
         raise ConfigError(f"--data: {exc}") from exc
+    protocol: Protocol = "grpc" if grpc_target is not None else "rest"
     try:
-        response = _call(name, body, request, url, grpc_target, timeout, auth)
+        with Client(
+            grpc_target or url,
+            protocol=protocol,
+            token=token,
+            cacert=cacert,
+            cert=cert,
+            key=key,
+            timeout=timeout,
+        ) as client:
+            response = client.infer_request(request)
     except Unauthenticated as exc:
         hint = "a token the server accepts" if token else "a token: --token or STREAMDAG_TOKEN"
         raise Unauthenticated(f"{exc} (give {hint})") from exc
-    click.echo(json.dumps(response, indent=2, allow_nan=True))
-
-
-def _call(
-    name: str,
-    body: dict[str, Any],
-    request: Any,
-    url: str,
-    grpc_target: str | None,
-    timeout: float,
-    auth: ClientAuth,
-) -> Any:
-    if grpc_target is not None:
-        client = open_client("grpc", grpc_target, auth)
-        try:
-            return response_to_json(client.infer(request, timeout))
-        finally:
-            client.close()
-    rest = open_client("rest", url, auth)
-    assert isinstance(rest, RestClient)  # what open_client builds for REST
-    try:
-        # The server's own body is printed, so nothing is lost in a conversion.
-        answer = rest.infer_json(name, "", body, timeout)
-    finally:
-        rest.close()
-    try:
-        return json.loads(answer)
-    except ValueError as exc:
-        raise StreamdagError(f"{rest.url} answered with a body that is not JSON") from exc
+    click.echo(json.dumps(response_to_json(response), indent=2, allow_nan=True))
 
 
 def request_body(data: str, request_id: str | None = None) -> dict[str, Any]:

@@ -61,6 +61,12 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     help="With --auth-tokens: serve /metrics without a token [env STREAMDAG_SERVE_OPEN_METRICS].",
 )
 @click.option(
+    "--open-docs",
+    is_flag=True,
+    help="With --auth-tokens: serve the OpenAPI document (/openapi.json) and the API docs "
+    "page (/docs) without a token [env STREAMDAG_SERVE_OPEN_DOCS].",
+)
+@click.option(
     "--open-ui",
     is_flag=True,
     help="With --auth-tokens: serve the web view (/ui) without a token; else the browser "
@@ -100,6 +106,7 @@ def serve(
     allow_repository_changes: bool,
     auth_tokens: Path | None,
     open_metrics: bool,
+    open_docs: bool,
     open_ui: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -133,6 +140,7 @@ def serve(
                     allow_repository_changes=allow_repository_changes or None,
                     auth_tokens=auth_tokens,
                     open_metrics=open_metrics or None,
+                    open_docs=open_docs or None,
                     open_ui=open_ui or None,
                     tls=tls,
                     payloads=payloads,

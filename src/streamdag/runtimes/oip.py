@@ -37,6 +37,7 @@ from streamdag.errors import (
     InvalidInput,
     ModelError,
     NotFound,
+    ResourceExhausted,
     StreamdagError,
     Unavailable,
     error_for_code,
@@ -59,19 +60,25 @@ DEFAULT_TIMEOUT_S: Final = 30.0
 # As large as what `streamdag serve` accepts by default; gRPC's own default is 4 MB.
 _MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 
-# Remote statuses -> codes of the error tree; any other status is a model error.
+# Remote statuses -> codes of the error tree: the inverse of the front doors' tables
+# (serving.rest.HTTP_STATUS, serving.grpc.GRPC_STATUS); any other status (500, INTERNAL:
+# the model failed) is a model error. The one place an answer's status becomes an error.
 _GRPC_CODES: Final = {
     grpc.StatusCode.INVALID_ARGUMENT: "invalid_argument",
     grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "resource_exhausted",
     grpc.StatusCode.UNAVAILABLE: "unavailable",
     grpc.StatusCode.DEADLINE_EXCEEDED: "deadline_exceeded",
     grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
+    grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
+    grpc.StatusCode.DATA_LOSS: "data_loss",
 }
 _HTTP_CODES: Final = {
     400: "invalid_argument",
     401: "unauthenticated",
+    403: "permission_denied",
     404: "not_found",
-    413: "invalid_argument",  # too large: the same input fails the same way again
+    413: "resource_exhausted",
     503: "unavailable",
     504: "deadline_exceeded",
 }
@@ -105,6 +112,8 @@ class OipClient(Protocol):
     """One connection to an OIP server; each call is one attempt bounded by ``timeout`` (s)."""
 
     def ready(self, model: str, version: str, timeout: float) -> bool: ...
+    def server_ready(self, timeout: float) -> bool: ...
+    def server_live(self, timeout: float) -> bool: ...
     def metadata(self, model: str, version: str, timeout: float) -> ModelMetadata: ...
     def infer(self, request: oip.ModelInferRequest, timeout: float) -> oip.ModelInferResponse: ...
     def close(self) -> None: ...
@@ -212,6 +221,14 @@ class GrpcClient:
         request = oip.inference_pb2.ModelReadyRequest(name=model, version=version)
         return bool(self._call(self._stub.ModelReady, request, timeout).ready)
 
+    def server_ready(self, timeout: float) -> bool:
+        request = oip.inference_pb2.ServerReadyRequest()
+        return bool(self._call(self._stub.ServerReady, request, timeout).ready)
+
+    def server_live(self, timeout: float) -> bool:
+        request = oip.inference_pb2.ServerLiveRequest()
+        return bool(self._call(self._stub.ServerLive, request, timeout).live)
+
     def metadata(self, model: str, version: str, timeout: float) -> ModelMetadata:
         request = oip.inference_pb2.ModelMetadataRequest(name=model, version=version)
         return _metadata(self._call(self._stub.ModelMetadata, request, timeout))
@@ -245,8 +262,28 @@ class RestClient:
         )
 
     def ready(self, model: str, version: str, timeout: float) -> bool:
+        return self._health(_path(model, version, "/ready"), timeout)
+
+    def server_ready(self, timeout: float) -> bool:
+        return self._health("/v2/health/ready", timeout)
+
+    def server_live(self, timeout: float) -> bool:
+        return self._health("/v2/health/live", timeout)
+
+    def get_json(self, path: str, timeout: float) -> tuple[int, bytes]:
+        """GET ``path``; the status (a success) and the body."""
+        reply = self._send("GET", path, timeout)
+        return reply.status_code, reply.content
+
+    def post_json(self, path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+        """POST a JSON body to ``path``; the status (a success) and the body."""
+        content = json.dumps(body, allow_nan=True, separators=(",", ":")).encode()
+        reply = self._send("POST", path, timeout, content)
+        return reply.status_code, reply.content
+
+    def _health(self, path: str, timeout: float) -> bool:
         try:
-            self._request("GET", _path(model, version, "/ready"), timeout)
+            self._request("GET", path, timeout)
         except InvalidInput:  # OIP answers "not ready" with a 4xx other than 404
             return False
         return True
@@ -278,6 +315,9 @@ class RestClient:
         self._http.close()
 
     def _request(self, method: str, path: str, timeout: float, content: bytes = b"") -> bytes:
+        return self._send(method, path, timeout, content).content
+
+    def _send(self, method: str, path: str, timeout: float, content: bytes = b"") -> httpx.Response:
         headers = {"content-type": "application/json"} if content else None
         try:
             reply = self._http.request(
@@ -288,7 +328,7 @@ class RestClient:
         except httpx.TransportError as exc:  # refused, reset, name not resolved
             raise Unavailable(f"cannot reach {self.url}: {exc}") from exc
         if reply.is_success:
-            return reply.content
+            return reply
         code = _HTTP_CODES.get(reply.status_code, ModelError.code)
         message = f"{self.url} answered {reply.status_code}: {oip.error_from_json(reply.content)}"
         raise error_for_code(code, message)
@@ -386,7 +426,8 @@ class OipModel(Model):
         )
         try:
             response = self._retrying(lambda timeout: client.infer(request, timeout))
-        except InvalidInput as exc:
+        except (InvalidInput, ResourceExhausted) as exc:
+            # Too large fails the same way again: the input's fault, not to be retried.
             raise InvalidInput(f"model {self.name}: {exc}") from exc
         except StreamdagError as exc:
             raise ModelError(f"model {self.name}: {exc}") from exc

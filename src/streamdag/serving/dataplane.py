@@ -16,7 +16,7 @@ import math
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from streamdag.errors import (
     ConfigError,
@@ -49,6 +49,11 @@ from streamdag.serving.checks import (
 )
 from streamdag.serving.gateway_api import PipelineGateway, PipelineReadiness
 from streamdag.serving.offload import run_sized
+from streamdag.serving.pipeline_metadata import (
+    pipeline_description,
+    pipeline_inputs,
+    pipeline_outputs,
+)
 from streamdag.serving.repository import MODEL_VERSION, ModelRepository, RepositoryEntry
 
 __all__ = ["DataPlane", "ModelDescription", "ServerMetadata"]
@@ -163,9 +168,15 @@ class DataPlane:
         if self._is_pipeline(name):
             self._check_pipeline_version(name, version or "")
             plan = self._plans.get(name)
-            versions = [plan.version] if plan is not None else []
-            # A pipeline's tensors are those of its steps; the spec does not declare them.
-            return ModelDescription(name, versions, PIPELINE_PLATFORM, [], [])
+            if plan is None:  # a gateway's pipeline this server has no spec of
+                return ModelDescription(name, [], PIPELINE_PLATFORM, [], [])
+            return ModelDescription(
+                name,
+                [plan.version],
+                PIPELINE_PLATFORM,
+                [_described(t) for t in pipeline_inputs(plan, self._declared)],
+                [_described(t) for t in pipeline_outputs(plan, self._declared)],
+            )
         served = self._repository.get(name, version or "")
         meta = served.metadata
         if meta is None:
@@ -177,6 +188,13 @@ class DataPlane:
             [_described(t) for t in meta.inputs],
             [_described(t) for t in meta.outputs],
         )
+
+    def pipeline_metadata(self, pipeline: str) -> tuple[ModelDescription, dict[str, Any]]:
+        """``pipeline``'s model metadata, and its steps and topics (``pipeline_description``)
+        when this server has its spec (else empty)."""
+        self._gateway_for(pipeline)
+        plan = self._plans.get(pipeline)
+        return self.model_metadata(pipeline), pipeline_description(plan) if plan else {}
 
     def repository_index(self, *, ready_only: bool = False) -> list[RepositoryEntry]:
         """Every model, then every pipeline (READY while the gateway can take requests

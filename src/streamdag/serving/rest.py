@@ -19,6 +19,7 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import asdict
+from importlib.metadata import version as package_version
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -46,6 +47,7 @@ from streamdag.serving.auth import CALLER_STATE, Caller, Tokens
 from streamdag.serving.checks import MAX_REQUEST_ID_LENGTH
 from streamdag.serving.dataplane import DataPlane, ModelDescription
 from streamdag.serving.offload import run_sized
+from streamdag.serving.openapi import install_openapi
 from streamdag.serving.rest_body import (
     HEADER_LENGTH,
     OutputForm,
@@ -56,7 +58,7 @@ from streamdag.serving.rest_body import (
 from streamdag.serving.ui import ui_router
 from streamdag.settings import get_settings
 
-__all__ = ["HTTP_STATUS", "BearerAuth", "create_app", "http_status"]
+__all__ = ["DOCS_PATH", "HTTP_STATUS", "OPENAPI_PATH", "BearerAuth", "create_app", "http_status"]
 
 HTTP_STATUS: Final[dict[str, int]] = {
     "invalid_argument": 400,
@@ -77,6 +79,10 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _OWN_HEADERS = frozenset({"content-length", "content-type", "content-encoding", "connection"})
 # Open to load balancers and orchestrators' probes, which carry no token.
 _HEALTH = frozenset({"/v2/health/live", "/v2/health/ready"})
+OPENAPI_PATH: Final = "/openapi.json"
+DOCS_PATH: Final = "/docs"
+# The docs page loads the document, and Swagger UI its OAuth2 redirect page.
+_DOCS = frozenset({OPENAPI_PATH, DOCS_PATH, f"{DOCS_PATH}/oauth2-redirect"})
 
 
 def http_status(code: str) -> int:
@@ -91,6 +97,7 @@ def create_app(
     allow_repository_changes: bool | None = None,
     tokens: Tokens | None = None,
     open_metrics: bool = False,
+    open_docs: bool = False,
     open_ui: bool = False,
     payloads: PayloadStore | None = None,
 ) -> FastAPI:
@@ -99,14 +106,16 @@ def create_app(
     Repository load and unload answer 403 unless ``allow_repository_changes`` (default:
     ``STREAMDAG_SERVE_ALLOW_REPOSITORY_CHANGES``); the repository index is always open.
     With ``tokens`` every route but the health routes needs one (``BearerAuth``);
-    ``open_metrics`` and ``open_ui`` also leave ``/metrics`` and ``/ui`` open, and a job's
+    ``open_metrics``, ``open_docs`` and ``open_ui`` also leave ``/metrics``, the OpenAPI
+    document and its page (``/openapi.json``, ``/docs``) and ``/ui`` open, and a job's
     result goes only to its submitter or an administrator. The web view reads values kept
     in the payload store ``payloads``."""
     settings = get_settings()
     limit = max_body_bytes or settings.serve_max_body_bytes
     if allow_repository_changes is None:
         allow_repository_changes = settings.serve_allow_repository_changes
-    app = FastAPI(title="streamdag", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(title="streamdag", openapi_url=OPENAPI_PATH, docs_url=DOCS_PATH, redoc_url=None)
+    install_openapi(app, package_version("streamdag"))
     dp = dataplane
 
     @app.get("/metrics")
@@ -166,6 +175,11 @@ def create_app(
         Route("/v2/pipelines/{pipeline}/infer", pipeline_infer, methods=["POST"]),
     ]
 
+    @app.get("/v2/pipelines/{pipeline}")
+    async def pipeline_metadata(pipeline: str) -> Response:
+        meta, description = dp.pipeline_metadata(pipeline)
+        return _json({**_metadata_json(meta), **description})
+
     @app.post("/v2/pipelines/{pipeline}/jobs")
     async def pipeline_submit(request: Request, pipeline: str) -> Response:
         infer_request, _, _ = await _read_infer(request, limit, pipeline, "")
@@ -209,7 +223,13 @@ def create_app(
 
     app.include_router(ui_router(dp, kafka=kafka, payloads=payloads, restricted=tokens is not None))
     if tokens is not None:
-        app.add_middleware(BearerAuth, tokens=tokens, open_metrics=open_metrics, open_ui=open_ui)
+        app.add_middleware(
+            BearerAuth,
+            tokens=tokens,
+            open_metrics=open_metrics,
+            open_docs=open_docs,
+            open_ui=open_ui,
+        )
     app.add_exception_handler(StreamdagError, _on_streamdag_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
@@ -219,17 +239,25 @@ def create_app(
 class BearerAuth:
     """ASGI middleware: a request needs ``Authorization: Bearer <token>`` with a token of
     ``tokens``, else it is answered 401 with an OIP error body and ``WWW-Authenticate:
-    Bearer``, and no route runs. The health routes are always open, ``/metrics`` and the
-    web view (``/ui``) when ``open_metrics`` and ``open_ui``. The token's ``Caller`` is
+    Bearer``, and no route runs. The health routes are always open, ``/metrics``, the API
+    docs (``/openapi.json``, ``/docs``) and the web view (``/ui``) when ``open_metrics``,
+    ``open_docs`` and ``open_ui``. The token's ``Caller`` is
     left in the request's state for the routes (on an open route, when a valid token came
     all the same)."""
 
     def __init__(
-        self, app: ASGIApp, *, tokens: Tokens, open_metrics: bool = False, open_ui: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Tokens,
+        open_metrics: bool = False,
+        open_docs: bool = False,
+        open_ui: bool = False,
     ) -> None:
         self.app = app
         self.tokens = tokens
         self.open_metrics = open_metrics
+        self.open_docs = open_docs
         self.open_ui = open_ui
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -263,6 +291,8 @@ class BearerAuth:
             return True
         if path == "/metrics":
             return self.open_metrics
+        if path in _DOCS:
+            return self.open_docs
         return self.open_ui and (path == "/ui" or path.startswith("/ui/"))
 
 

@@ -84,8 +84,9 @@ class Server:
 
     Port 0 picks a free port; ``http_port`` and ``grpc_port`` tell the bound ones.
     ``auth_tokens`` (a token file or ``Tokens``) makes both doors require a bearer token,
-    but for the health routes, and ``/metrics`` and ``/ui`` when ``open_metrics`` and
-    ``open_ui``; ``tls`` serves both over TLS. Left None, each comes from the
+    but for the health routes, and ``/metrics``, the API docs (``/openapi.json``,
+    ``/docs``) and ``/ui`` when ``open_metrics``, ``open_docs`` and ``open_ui``; ``tls``
+    serves both over TLS. Left None, each comes from the
     ``STREAMDAG_SERVE_*`` settings. The web view reads values kept in ``payloads``, the
     payload store of the gateway. A REST caller sends a request's headers within
     ``header_timeout_s`` and ``max_header_bytes`` (``http_limits``).
@@ -104,6 +105,7 @@ class Server:
         allow_repository_changes: bool | None = None,
         auth_tokens: Tokens | Path | None = None,
         open_metrics: bool | None = None,
+        open_docs: bool | None = None,
         open_ui: bool | None = None,
         tls: TlsFiles | None = None,
         payloads: PayloadStore | None = None,
@@ -117,6 +119,7 @@ class Server:
         tokens = settings.serve_auth_tokens if auth_tokens is None else auth_tokens
         self.tokens = Tokens.from_file(tokens) if isinstance(tokens, Path) else tokens
         self.open_metrics = settings.serve_open_metrics if open_metrics is None else open_metrics
+        self.open_docs = settings.serve_open_docs if open_docs is None else open_docs
         self.open_ui = settings.serve_open_ui if open_ui is None else open_ui
         self.tls = TlsFiles.from_settings() if tls is None else tls
         # Read now: a bad file is reported before any port opens.
@@ -240,6 +243,7 @@ class Server:
                 allow_repository_changes=self.allow_repository_changes,
                 tokens=self.tokens,
                 open_metrics=self.open_metrics,
+                open_docs=self.open_docs,
                 open_ui=self.open_ui,
                 payloads=self.payloads,
             ),
@@ -283,6 +287,7 @@ async def serve(
     allow_repository_changes: bool | None = None,
     auth_tokens: Tokens | Path | None = None,
     open_metrics: bool | None = None,
+    open_docs: bool | None = None,
     open_ui: bool | None = None,
     tls: TlsFiles | None = None,
     payloads: PayloadStore | None = None,
@@ -309,6 +314,7 @@ async def serve(
             allow_repository_changes=allow_repository_changes,
             auth_tokens=auth_tokens,
             open_metrics=open_metrics,
+            open_docs=open_docs,
             open_ui=open_ui,
             tls=tls,
             payloads=payloads,
