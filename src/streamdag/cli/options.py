@@ -12,7 +12,7 @@ from streamdag.kafka import KafkaConnection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["kafka_options", "payload_store_option", "resolve_kafka"]
+__all__ = ["kafka_options", "payload_store_option", "resolve_kafka", "show_values_option"]
 
 
 def kafka_options(func: F) -> F:
@@ -50,4 +50,16 @@ def payload_store_option(func: F) -> F:
         metavar="URL",
         help="Payload store for records over STREAMDAG_PAYLOAD_INLINE_MAX_BYTES "
         "(file:///dir, s3://bucket/prefix, gs://...) [env STREAMDAG_PAYLOAD_STORE]",
+    )(func)
+
+
+def show_values_option(func: F) -> F:
+    """``--show-values``: tensors' first values, which are hidden by default because in a
+    medical pipeline they are patient text."""
+    return click.option(
+        "--show-values",
+        "show_values",
+        is_flag=True,
+        help="Show tensors' first values; without it a tensor is shown by datatype, shape "
+        "and a digest of its contents (sha256), since values may be patient data.",
     )(func)

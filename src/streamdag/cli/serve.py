@@ -68,6 +68,13 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     "[env STREAMDAG_SERVE_OPEN_UI].",
 )
 @click.option(
+    "--ui-show-values",
+    is_flag=True,
+    help="Let the web view show tensors' values to a viewer who turns on its 'show values' "
+    "switch; otherwise it shows datatype, shape and digest only, since values may be "
+    "patient data [env STREAMDAG_SERVE_UI_SHOW_VALUES].",
+)
+@click.option(
     "--tls-cert",
     type=_file,
     default=None,
@@ -101,6 +108,7 @@ def serve(
     auth_tokens: Path | None,
     open_metrics: bool,
     open_ui: bool,
+    ui_show_values: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_client_ca: Path | None,
@@ -136,6 +144,7 @@ def serve(
                     open_ui=open_ui or None,
                     tls=tls,
                     payloads=payloads,
+                    ui_show_values=ui_show_values or None,
                 )
             )
     finally:

@@ -85,7 +85,8 @@ class Server:
     Port 0 picks a free port; ``http_port`` and ``grpc_port`` tell the bound ones.
     ``auth_tokens`` (a token file or ``Tokens``) makes both doors require a bearer token,
     but for the health routes, and ``/metrics`` and ``/ui`` when ``open_metrics`` and
-    ``open_ui``; ``tls`` serves both over TLS. Left None, each comes from the
+    ``open_ui``; ``tls`` serves both over TLS; ``ui_show_values`` lets the web view show
+    tensors' values when a viewer asks. Left None, each comes from the
     ``STREAMDAG_SERVE_*`` settings. The web view reads values kept in ``payloads``, the
     payload store of the gateway. A REST caller sends a request's headers within
     ``header_timeout_s`` and ``max_header_bytes`` (``http_limits``).
@@ -107,6 +108,7 @@ class Server:
         open_ui: bool | None = None,
         tls: TlsFiles | None = None,
         payloads: PayloadStore | None = None,
+        ui_show_values: bool | None = None,
         header_timeout_s: float | None = None,
         max_header_bytes: int | None = None,
     ) -> None:
@@ -118,6 +120,9 @@ class Server:
         self.tokens = Tokens.from_file(tokens) if isinstance(tokens, Path) else tokens
         self.open_metrics = settings.serve_open_metrics if open_metrics is None else open_metrics
         self.open_ui = settings.serve_open_ui if open_ui is None else open_ui
+        self.ui_show_values = (
+            settings.serve_ui_show_values if ui_show_values is None else ui_show_values
+        )
         self.tls = TlsFiles.from_settings() if tls is None else tls
         # Read now: a bad file is reported before any port opens.
         self._ssl = self.tls.ssl_context() if self.tls else None
@@ -242,6 +247,7 @@ class Server:
                 open_metrics=self.open_metrics,
                 open_ui=self.open_ui,
                 payloads=self.payloads,
+                ui_show_values=self.ui_show_values,
             ),
             lifespan="off",
             log_config=None,  # keep streamdag's logging set-up
@@ -286,6 +292,7 @@ async def serve(
     open_ui: bool | None = None,
     tls: TlsFiles | None = None,
     payloads: PayloadStore | None = None,
+    ui_show_values: bool | None = None,
 ) -> None:
     """Serve the models of ``plans``' specs (and the gateway's pipelines) until SIGTERM or SIGINT;
     the web view reads Kafka through ``kafka``; REST repository load and unload need
@@ -312,6 +319,7 @@ async def serve(
             open_ui=open_ui,
             tls=tls,
             payloads=payloads,
+            ui_show_values=ui_show_values,
         )
         async with server:
             await stopping.wait()
