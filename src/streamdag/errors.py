@@ -102,12 +102,22 @@ class ConfigError(StreamdagError):
 
 
 class SpecError(ConfigError):
-    """A pipeline spec is invalid: names the file, the field path and what is wrong."""
+    """A pipeline spec is invalid: names the file, the field path and what is wrong.
 
-    def __init__(self, file: str | None, field: str, problem: str) -> None:
+    ``problems`` holds every ``(field, problem)`` found, when the message joins several."""
+
+    def __init__(
+        self,
+        file: str | None,
+        field: str,
+        problem: str,
+        *,
+        problems: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.file = file
         self.field = field
         self.problem = problem
+        self.problems = problems or [(field, problem)]
         where = f"{file}: " if file else ""
         at = f"{field}: " if field else ""
         super().__init__(f"{where}{at}{problem}")

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         description="Serve the web view (/ui) without a token when `streamdag serve` checks "
         "tokens.",
     )
+    serve_ui_show_values: bool = Field(
+        default=False,
+        description="Let the web view of `streamdag serve` show tensors' values when a "
+        "viewer asks (its 'show values' switch); otherwise only datatype, shape and digest.",
+    )
     serve_tls_cert: Path | None = Field(
         default=None,
         description="PEM certificate (chain) `streamdag serve` presents on both ports; "

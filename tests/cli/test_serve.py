@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 import streamdag.cli.serve as serve_cli
+from streamdag.broker.ports import free_port
 from streamdag.cli.main import cli, main
 from streamdag.serving.tls import TlsFiles
 
@@ -103,3 +109,66 @@ def test_a_tls_file_alone_is_a_one_line_error(
     err = capsys.readouterr().err
     assert err.startswith(message)
     assert err.count("\n") == 1
+
+
+MODELS_SPEC = """
+name: serve-models
+models:
+  double: {runtime: python, handler: "serve_models_only:double", outputs: [y]}
+steps:
+  - {name: s, model: double}
+"""
+
+
+def _serve(spec: Path, *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamdag.cli.main", "serve", str(spec), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _write(write_spec: Callable[[str], Path]) -> Path:
+    spec = write_spec(MODELS_SPEC)
+    (spec.parent / "serve_models_only.py").write_text(
+        "def double(inputs):\n    return {'y': inputs['x'] * 2}\n"
+    )
+    return spec
+
+
+def test_models_only_serves_the_models_without_kafka(write_spec: Callable[[str], Path]) -> None:
+    spec = _write(write_spec)
+    http, grpc_port = free_port(), free_port()
+    no_kafka = ["--bootstrap", "127.0.0.1:1", "--http-port", str(http), "--grpc-port"]
+    server = _serve(spec, "--models-only", *no_kafka, str(grpc_port))
+    try:
+        url = f"http://127.0.0.1:{http}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        body = {"inputs": [{"name": "x", "shape": [2], "datatype": "INT64", "data": [1, 2]}]}
+        answer = httpx.post(f"{url}/v2/models/double/infer", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["data"] == [2, 4]
+        # The pipeline is not served: it would need Kafka.
+        assert httpx.get(f"{url}/v2/models/serve-models", timeout=5).status_code == 404
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def test_without_kafka_the_error_names_models_only(write_spec: Callable[[str], Path]) -> None:
+    spec = _write(write_spec)
+    ports = ["--http-port", str(free_port()), "--grpc-port", str(free_port())]
+    server = _serve(spec, "--bootstrap", "127.0.0.1:1", *ports)
+    _, err = server.communicate(timeout=120)
+    assert server.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: cannot reach Kafka at 127.0.0.1:1")
+    assert last.endswith("`streamdag serve --models-only` serves the specs' models without Kafka")

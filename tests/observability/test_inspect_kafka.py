@@ -212,7 +212,7 @@ def test_errors_lists_the_failed_request(ran: Ran) -> None:
 def test_cli_prints_the_path_and_the_failures(ran: Ran) -> None:
     b = ["--bootstrap", ran.bootstrap]
     spec = str(ran.path)
-    text = streamdag("inspect", spec, "--request-id", "j3", *b)
+    text = streamdag("inspect", spec, "--request-id", "j3", "--show-values", *b)
     as_json = streamdag("inspect", spec, "--request-id", FAILING, "--since", "10m", "--json", *b)
     errors = streamdag("errors", spec, *b)
     last = streamdag("inspect", spec, "--last", "2", "--step", "both", *b)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -16,7 +17,7 @@ from streamdag.errors import ConfigError
 from streamdag.kafka.headers import ErrorInfo
 from streamdag.observability.errors_view import Failure, ReplayResult, replay_headers
 from streamdag.observability.inspect import Hop, Trace
-from streamdag.observability.records import view_record
+from streamdag.observability.records import summarise, view_record
 from streamdag.observability.render import format_failures, format_replay, format_trace
 from streamdag.observability.scan import Record, format_time, parse_since
 from streamdag.protocol import encode_request, encode_response
@@ -39,6 +40,7 @@ def test_public_names() -> None:
         "parse_since",
     ]
     assert records.__all__ == [
+        "DIGEST_CHARS",
         "HEAD_VALUES",
         "RecordView",
         "Role",
@@ -232,7 +234,7 @@ def test_trace_text_has_one_block_per_record_with_times_between() -> None:
         step="s",
     )
     trace = Trace("p", "r1", 1, NOW - 1000, (Hop(first, None), Hop(second, 12)))
-    assert format_trace(trace) == [
+    assert format_trace(trace, values=True) == [
         "request r1 in pipeline p (partition 1): 2 records since 2027-01-15T07:59:59.000Z, "
         "12 ms from first to last",
         "2027-01-15T08:00:00.000Z       +0 ms  inputs  streamdag.p.inputs[1]@7",
@@ -243,6 +245,50 @@ def test_trace_text_has_one_block_per_record_with_times_between() -> None:
         "    y: FP64 [1] [4]",
     ]
     assert trace.to_dict()["hops"][1]["since_previous_ms"] == 12
+    # Without values: datatype, shape and digest, as the commands show by default.
+    x_digest = "sha256:" + hashlib.sha256(np.array([3]).tobytes()).hexdigest()[:12]
+    hidden = format_trace(trace)
+    assert hidden[3] == f"    x: INT64 [1] {x_digest}"
+    assert "[3]" not in hidden[3] and "[4]" not in hidden[-1]
+    assert "head" not in trace.to_dict()["hops"][0]["tensors"][0]
+    assert trace.to_dict(values=True)["hops"][0]["tensors"][0]["head"] == [3]
+
+
+def test_a_bytes_tensor_is_digested_as_oip_raw_contents() -> None:
+    notes = np.array([b"chest pain", b"ok"], dtype=object)
+    raw = b"".join(len(n).to_bytes(4, "little") + n for n in notes)
+    summary = summarise("note", notes, "BYTES")
+    assert summary.digest == "sha256:" + hashlib.sha256(raw).hexdigest()[:12]
+    assert summary.to_dict() == {
+        "name": "note",
+        "datatype": "BYTES",
+        "shape": [2],
+        "size": 2,
+        "digest": summary.digest,
+    }
+    assert summary.to_dict(values=True)["head"] == ["chest pain", "ok"]
+    assert summarise("other", np.array([b"chest pain"], dtype=object), "BYTES").digest != (
+        summary.digest
+    )
+
+
+def test_a_replayed_failure_is_marked_in_the_list() -> None:
+    value = encode_request("", {"x": np.array([3])}).SerializeToString()
+    error = ErrorInfo("model_error", "boom", "s", 1).encode()
+    headers = [("streamdag-error", error)]
+    first = view_record(_record("streamdag.p.errors", value, headers), "errors")
+    again = view_record(
+        _record(
+            "streamdag.p.errors",
+            value,
+            [*headers, ("streamdag-replayed", b"streamdag.p.errors[1]@7")],
+        ),
+        "errors",
+    )
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.to_dict()["replayed"] is True
+    rows = format_failures([Failure(first), Failure(again)])
+    assert rows[1].endswith("  boom") and rows[2].endswith("  [replayed] boom")
 
 
 def test_replay_summary() -> None:

@@ -107,6 +107,7 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
         stray_trace = trace_request(compile_plan(spec), bootstrap, "j9")
     sent = [hop.record for hop in trace.hops if hop.record.role == "inputs"]
     assert len(sent) == 2
+    [j7] = [f.record for f in failures if f.request_id == "j7"]
     original, replayed = sent
     # The original request, not the record step `right` failed on, was sent again.
     assert replayed.value == original.value == request_value("j7", 7, as_json=True)
@@ -117,7 +118,10 @@ def test_replay_after_the_fix_answers_under_the_same_request_id(
         "x-api-key": b"s3cret",
         "traceparent": TRACEPARENT.encode(),
         "content-type": b"application/json",
+        # Which failure it replays: the views mark the request's records as a replay's.
+        "streamdag-replayed": f"{j7.topic}[{j7.partition}]@{j7.offset}".encode(),
     }
+    assert replayed.replayed and not original.replayed
     assert replayed.headers["x-api-key"] == "[redacted]"
     assert [t.head for t in replayed.tensors] == [(7,)]
     # The answer to the replay went to the key's partition; the first one to the gateway's.

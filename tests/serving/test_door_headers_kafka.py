@@ -159,13 +159,17 @@ def test_the_web_view_reads_the_payload_store_it_serves_with(
     gateway = KafkaGateway([compile_plan(spec)], bootstrap, payloads=store)
     with (
         run_pipeline(spec, bootstrap, payloads=store),
-        running_server([spec], gateway, kafka=bootstrap, payloads=store) as server,
+        running_server(
+            [spec], gateway, kafka=bootstrap, payloads=store, ui_show_values=True
+        ) as server,
     ):
         base = f"http://127.0.0.1:{server.http_port}"
         x = [0.25 + i for i in range(1000)]  # 4 kB: over the inline limit; no 13
         ok = httpx.post(f"{base}/v2/pipelines/{spec.name}/infer", json=body("big-1", x), timeout=30)
         assert ok.status_code == 200, ok.text
-        found = httpx.get(f"{base}/ui/api/pipelines/{spec.name}/requests/big-1", timeout=60)
+        found = httpx.get(
+            f"{base}/ui/api/pipelines/{spec.name}/requests/big-1?values=1", timeout=60
+        )
     assert found.status_code == 200, found.text
     request = next(hop for hop in found.json()["hops"] if hop["role"] == "inputs")
     assert PAYLOAD in {k for k, _ in read_topic_headers(bootstrap, spec)}  # a stub in Kafka

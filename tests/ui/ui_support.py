@@ -94,9 +94,10 @@ class LivePipeline:
 
 
 @contextmanager
-def ui_server(spec: PipelineSpec, bootstrap: str) -> Iterator[Server]:
-    """A server with a gateway for ``spec``; its web view reads Kafka at ``bootstrap``."""
+def ui_server(spec: PipelineSpec, bootstrap: str, **options: Any) -> Iterator[Server]:
+    """A server with a gateway for ``spec``; its web view reads Kafka at ``bootstrap``.
+    ``options`` go to ``Server``."""
     with running_server(
-        [spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap), kafka=bootstrap
+        [spec], gateway=KafkaGateway([compile_plan(spec)], bootstrap), kafka=bootstrap, **options
     ) as server:
         yield server

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
+from streamdag.cli.options import (
+    kafka_options,
+    payload_store_option,
+    resolve_kafka,
+    show_values_option,
+)
 from streamdag.errors import NotFound
 from streamdag.observability.errors_view import list_failures, replay_failures
 from streamdag.observability.render import format_failures, format_replay
@@ -48,6 +53,7 @@ __all__ = ["errors"]
 )
 @click.option("--force", is_flag=True, help="With --replay: also requests sent again since.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@show_values_option
 @kafka_options
 @payload_store_option
 def errors(
@@ -60,6 +66,7 @@ def errors(
     replay: bool,
     force: bool,
     as_json: bool,
+    show_values: bool,
     bootstrap: str | None,
     kafka_config: Path | None,
     payload_store: str | None,
@@ -68,7 +75,9 @@ def errors(
     id, the record that failed); with --replay, send those requests again.
 
     --json shows each record's headers, values that may be credentials as [redacted]
-    (see `streamdag inspect --help`); --replay sends the headers as the callers did."""
+    (see `streamdag inspect --help`), and its tensors by datatype, shape and digest
+    (--show-values adds their first values); --replay sends the requests, headers and
+    values, as the callers did."""
     if force and not replay:
         raise click.UsageError("--force goes with --replay")
     plan = compile_plan(load_spec(spec_file))
@@ -93,7 +102,7 @@ def errors(
         )
     if not replay:
         if as_json:
-            click.echo(json.dumps([f.to_dict() for f in failures], indent=2))
+            click.echo(json.dumps([f.to_dict(values=show_values) for f in failures], indent=2))
         elif failures:
             for line in format_failures(failures):
                 click.echo(line)

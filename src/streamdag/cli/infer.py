@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from streamdag.cli.options import with_serve_hint
 from streamdag.client import Client, Protocol
-from streamdag.errors import ConfigError, InvalidInput, Unauthenticated
+from streamdag.errors import ConfigError, InvalidInput, StreamdagError, Unauthenticated
 from streamdag.protocol import request_from_json, response_to_json
 from streamdag.settings import get_settings
 
@@ -120,6 +121,8 @@ def infer(
     except Unauthenticated as exc:
         hint = "a token the server accepts" if token else "a token: --token or STREAMDAG_TOKEN"
         raise Unauthenticated(f"{exc} (give {hint})") from exc
+    except StreamdagError as exc:
+        raise with_serve_hint(exc) from exc.__cause__
     click.echo(json.dumps(response_to_json(response), indent=2, allow_nan=True))
 
 

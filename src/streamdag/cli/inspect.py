@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
+from streamdag.cli.options import (
+    kafka_options,
+    payload_store_option,
+    resolve_kafka,
+    show_values_option,
+)
 from streamdag.observability.inspect import last_records, trace_request
 from streamdag.observability.render import format_records, format_trace
 from streamdag.observability.scan import parse_since
@@ -45,6 +50,7 @@ DEFAULT_LAST = 10
     help="With --last: that topic of the pipeline [default: outputs].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@show_values_option
 @kafka_options
 @payload_store_option
 def inspect_command(
@@ -55,6 +61,7 @@ def inspect_command(
     step: str | None,
     topic: str | None,
     as_json: bool,
+    show_values: bool,
     bootstrap: str | None,
     kafka_config: Path | None,
     payload_store: str | None,
@@ -62,7 +69,8 @@ def inspect_command(
     """Follow one request through every topic of a pipeline, in order of time, or show
     the last records of one of its topics.
 
-    Header values that may be credentials (authorization, cookies, API keys, tokens,
+    Tensors are shown by datatype, shape and digest; --show-values adds their first
+    values. Header values that may be credentials (authorization, cookies, API keys, tokens,
     secrets, passwords) are shown as [redacted]; STREAMDAG_REDACT_HEADERS adds name
     patterns (comma-separated globs, e.g. 'x-tenant,*session*')."""
     if request_id is not None and (last is not None or step or topic):
@@ -75,7 +83,10 @@ def inspect_command(
     payloads = store_from_settings(payload_store)
     if request_id is not None:
         trace = trace_request(plan, kafka, request_id, since_ms=since_ms, payloads=payloads)
-        lines = [json.dumps(trace.to_dict(), indent=2)] if as_json else format_trace(trace)
+        if as_json:
+            lines = [json.dumps(trace.to_dict(values=show_values), indent=2)]
+        else:
+            lines = format_trace(trace, values=show_values)
     else:
         records = last_records(
             plan,
@@ -86,8 +97,8 @@ def inspect_command(
             payloads=payloads,
         )
         if as_json:
-            lines = [json.dumps([r.to_dict() for r in records], indent=2)]
+            lines = [json.dumps([r.to_dict(values=show_values) for r in records], indent=2)]
         else:
-            lines = format_records(records)
+            lines = format_records(records, values=show_values)
     for line in lines:
         click.echo(line)

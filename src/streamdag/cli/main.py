@@ -21,6 +21,7 @@ __all__ = ["cli", "main", "run"]
 # Command name -> "module:attribute" of its click command, in the order of --help.
 _COMMANDS = {
     "broker": "streamdag.cli.broker:broker",
+    "validate": "streamdag.cli.validate:validate",
     "topics": "streamdag.cli.topics:topics",
     "run": "streamdag.cli.run:run",
     "demo": "streamdag.cli.demo:demo",
@@ -49,6 +50,20 @@ class _LazyGroup(click.Group):
         assert isinstance(command, click.Command), target
         return command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole first sentence: click cuts summaries to fit one line
+        of 80 columns, which left most of ours ending in "..." mid-sentence."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=_WHOLE)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+_WHOLE = 1_000  # characters: more than any summary, so none is cut
 
 # Long-running commands, whose logs are how operators learn what Kafka is doing.
 _SERVICES = frozenset({"run", "serve"})

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
+from streamdag.errors import KafkaOperationError
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.payloads import store_from_settings
 from streamdag.pipeline import compile_plan, load_spec
@@ -36,6 +37,12 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     default=None,
     metavar="ADDR",
     help="Address to bind both ports to [env STREAMDAG_SERVE_HOST; default 127.0.0.1]",
+)
+@click.option(
+    "--models-only",
+    is_flag=True,
+    help="Serve the specs' models (/v2/models/<m>) but not their pipelines: no gateway, "
+    "so no Kafka is needed.",
 )
 @click.option(
     "--allow-repository-changes",
@@ -74,6 +81,13 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     "[env STREAMDAG_SERVE_OPEN_UI].",
 )
 @click.option(
+    "--ui-show-values",
+    is_flag=True,
+    help="Let the web view show tensors' values to a viewer who turns on its 'show values' "
+    "switch; otherwise it shows datatype, shape and digest only, since values may be "
+    "patient data [env STREAMDAG_SERVE_UI_SHOW_VALUES].",
+)
+@click.option(
     "--tls-cert",
     type=_file,
     default=None,
@@ -103,11 +117,13 @@ def serve(
     http_port: int,
     grpc_port: int,
     host: str | None,
+    models_only: bool,
     allow_repository_changes: bool,
     auth_tokens: Path | None,
     open_metrics: bool,
     open_docs: bool,
     open_ui: bool,
+    ui_show_values: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_client_ca: Path | None,
@@ -117,14 +133,16 @@ def serve(
 ) -> None:
     """Serve the pipelines' models (and the pipelines) over OIP V2 until SIGTERM or Ctrl-C.
 
-    Without --auth-tokens anyone who reaches the ports may call them (see "Securing the
-    front doors" in docs/deployment.md)."""
+    With --models-only, only the models, without Kafka. Without --auth-tokens anyone who
+    reaches the ports may call them (see "Securing the front doors" in
+    docs/deployment.md)."""
     tls = TlsFiles.from_settings(cert=tls_cert, key=tls_key, client_ca=tls_client_ca)
     plans = [compile_plan(load_spec(path)) for path in spec_files]
     kafka = resolve_kafka(bootstrap, kafka_config)
     # One store for the gateway, which writes to it, and the web view, which reads it.
     payloads = store_from_settings(payload_store)
-    gateway = build_gateway(plans, kafka, payloads=payloads)
+    # The pipelines need Kafka (the gateway's request-reply); the models alone do not.
+    gateway = None if models_only else build_gateway(plans, kafka, payloads=payloads)
     configure_tracing("streamdag-serve")
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
@@ -144,7 +162,14 @@ def serve(
                     open_ui=open_ui or None,
                     tls=tls,
                     payloads=payloads,
+                    ui_show_values=ui_show_values or None,
                 )
             )
+    except KafkaOperationError as exc:
+        if models_only:
+            raise
+        raise KafkaOperationError(
+            f"{exc.message}; `streamdag serve --models-only` serves the specs' models without Kafka"
+        ) from exc
     finally:
         shutdown_tracing()

@@ -23,6 +23,7 @@ __all__ = [
     "PAYLOAD",
     "PIPELINE",
     "PIPELINE_VERSION",
+    "REPLAYED",
     "REPLY_TO",
     "REQUEST_ID",
     "REQUEST_TS",
@@ -61,6 +62,10 @@ CALL = "streamdag-call"
 # The name of the token a request was sent with (``streamdag serve --auth-tokens``); only
 # the front door sets it, after checking the token, and every step carries it on.
 CALLER = "streamdag-caller"
+# On a request ``streamdag errors --replay`` sent again: the errors-topic record
+# (``topic[partition]@offset``) it was replayed from. Carried by every step, so the
+# request's results and failures say that they come from a replay.
+REPLAYED = "streamdag-replayed"
 # No caller's header may start with this: it would read as one of streamdag's own.
 RESERVED_PREFIX = "x-streamdag-"
 
@@ -72,7 +77,7 @@ PAYLOAD = "streamdag-payload"
 VALUE_DROPPED = "streamdag-value-dropped"
 
 # Carried forward by every step, besides user ``x-*`` headers.
-CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO, CALL, CALLER})
+CARRIED = frozenset({TRACEPARENT, TRACESTATE, REQUEST_TS, REPLY_TO, CALL, CALLER, REPLAYED})
 
 Headers = list[tuple[str, bytes]]
 

@@ -9,7 +9,9 @@ shortly before the request entered the pipeline, by its ``streamdag-request-ts``
 re-sends it unchanged: same key and ``x-request-id``, same value and ``content-type``,
 the caller's ``x-*`` and trace headers; streamdag's own headers (``streamdag-error``,
 ``streamdag-reply-to`` and the rest) are dropped, so the new answer lands on the key's
-partition of the outputs topic. A request that was sent again after it failed (an earlier
+partition of the outputs topic. ``streamdag-replayed`` (the errors-topic record replayed)
+is added, and every step carries it on: the views mark the request's records, a new
+failure among them, as a replay's. A request that was sent again after it failed (an earlier
 replay) is skipped unless forced. A request whose value is in the payload store goes
 again as the same stub with its ``streamdag-payload`` header, once the object it names
 was read back and found whole (``PayloadLost`` names it otherwise, and nothing is sent).
@@ -70,8 +72,8 @@ class Failure:
         value = self.record.headers.get(h.REQUEST_TS, "")
         return int(value) if value.isdigit() else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.record.to_dict()
+    def to_dict(self, *, values: bool = False) -> dict[str, Any]:
+        return self.record.to_dict(values=values)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,9 @@ def replay_failures(
         elif sent_again and not force:
             result.resubmitted.append(rid)
         else:
-            to_send.append((rid, original.value, replay_headers(original.headers, rid)))
+            r = latest[rid].record
+            mark = (h.REPLAYED, f"{r.topic}[{r.partition}]@{r.offset}".encode())
+            to_send.append((rid, original.value, [*replay_headers(original.headers, rid), mark]))
     for _, _, headers in to_send:
         stub = h.get_header(headers, h.PAYLOAD)
         if stub is not None and payloads is not None:

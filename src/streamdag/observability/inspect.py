@@ -64,8 +64,8 @@ class Hop:
     record: RecordView
     since_previous_ms: int | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.record.to_dict(), "since_previous_ms": self.since_previous_ms}
+    def to_dict(self, *, values: bool = False) -> dict[str, Any]:
+        return {**self.record.to_dict(values=values), "since_previous_ms": self.since_previous_ms}
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,15 @@ class Trace:
             return 0
         return self.hops[-1].record.timestamp_ms - self.hops[0].record.timestamp_ms
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, values: bool = False) -> dict[str, Any]:
+        """The trace as JSON; tensors' first values only with ``values``."""
         return {
             "pipeline": self.pipeline,
             "request_id": self.request_id,
             "partition": self.partition,
             "since": format_time(self.since_ms),
             "elapsed_ms": self.elapsed_ms,
-            "hops": [hop.to_dict() for hop in self.hops],
+            "hops": [hop.to_dict(values=values) for hop in self.hops],
         }
 
 

@@ -5,7 +5,10 @@ requests (protobuf, or OIP JSON with ``content-type: application/json``); every 
 topic holds responses or markers (``streamdag-error``: an error reply or error marker,
 ``streamdag-skipped``: the step did not run); the errors topic holds the failed record as
 it arrived, with the error and its source in headers. Tensors are summarised (name,
-datatype, shape, first values), never copied whole. The headers shown have their
+datatype, shape, first values, a digest), never copied whole; the first values are for
+``--show-values`` only, since in a medical pipeline they are patient text: ``to_dict``
+and the text forms (``render.py``) leave them out unless asked, and show the digest, which
+tells two values apart without showing either. The headers shown have their
 credentials redacted (``redact.py``); ``raw_headers`` keeps them as they are in Kafka, for
 replays, and is never shown. A stub (header ``streamdag-payload``) is shown with the
 tensors of the object it names when a payload store is given. Decoding never raises: a
@@ -14,6 +17,7 @@ record that cannot be decoded is shown with ``problem`` set.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -35,6 +39,7 @@ from streamdag.protocol import (
 )
 
 __all__ = [
+    "DIGEST_CHARS",
     "HEAD_VALUES",
     "RecordView",
     "Role",
@@ -50,6 +55,7 @@ Role = Literal["inputs", "step", "errors", "outputs"]
 Scalar = bool | int | float | str
 
 HEAD_VALUES = 5
+DIGEST_CHARS = 12  # hex digits of sha256: enough to tell values apart, too few to guess
 _SHOWN = frozenset({h.TRACEPARENT, h.TRACESTATE, h.CONTENT_TYPE, h.CALL})
 SOURCE_TOPIC = "streamdag-source-topic"
 SOURCE_PARTITION = "streamdag-source-partition"
@@ -63,15 +69,20 @@ class TensorSummary:
     shape: tuple[int, ...]
     head: tuple[Scalar, ...]  # the first values, row-major
     size: int  # how many values the tensor holds
+    digest: str = ""  # "sha256:" and the first hex digits of the raw contents
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, values: bool = False) -> dict[str, Any]:
+        """The summary as JSON; the first values (``head``) only with ``values``."""
+        shown: dict[str, Any] = {
             "name": self.name,
             "datatype": self.datatype,
             "shape": list(self.shape),
-            "head": list(self.head),
             "size": self.size,
+            "digest": self.digest,
         }
+        if values:
+            shown["head"] = list(self.head)
+        return shown
 
 
 @dataclass(frozen=True)
@@ -106,11 +117,17 @@ class RecordView:
     value: bytes = field(default=b"", repr=False)
 
     @property
+    def replayed(self) -> bool:
+        """Whether the record belongs to a request ``errors --replay`` sent again."""
+        return h.REPLAYED in self.headers
+
+    @property
     def label(self) -> str:
         """``inputs``, ``outputs``, ``errors`` or the step name."""
         return self.step if self.role == "step" and self.step else self.role
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, values: bool = False) -> dict[str, Any]:
+        """The record as JSON; tensors' first values only with ``values``."""
         error = self.error
         return {
             "topic": self.topic,
@@ -122,7 +139,7 @@ class RecordView:
             "role": self.role,
             "step": self.step,
             "headers": self.headers,
-            "tensors": [t.to_dict() for t in self.tensors],
+            "tensors": [t.to_dict(values=values) for t in self.tensors],
             "error": None
             if error is None
             else {
@@ -132,6 +149,7 @@ class RecordView:
                 "attempts": error.attempts,
             },
             "skipped": self.skipped,
+            "replayed": self.replayed,
             "source": None if self.source is None else self.source.to_dict(),
             "problem": self.problem,
         }
@@ -165,7 +183,23 @@ def summarise(name: str, array: Array, datatype: str) -> TensorSummary:
         shape=tuple(int(n) for n in np.shape(array)),
         head=tuple(_scalar(v) for v in flat[:HEAD_VALUES]),
         size=int(flat.size),
+        digest=_digest(flat),
     )
+
+
+def _digest(flat: np.ndarray[Any, Any]) -> str:
+    """``sha256:`` and the first ``DIGEST_CHARS`` hex digits of a tensor's raw contents,
+    row-major: its bytes for numbers, each element's 4-byte little-endian length and bytes
+    for BYTES (OIP's raw layout), so equal tensors have equal digests in every view."""
+    sha = hashlib.sha256()
+    if flat.dtype == object or flat.dtype.kind in "SU":
+        for value in flat:
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            sha.update(len(raw).to_bytes(4, "little"))
+            sha.update(raw)
+    else:
+        sha.update(np.ascontiguousarray(flat).tobytes())
+    return f"sha256:{sha.hexdigest()[:DIGEST_CHARS]}"
 
 
 def view_record(

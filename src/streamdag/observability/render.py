@@ -1,5 +1,8 @@
 """Plain-text forms of traces, records and failures, for ``streamdag inspect`` and
-``streamdag errors`` (their ``--json`` forms are the objects' ``to_dict``)."""
+``streamdag errors`` (their ``--json`` forms are the objects' ``to_dict``).
+
+A tensor is shown by its datatype, shape and digest; its first values only with
+``values`` (``--show-values``): in a medical pipeline they are patient text."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ _OWN_LINES = frozenset(
 )
 
 
-def format_trace(trace: Trace) -> list[str]:
+def format_trace(trace: Trace, *, values: bool = False) -> list[str]:
     """A request's path through the pipeline: one block per record, in order of time."""
     count = len(trace.hops)
     lines = [
@@ -35,20 +38,20 @@ def format_trace(trace: Trace) -> list[str]:
     width = max(len(hop.record.label) for hop in trace.hops) if trace.hops else 0
     for hop in trace.hops:
         delta = f"+{hop.since_previous_ms if hop.since_previous_ms is not None else 0} ms"
-        lines += _block(hop.record, f"{delta:>10}  {hop.record.label:<{width}}")
+        lines += _block(hop.record, f"{delta:>10}  {hop.record.label:<{width}}", values=values)
     return lines
 
 
-def format_records(records: Sequence[RecordView]) -> list[str]:
+def format_records(records: Sequence[RecordView], *, values: bool = False) -> list[str]:
     """Records of one topic, oldest first, each with its request id."""
     width = max((len(r.label) for r in records), default=0)
     lines: list[str] = []
     for r in records:
-        lines += _block(r, f"{r.label:<{width}}", f"  request {r.request_id}")
+        lines += _block(r, f"{r.label:<{width}}", f"  request {r.request_id}", values=values)
     return lines
 
 
-def _block(record: RecordView, lead: str, tail: str = "") -> list[str]:
+def _block(record: RecordView, lead: str, tail: str = "", *, values: bool) -> list[str]:
     where = f"{record.topic}[{record.partition}]@{record.offset}"
     lines = [f"{format_time(record.timestamp_ms)}  {lead}  {where}{tail}"]
     shown = [f"{k}={v}" for k, v in record.headers.items() if k not in _OWN_LINES]
@@ -68,14 +71,16 @@ def _block(record: RecordView, lead: str, tail: str = "") -> list[str]:
         lines.append("    skipped: the step did not run for this request")
     if record.problem is not None:
         lines.append(f"    undecodable: {record.problem}")
-    lines += [f"    {_tensor(t)}" for t in record.tensors]
+    lines += [f"    {_tensor(t, values=values)}" for t in record.tensors]
     return lines
 
 
-def _tensor(t: TensorSummary) -> str:
-    values = ", ".join(_value(v) for v in t.head)
+def _tensor(t: TensorSummary, *, values: bool) -> str:
+    if not values:
+        return f"{t.name}: {t.datatype} {list(t.shape)} {t.digest}"
+    head = ", ".join(_value(v) for v in t.head)
     more = ", ..." if t.size > len(t.head) else ""
-    return f"{t.name}: {t.datatype} {list(t.shape)} [{values}{more}]"
+    return f"{t.name}: {t.datatype} {list(t.shape)} [{head}{more}]"
 
 
 def _value(v: object) -> str:
@@ -87,7 +92,8 @@ def _value(v: object) -> str:
 
 
 def format_failures(failures: Sequence[Failure]) -> list[str]:
-    """One line per failed record, oldest first, under a header line."""
+    """One line per failed record, oldest first, under a header line; the message of a
+    replayed request's failure starts with ``[replayed]``."""
     rows = [("TIME", "STEP", "CODE", "ATTEMPTS", "REQUEST", "FAILED RECORD", "MESSAGE")]
     for f in failures:
         s = f.record.source
@@ -99,7 +105,7 @@ def format_failures(failures: Sequence[Failure]) -> list[str]:
                 str(f.error.attempts),
                 f.request_id,
                 f"{s.topic}[{s.partition}]@{s.offset}" if s is not None else "?",
-                " ".join(f.error.message.split()),
+                ("[replayed] " if f.record.replayed else "") + " ".join(f.error.message.split()),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

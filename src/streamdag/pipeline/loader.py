@@ -41,7 +41,7 @@ def _raise(file: str | None, problems: list[tuple[str, str]]) -> None:
     if len(problems) > 1:
         rest = "; ".join(f"{f}: {p}" for f, p in problems[1:])
         problem = f"{problem}; also {rest}"
-    raise SpecError(file, field, problem)
+    raise SpecError(file, field, problem, problems=problems)
 
 
 def parse_spec(

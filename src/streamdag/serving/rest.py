@@ -100,6 +100,7 @@ def create_app(
     open_docs: bool = False,
     open_ui: bool = False,
     payloads: PayloadStore | None = None,
+    ui_show_values: bool = False,
 ) -> FastAPI:
     """The FastAPI application of the REST front door over ``dataplane``; the web view reads
     the pipelines' topics through ``kafka`` (default: the ``STREAMDAG_*`` settings).
@@ -109,7 +110,8 @@ def create_app(
     ``open_metrics``, ``open_docs`` and ``open_ui`` also leave ``/metrics``, the OpenAPI
     document and its page (``/openapi.json``, ``/docs``) and ``/ui`` open, and a job's
     result goes only to its submitter or an administrator. The web view reads values kept
-    in the payload store ``payloads``."""
+    in the payload store ``payloads``, and shows tensors' values on request only with
+    ``ui_show_values``."""
     settings = get_settings()
     limit = max_body_bytes or settings.serve_max_body_bytes
     if allow_repository_changes is None:
@@ -221,7 +223,15 @@ def create_app(
         await dp.unload(model)
         return Response(status_code=200)
 
-    app.include_router(ui_router(dp, kafka=kafka, payloads=payloads, restricted=tokens is not None))
+    app.include_router(
+        ui_router(
+            dp,
+            kafka=kafka,
+            payloads=payloads,
+            restricted=tokens is not None,
+            show_values=ui_show_values,
+        )
+    )
     if tokens is not None:
         app.add_middleware(
             BearerAuth,

@@ -86,7 +86,8 @@ class Server:
     ``auth_tokens`` (a token file or ``Tokens``) makes both doors require a bearer token,
     but for the health routes, and ``/metrics``, the API docs (``/openapi.json``,
     ``/docs``) and ``/ui`` when ``open_metrics``, ``open_docs`` and ``open_ui``; ``tls``
-    serves both over TLS. Left None, each comes from the
+    serves both over TLS; ``ui_show_values`` lets the web view show tensors' values when
+    a viewer asks. Left None, each comes from the
     ``STREAMDAG_SERVE_*`` settings. The web view reads values kept in ``payloads``, the
     payload store of the gateway. A REST caller sends a request's headers within
     ``header_timeout_s`` and ``max_header_bytes`` (``http_limits``).
@@ -109,6 +110,7 @@ class Server:
         open_ui: bool | None = None,
         tls: TlsFiles | None = None,
         payloads: PayloadStore | None = None,
+        ui_show_values: bool | None = None,
         header_timeout_s: float | None = None,
         max_header_bytes: int | None = None,
     ) -> None:
@@ -121,6 +123,9 @@ class Server:
         self.open_metrics = settings.serve_open_metrics if open_metrics is None else open_metrics
         self.open_docs = settings.serve_open_docs if open_docs is None else open_docs
         self.open_ui = settings.serve_open_ui if open_ui is None else open_ui
+        self.ui_show_values = (
+            settings.serve_ui_show_values if ui_show_values is None else ui_show_values
+        )
         self.tls = TlsFiles.from_settings() if tls is None else tls
         # Read now: a bad file is reported before any port opens.
         self._ssl = self.tls.ssl_context() if self.tls else None
@@ -246,6 +251,7 @@ class Server:
                 open_docs=self.open_docs,
                 open_ui=self.open_ui,
                 payloads=self.payloads,
+                ui_show_values=self.ui_show_values,
             ),
             lifespan="off",
             log_config=None,  # keep streamdag's logging set-up
@@ -291,6 +297,7 @@ async def serve(
     open_ui: bool | None = None,
     tls: TlsFiles | None = None,
     payloads: PayloadStore | None = None,
+    ui_show_values: bool | None = None,
 ) -> None:
     """Serve the models of ``plans``' specs (and the gateway's pipelines) until SIGTERM or SIGINT;
     the web view reads Kafka through ``kafka``; REST repository load and unload need
@@ -318,6 +325,7 @@ async def serve(
             open_ui=open_ui,
             tls=tls,
             payloads=payloads,
+            ui_show_values=ui_show_values,
         )
         async with server:
             await stopping.wait()

@@ -18,14 +18,22 @@ On a server that checks tokens, what records hold is for administrators (``auth`
 request search answers anyone else 403, and the latest errors come to them without their
 headers and tensors. The graph and the figures are for every token holder.
 
+Tensors come as datatype, shape and digest; their first values only with ``?values=1``,
+which a server started without ``show_values`` (``serve --ui-show-values``) refuses with
+403: in a medical pipeline the values are patient text, and a page left open on a screen
+should not show them unless the operator chose so.
+
     GET /ui/                                   the page
+    GET /ui/api/settings                       whether values may be shown (show_values)
     GET /ui/api/pipelines                      name, version, guarantee, partitions
     GET /ui/api/pipelines/<p>/graph            nodes (steps, topics) and edges of the DAG
     GET /ui/api/pipelines/<p>/stats            live figures per step, error counts, and
                                                the pipeline's readiness (workers per step)
     GET /ui/api/pipelines/<p>/errors           the latest records of the errors topic
+                                               (?values=1: with tensors' first values)
     GET /ui/api/pipelines/<p>/jobs             its bulk jobs with their counts, newest first
-    GET /ui/api/pipelines/<p>/requests/<id>    every record of a request (``inspect``)
+    GET /ui/api/pipelines/<p>/requests/<id>    every record of a request (``inspect``;
+                                               ?values=1: with tensors' first values)
 """
 
 from __future__ import annotations
@@ -82,11 +90,13 @@ def ui_router(
     payloads: PayloadStore | None = None,
     restricted: bool = False,
     refresh_s: float = 1.5,
+    show_values: bool = False,
 ) -> APIRouter:
     """The ``/ui`` routes over the pipelines of ``dataplane``, read from Kafka at
     ``kafka`` (default: the ``STREAMDAG_*`` settings); a request search shows the tensors
     of records whose values are in ``payloads`` (the store the gateway writes to).
-    ``restricted`` (the server checks tokens): records' contents only to administrators."""
+    ``restricted`` (the server checks tokens): records' contents only to administrators.
+    ``show_values``: tensors' first values to a viewer who asks (``?values=1``)."""
     kafka_conn = KafkaConnection.from_settings() if kafka is None else KafkaConnection.of(kafka)
     plans = {plan.name: plan for plan in dataplane.plans()}
     scans = ScanPool(SCAN_THREADS, name="streamdag-ui")
@@ -96,6 +106,14 @@ def ui_router(
     def may_read_records(request: Request) -> bool:
         caller: Caller | None = getattr(request.state, CALLER_STATE, None)
         return not restricted or (caller is not None and caller.admin)
+
+    def values_wanted(values: bool) -> bool:
+        if values and not show_values:
+            raise PermissionDenied(
+                "this server's web view shows no tensor values: start `streamdag serve` "
+                "with --ui-show-values to allow them"
+            )
+        return values
 
     def plan_of(pipeline: str) -> PipelinePlan:
         if pipeline not in plans:
@@ -114,6 +132,10 @@ def ui_router(
     @router.get("/static/{name}")
     async def ui_static(name: str) -> Response:
         return _static(name)
+
+    @router.get("/api/settings")
+    async def ui_settings() -> Response:
+        return JSONResponse({"show_values": show_values})
 
     @router.get("/api/pipelines")
     async def ui_pipelines() -> Response:
@@ -143,14 +165,15 @@ def ui_router(
         return JSONResponse(body)
 
     @router.get("/api/pipelines/{pipeline}/errors")
-    async def ui_errors(request: Request, pipeline: str) -> Response:
+    async def ui_errors(request: Request, pipeline: str, values: bool = False) -> Response:
         plan_of(pipeline)
+        shown = values_wanted(values)
         figures = await snapshots.get(pipeline)
         return JSONResponse(
             {
                 "errors": figures.errors,
                 "by_code": figures.errors_by_code,
-                "latest": _latest_json(figures, full=may_read_records(request)),
+                "latest": _latest_json(figures, full=may_read_records(request), values=shown),
             }
         )
 
@@ -161,9 +184,14 @@ def ui_router(
 
     @router.get("/api/pipelines/{pipeline}/requests/{request_id:path}")
     async def ui_request(
-        request: Request, pipeline: str, request_id: str, since: str | None = None
+        request: Request,
+        pipeline: str,
+        request_id: str,
+        since: str | None = None,
+        values: bool = False,
     ) -> Response:
         plan = plan_of(pipeline)
+        shown = values_wanted(values)
         if not may_read_records(request):
             raise PermissionDenied(
                 "the request search shows what callers sent: on a server that checks tokens "
@@ -194,7 +222,7 @@ def ui_router(
             )
         except KafkaOperationError as exc:
             raise Unavailable(exc.message) from exc
-        return JSONResponse(trace.to_dict())
+        return JSONResponse(trace.to_dict(values=shown))
 
     return router
 
@@ -288,10 +316,13 @@ def _figures_json(figures: PipelineFigures, *, full: bool) -> dict[str, Any]:
     return body
 
 
-def _latest_json(figures: PipelineFigures, *, full: bool) -> list[dict[str, Any]]:
+def _latest_json(
+    figures: PipelineFigures, *, full: bool, values: bool = False
+) -> list[dict[str, Any]]:
     """The latest errors, newest first; without ``full``, without what the caller sent
-    (headers, tensors, the decoding problem that may quote them)."""
-    latest = [r.to_dict() for r in reversed(figures.latest_errors)]
+    (headers, tensors, the decoding problem that may quote them); tensors' first values
+    only with ``values``."""
+    latest = [r.to_dict(values=values) for r in reversed(figures.latest_errors)]
     if not full:
         for record in latest:
             record.update(headers={}, tensors=[], problem=None)

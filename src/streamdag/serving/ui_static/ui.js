@@ -17,6 +17,9 @@
 
   const $ = (id) => document.getElementById(id);
   const state = { pipeline: null, graph: null, figs: new Map(), timer: null, refreshes: 0 };
+  // Tensor values may be patient text: they are asked for only when the server allows it
+  // (serve --ui-show-values) and the viewer turns the switch on.
+  const showValues = () => !$("values-switch").hidden && $("show-values").checked;
 
   // -- helpers -----------------------------------------------------------------------
   async function api(path) {
@@ -299,7 +302,9 @@
       const error = r.error || { step: r.step || "", code: "internal", message: "" };
       const tr = el("tr");
       tr.append(el("td", { title: r.time }, clock(r.time)));
-      tr.append(el("td", {}, error.step), el("td", { class: "bad" }, error.code));
+      const code = el("td", { class: "bad" }, error.code);
+      if (r.replayed) code.append(" ", el("span", { class: "badge replayed" }, "replayed"));
+      tr.append(el("td", {}, error.step), code);
       const link = el("a", { class: "rid", title: "find this request" }, clip(r.request_id, 24));
       link.addEventListener("click", () => {
         $("request-id").value = r.request_id;
@@ -380,9 +385,14 @@
   async function search(id, since) {
     const out = $("trace");
     out.replaceChildren(el("p", { class: "muted" }, "searching…"));
-    const query = since ? "?since=" + encodeURIComponent(since) : "";
+    const params = new URLSearchParams();
+    if (since) params.set("since", since);
+    if (showValues()) params.set("values", "1");
+    const query = params.toString() ? "?" + params.toString() : "";
     const url = new URL(window.location.href);
     url.searchParams.set("request", id);
+    if (showValues()) url.searchParams.set("values", "1");
+    else url.searchParams.delete("values");
     window.history.replaceState(null, "", url);
     try {
       const trace = await api("pipelines/" + encodeURIComponent(state.pipeline) +
@@ -413,12 +423,14 @@
           hop.since_previous_ms === null ? "" : "+" + hop.since_previous_ms + " ms "),
         el("b", {}, hopLabel(hop) + " "),
         el("span", { class: "badge " + kind }, kind),
+        hop.replayed ? el("span", { class: "badge replayed" }, "replayed") : "",
         el("span", { class: "muted small" }, " " + hop.topic + "[" + hop.partition + "]@" + hop.offset)
       );
       li.append(head);
       if (hop.tensors && hop.tensors.length) {
         const text = hop.tensors.map((t) => t.name + " " + t.datatype + " [" + t.shape.join(",") +
-          "] = " + t.head.join(", ") + (t.size > t.head.length ? ", …" : "")).join("; ");
+          "] " + (t.head === undefined ? t.digest
+            : "= " + t.head.join(", ") + (t.size > t.head.length ? ", …" : ""))).join("; ");
         li.append(el("div", { class: "tensors" }, clip(text, 400)));
       }
       if (hop.error) {
@@ -450,6 +462,10 @@
     const params = new URLSearchParams(window.location.search);
     let pipelines;
     try {
+      const settings = await api("settings");
+      $("values-switch").hidden = !settings.show_values;
+      // The address keeps the switch, as it keeps the search: a shared link shows the same.
+      $("show-values").checked = settings.show_values && params.get("values") === "1";
       pipelines = await api("pipelines");
     } catch (err) {
       setStatus(err.message, true);
@@ -470,6 +486,10 @@
     $("search").addEventListener("submit", (event) => {
       event.preventDefault();
       search($("request-id").value.trim(), $("since").value.trim());
+    });
+    $("show-values").addEventListener("change", () => {
+      const id = $("request-id").value.trim();
+      if (id && $("trace").childElementCount) search(id, $("since").value.trim());
     });
     try {
       await choose(select.value);
