@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -78,6 +79,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write the results to this file")
     p.add_argument("--example", type=Path, default=EXAMPLE_DIR, help="the medical_records folder")
     p.add_argument("--fuse", action="store_true", help="run the pipeline's steps fused")
+    p.add_argument(
+        "--agree-notes",
+        type=int,
+        default=1000,
+        help="notes sent to both at the end (open loop, --agree-rate) whose answers are compared",
+    )
+    p.add_argument("--agree-rate", type=float, default=25.0, help="notes/s of that part")
     return p.parse_args(argv)
 
 
@@ -188,15 +196,33 @@ async def one_at_a_time(
 
 
 async def open_loop_both(
-    chain: RestChain, pipeline: Pipeline, texts: list[str], rate: float, run_id: str
+    chain: RestChain, pipeline: Pipeline, texts: list[str], rate: float, prefix: str
 ) -> dict[str, tuple[list[Outcome], float]]:
     async def run(arch: Arch, delay_s: float) -> tuple[list[Outcome], float]:
         await asyncio.sleep(delay_s)
-        docs = [(f"open-{run_id}-{arch.name[:4]}-{i}", t) for i, t in enumerate(texts)]
+        docs = [(f"{prefix}-{arch.name[:4]}-{i}", t) for i, t in enumerate(texts)]
         return await open_loop(arch.url, docs, rate=rate, deadline_s=DEADLINE_S)
 
     ran = await asyncio.gather(run(chain, 0.0), run(pipeline, 0.5 / rate))
     return {chain.name: ran[0], pipeline.name: ran[1]}
+
+
+def agreement(chain: list[Outcome], pipeline: list[Outcome]) -> dict[str, Any]:
+    """How many notes both answered, and alike (every output tensor); and a digest of each
+    of the pipeline's answers, in note order, to compare two runs (say fused and not)."""
+    a = {o.doc: o.result for o in chain if o.result is not None}
+    b = {o.doc: o.result for o in pipeline if o.result is not None}
+    both = sorted(set(a) & set(b))
+    digest = hashlib.sha256()
+    for doc in sorted(b):
+        digest.update(json.dumps([doc, b[doc]], sort_keys=True).encode())
+    return {
+        "notes": len(pipeline),
+        "pipeline_answered": len(b),
+        "chain_answered": len(a),
+        "same_as_chain": sum(a[d] == b[d] for d in both),
+        "pipeline_answers_sha256": digest.hexdigest(),
+    }
 
 
 def summary(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -249,7 +275,7 @@ def report_lines(phase: str, result: dict[str, Any]) -> list[str]:
     o = result["overhead"]
     lines.append(
         f"overhead: {o['total_ms']:.1f} ms over a floor of {o['floor_ms']:.1f} ms"
-        f" = {o['per_hop_ms']:.1f} ms per Kafka hop ({o['hops']} hops on the critical path)"
+        f" = {o['per_hop_ms']:.1f} ms per Kafka hop ({o['hops']} on the critical path)"
     )
     return lines
 
@@ -261,6 +287,8 @@ def analyse(
     started: dict[str, float | None],
     floor_ms: dict[str, Any],
     sums: tuple[dict[tuple[str, str], float], dict[tuple[str, str], float]],
+    *,
+    fused: bool,
 ) -> dict[str, Any]:
     plan = compile_plan(load_spec(spec_path))
     latency = {name: summary(o) for name, o in outcomes.items()}
@@ -273,7 +301,9 @@ def analyse(
     }
     path_len = statistics.median(len(p) for p in hops["critical_paths"])
     total = pipe["p50_ms"] - floor_ms["critical_path_median_ms"]
-    n_hops = int(path_len) + 1  # the inputs topic to the first step, then each step's output
+    # Unfused: the inputs topic to the first step, then each step's output. Fused: the
+    # inputs topic to the stage, and the stage's outputs to the gateway.
+    n_hops = 2 if fused else int(path_len) + 1
     return {
         "latency": latency,
         "pipeline_over_chain": {
@@ -317,9 +347,19 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
         sums.append(metered.sums())
         runner.say(f"{args.rate} notes/s to each for {args.duration_s} s ...")
         n = math.ceil(args.rate * args.duration_s)
-        opened = await open_loop_both(chain, pipeline, texts[:n], args.rate, runner.run_id)
+        opened = await open_loop_both(
+            chain, pipeline, texts[:n], args.rate, f"open-{runner.run_id}"
+        )
         sums.append(metered.sums())
         load_avg = os.getloadavg()[0]
+        agreed = None
+        if args.agree_notes:
+            runner.say(f"{args.agree_notes} notes to each at {args.agree_rate}/s, answers compared")
+            notes = runner.texts(args.agree_notes, 29)
+            both = await open_loop_both(
+                chain, pipeline, notes, args.agree_rate, f"agree-{runner.run_id}"
+            )
+            agreed = agreement(both[chain.name][0], both[pipeline.name][0])
     runner.say("the floor: the same models in this process ...")
     floor_ms = await floor(runner.example.root / "pipeline.yaml", texts[: args.requests])
     return {
@@ -331,6 +371,7 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
             dict.fromkeys(one, None),
             floor_ms,
             (sums[0], sums[1]),
+            fused=args.fuse,
         ),
         f"open_loop_{args.rate:g}_per_s": analyse(
             bootstrap,
@@ -339,8 +380,10 @@ async def measure(args: argparse.Namespace, runner: Runner, bootstrap: str) -> d
             {name: t for name, (_, t) in opened.items()},
             floor_ms,
             (sums[1], sums[2]),
+            fused=args.fuse,
         ),
         "load_avg_1m_end": round(load_avg, 2),
+        "agreement": agreed,
     }
 
 
@@ -393,6 +436,12 @@ def main(argv: list[str]) -> int:
     for phase in ("one_at_a_time", f"open_loop_{args.rate:g}_per_s"):
         for line in report_lines(phase, results[phase]):
             print(line)
+    if results["agreement"]:
+        a = results["agreement"]
+        print(
+            f"\nanswers: {a['pipeline_answered']} of {a['notes']} notes answered by the pipeline,"
+            f" {a['same_as_chain']} the same as the chain's; digest {a['pipeline_answers_sha256']}"
+        )
     print(f"\n{report['seconds']} s in all; load average (1 min) {load_before:.2f} before")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -122,6 +122,8 @@ class KafkaGateway:
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._pipelines:
+            self._steps.prepare()
         # The pipelines' workers may not have run yet: make sure their topics exist.
         for pipe in self._pipelines.values():
             await asyncio.to_thread(ensure_topics, self.kafka, pipe.plan.topics())

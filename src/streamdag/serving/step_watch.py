@@ -2,7 +2,7 @@
 
 The gateway does not start a pipeline's workers; with every worker of one step stopped,
 each request would wait in Kafka for its timeout. ``StepWatch`` reads, with one
-``AdminClient`` in a child process (``group_probe.py``: a librdkafka abort during a
+``AdminClient`` in a child process (``kafka/group_probe.py``: a librdkafka abort during a
 broker's death ends only that child), for every step (and the output assembler) of the
 gateway's pipelines:
 
@@ -39,9 +39,9 @@ from collections.abc import Mapping, Sequence
 
 from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection
+from streamdag.kafka.group_probe import GroupProbe
 from streamdag.pipeline import PipelinePlan
 from streamdag.serving.gateway_api import PipelineReadiness
-from streamdag.serving.group_probe import GroupProbe
 
 __all__ = ["StepWatch", "judge", "step_lag"]
 
@@ -70,6 +70,10 @@ class StepWatch:
         self._seen: dict[str, PipelineReadiness] = {
             name: PipelineReadiness(True, "its steps were not checked yet") for name in self._plans
         }
+
+    def prepare(self) -> None:
+        """Start the probe's child process, so that it is ready for the first ``check``."""
+        self._probe.start()
 
     def close(self) -> None:
         """Stop the probe's child process."""

@@ -17,7 +17,10 @@ check; the child answers each with one line.
 
 The child ends when its input does (the parent closed it, or died).
 
-    python -m streamdag.serving.group_probe
+    python -m streamdag.kafka.group_probe
+
+It lives in ``streamdag.kafka``, whose imports are few, so the child starts in a fraction of
+a second.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from streamdag.errors import KafkaOperationError
-from streamdag.kafka import KafkaConnection, admin_config
-from streamdag.kafka.config import KAFKA_CLIENT_LOGGER
+from streamdag.kafka.config import KAFKA_CLIENT_LOGGER, admin_config
+from streamdag.kafka.connection import KafkaConnection
 
 __all__ = ["GroupProbe", "Groups"]
 
@@ -101,12 +104,16 @@ class GroupProbe:
             raise KafkaOperationError(answer["error"])
         return Groups(answer)
 
+    def start(self) -> None:
+        """Start the child ahead of the first ``read`` (it takes a moment to import)."""
+        self._running()
+
     def _running(self) -> subprocess.Popen[bytes]:
         if self._child is not None and self._child.poll() is None:
             return self._child
         self.close()
         child = subprocess.Popen(
-            [sys.executable, "-m", "streamdag.serving.group_probe"],
+            [sys.executable, "-m", "streamdag.kafka.group_probe"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -224,8 +231,11 @@ def main() -> None:
     admin = AdminClient(config)
     for line in sys.stdin.buffer:
         answer = _answer(admin, json.loads(line))
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps(answer) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return  # the parent is gone
 
 
 if __name__ == "__main__":

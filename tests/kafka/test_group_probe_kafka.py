@@ -10,7 +10,7 @@ from collections.abc import Callable
 from confluent_kafka import Consumer
 
 from streamdag.kafka import KafkaConnection, consumer_config
-from streamdag.serving.group_probe import GroupProbe
+from streamdag.kafka.group_probe import GroupProbe
 
 
 def test_a_killed_probe_is_replaced_at_the_next_read(
