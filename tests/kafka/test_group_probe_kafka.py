@@ -42,3 +42,25 @@ def test_a_killed_probe_is_replaced_at_the_next_read(
         probe.close()
         member.close()
     assert probe._child is None
+
+
+def test_the_groups_of_fused_stages_are_read_too(
+    bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    topic = topic_factory(1)
+    pipeline = unique_name("p")
+    stage = f"streamdag.{pipeline}.a+b"
+    member = Consumer(consumer_config(bootstrap, stage))
+    member.subscribe([topic])
+    probe = GroupProbe(KafkaConnection.of(bootstrap))
+    try:
+        for _ in range(100):  # until the member has joined
+            member.poll(0.1)
+            if member.assignment():
+                break
+        own = f"streamdag.{pipeline}.a"
+        read = probe.read([own], {}, [], 5.0, stage_prefixes=[f"streamdag.{pipeline}."])
+        assert read.members == {own: 0, stage: 1}
+    finally:
+        probe.close()
+        member.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from streamdag.pipeline import compile_plan, parse_spec
-from streamdag.serving.step_watch import judge, step_lag
+from streamdag.serving.step_watch import judge, step_lag, step_members
 
 SPEC = {
     "name": "judged",
@@ -43,3 +43,15 @@ def test_lag_counts_records_past_the_committed_offset() -> None:
     # On a transactional topic the last commit marker is no record.
     assert step_lag(tps, committed, ends, starts, {"u"}) == 3 + 3 + 0
     assert step_lag([("u", 0)], {("u", 0): 4}, ends, starts, {"u"}) == 0
+
+
+def test_a_fused_stage_group_gives_its_steps_a_worker() -> None:
+    """``run --fuse`` runs steps in a group of their own (``streamdag.<p>.a+b``)."""
+    plan = compile_plan(parse_spec(SPEC, base_dir=Path(__file__).parent))
+    groups = {n.name: n.group for n in plan.nodes.values()}
+    fused = f"streamdag.{plan.name}.a+b"
+    members = step_members([plan], {fused: 1, "streamdag.other.a+b": 3})
+    assert judge(plan, members, {"a": 0, "b": 0}).workers == {"a": 1, "b": 1}
+    # A stage of some steps covers those only.
+    part = step_members([plan], {f"streamdag.{plan.name}.a+x": 2})
+    assert part.get(groups["a"]) == 2 and part.get(groups["b"], 0) == 0

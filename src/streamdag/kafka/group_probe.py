@@ -10,10 +10,15 @@ Protocol (JSON lines): the parent writes the client properties once, then one re
 check; the child answers each with one line.
 
     request   {"groups": [...], "offsets": {group: [[topic, partition], ...]},
-               "partitions": [[topic, partition], ...], "timeout_s": 5}
+               "partitions": [[topic, partition], ...], "timeout_s": 5,
+               "stage_prefixes": [prefix, ...]}
     answer    {"members": {group: n}, "committed": {group: [[topic, p, offset], ...]},
                "ends": [[topic, p, offset], ...], "starts": [...]}
               or {"error": "..."}
+
+``members`` also counts every group whose id is a ``stage_prefixes`` prefix followed by
+names joined by ``+``: the consumer groups of fused stages (``run --fuse``), which any
+combination of steps may form.
 
 The child ends when its input does (the parent closed it, or died).
 
@@ -42,6 +47,7 @@ from streamdag.kafka.connection import KafkaConnection
 __all__ = ["GroupProbe", "Groups"]
 
 TP = tuple[str, int]
+STAGE_JOINER = "+"  # between the step names of a fused stage's group (pipeline/plan.py)
 
 
 class Groups:
@@ -73,9 +79,11 @@ class GroupProbe:
         offsets: Mapping[str, Sequence[TP]],
         partitions: Sequence[TP],
         timeout_s: float,
+        stage_prefixes: Sequence[str] = (),
     ) -> Groups:
         request = {
             "groups": list(groups),
+            "stage_prefixes": list(stage_prefixes),
             "offsets": {g: [list(tp) for tp in tps] for g, tps in offsets.items()},
             "partitions": [list(tp) for tp in partitions],
             "timeout_s": timeout_s,
@@ -163,7 +171,17 @@ def _answer(admin: Any, request: Mapping[str, Any]) -> dict[str, Any]:
     timeout = float(request["timeout_s"])
     partitions: list[TP] = [(t, p) for t, p in request["partitions"]]
     try:
-        described = admin.describe_consumer_groups(request["groups"], request_timeout=timeout)
+        groups = list(request["groups"])
+        prefixes = tuple(request.get("stage_prefixes") or ())
+        if prefixes:
+            listed = admin.list_consumer_groups(request_timeout=timeout).result(timeout)
+            groups += [
+                g.group_id
+                for g in listed.valid
+                if g.group_id.startswith(prefixes)
+                and any(_is_stage(g.group_id, prefix) for prefix in prefixes)
+            ]
+        described = admin.describe_consumer_groups(groups, request_timeout=timeout)
         asked = {
             group: admin.list_consumer_group_offsets(
                 [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])],
@@ -178,6 +196,11 @@ def _answer(admin: Any, request: Mapping[str, Any]) -> dict[str, Any]:
     except (KafkaException, TimeoutError) as exc:
         return {"error": f"consumer groups on Kafka at {request.get('cluster', '')}: {exc}"}
     return {"members": members, "committed": committed, "ends": ends, "starts": starts}
+
+
+def _is_stage(group: str, prefix: str) -> bool:
+    rest = group.removeprefix(prefix)
+    return rest != group and STAGE_JOINER in rest and "." not in rest
 
 
 def _offsets(admin: Any, tps: Sequence[TP], which: str, timeout: float) -> list[list[Any]]:

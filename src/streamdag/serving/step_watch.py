@@ -12,8 +12,9 @@ gateway's pipelines:
                (read_committed) offset, and the earliest, in two requests
 
 and keeps a ``PipelineReadiness`` per pipeline that ``readiness`` hands out without
-blocking. The gateway calls ``check`` once at start and then every ``EVERY_S`` seconds on
-a thread of its own, never per request: probes and callers ask for readiness far more
+blocking. The gateway calls ``check`` once at start and then every ``EVERY_S`` seconds
+(every ``NOT_READY_EVERY_S`` while a pipeline is not ready) on a thread of its own, never
+per request: probes and callers ask for readiness far more
 often than groups change. A worker that starts joins its group within seconds (its first
 rebalance); one that stops leaves at once (a clean close sends LeaveGroup) or when its
 session times out (a killed one).
@@ -35,15 +36,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from streamdag.errors import KafkaOperationError
 from streamdag.kafka import KafkaConnection
 from streamdag.kafka.group_probe import GroupProbe
 from streamdag.pipeline import PipelinePlan
+from streamdag.pipeline.plan import STAGE_JOINER
+from streamdag.pipeline.topics import consumer_group
 from streamdag.serving.gateway_api import PipelineReadiness
 
-__all__ = ["StepWatch", "judge", "step_lag"]
+__all__ = ["StepWatch", "judge", "step_lag", "step_members"]
 
 log = logging.getLogger("streamdag.serving.gateway")
 
@@ -60,6 +63,8 @@ class StepWatch:
     """
 
     EVERY_S = 2.0  # between two checks
+    # ... while a pipeline is not ready: a worker that just joined makes it ready soon.
+    NOT_READY_EVERY_S = 0.5
     TIMEOUT_S = 5.0  # of each admin request
 
     def __init__(self, plans: Sequence[PipelinePlan], kafka: KafkaConnection) -> None:
@@ -83,12 +88,17 @@ class StepWatch:
         return self._seen[pipeline]
 
     def watch(self, stopping: threading.Event) -> None:
-        """Check every ``EVERY_S`` until ``stopping`` is set (the body of a thread)."""
+        """Check every ``EVERY_S`` (``NOT_READY_EVERY_S`` while a pipeline is not ready)
+        until ``stopping`` is set (the body of a thread)."""
         try:
-            while not stopping.wait(self.EVERY_S):
+            while not stopping.wait(self._interval()):
                 self.check()
         finally:
             self.close()
+
+    def _interval(self) -> float:
+        waiting = any(not r.ready for r in self._seen.values())
+        return self.NOT_READY_EVERY_S if waiting else self.EVERY_S
 
     def check(self) -> None:
         """Read every step's group once and log what changed."""
@@ -117,8 +127,10 @@ class StepWatch:
             {node.group: [tp for tp in tps if tp[0] in node.source_topics] for node in nodes},
             tps,
             self.TIMEOUT_S,
+            stage_prefixes=[consumer_group(name, "") for name in self._plans],
         )
-        members, committed, ends, starts = read.members, read.committed, read.ends, read.starts
+        committed, ends, starts = read.committed, read.ends, read.starts
+        members = step_members(self._plans.values(), read.members)
         seen = {}
         for name, plan in self._plans.items():
             transactional = _step_topics(plan) if plan.guarantee == "exactly_once" else set()
@@ -134,6 +146,23 @@ class StepWatch:
             }
             seen[name] = judge(plan, members, lag)
         return seen
+
+
+def step_members(plans: Iterable[PipelinePlan], groups: Mapping[str, int]) -> dict[str, int]:
+    """Members per step group: its own, and those of every fused stage's group that runs
+    the step (``streamdag.<p>.<a>+<b>``, ``run --fuse``)."""
+    members = dict(groups)
+    for plan in plans:
+        prefix = consumer_group(plan.name, "")
+        for group, n in groups.items():
+            names = group.removeprefix(prefix)
+            if names == group or STAGE_JOINER not in names:
+                continue
+            for name in names.split(STAGE_JOINER):
+                if name in plan.nodes:
+                    step_group = plan.nodes[name].group
+                    members[step_group] = members.get(step_group, 0) + n
+    return members
 
 
 def judge(
