@@ -11,7 +11,9 @@ For each model kind, partition count and number of workers:
    group is stable with every worker in it and every partition assigned.
 3. N requests are written to the inputs topic in one Kafka transaction. The workers read
    ``read_committed``, so all N become visible at once when it commits; the clock starts
-   there and stops when the pipeline's outputs topic holds all N results.
+   there and stops when the pipeline's outputs topic holds all N results. With
+   ``--from-start`` the N requests are queued before the workers start, and the clock
+   runs from their start: start-up and the group's join count, as a user waits for them.
 
 Two model kinds, each costing ``--cost-ms`` per request:
 
@@ -25,7 +27,7 @@ A last row runs the most workers on a one-partition pipeline: a partition is rea
 worker of a group at a time, so partitions bound a step's parallelism.
 
     .venv/bin/python benchmarks/scaling.py [--requests 4000] [--cost-ms 1]
-        [--workers 1,2,3,6] [--partitions 6] [--kinds wait,cpu] [--one-parent]
+        [--workers 1,2,3,6] [--partitions 6] [--kinds wait,cpu] [--one-parent] [--from-start]
         [--bootstrap HOST:PORT] [--json results.json]
 
 ``--one-parent`` starts N workers as one ``streamdag run --processes N`` (a parent that
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shlex
 import signal
@@ -236,6 +239,8 @@ def run_case(
     spec = load_spec(spec_file)
     topics = derive_topics(spec)
     ensure_topics(bootstrap, topics)
+    if args.from_start:
+        return _from_start(args, admin, bootstrap, case, spec_file, name, topics)
     try:
         started = time.monotonic()
         workers = Workers(
@@ -275,6 +280,47 @@ def run_case(
     if y.dtype != np.float32 or y.shape != (1, FLOATS):
         raise BenchmarkFailed(f"unexpected result: {y.dtype} {y.shape}")
     return Result(case, drain.rate, drain.seconds, join_s)
+
+
+def _from_start(
+    args: argparse.Namespace,
+    admin: Any,
+    bootstrap: str,
+    case: Case,
+    spec_file: Path,
+    name: str,
+    topics: list[Any],
+) -> Result:
+    """The backlog is queued first; the clock starts when the workers are started and
+    stops when the last result is in: start-up and the group's join included, as a user
+    who starts workers for queued work waits for them."""
+    try:
+        counter = OutputCounter(bootstrap, outputs_topic(name), case.partitions)
+        try:
+            stage_backlog(bootstrap, inputs_topic(name), args.requests).commit_transaction(30)
+            started = time.perf_counter()
+            workers = Workers(
+                spec_file, bootstrap, case.workers, args.cost_ms, one_parent=args.one_parent
+            )
+            try:
+                drain = counter.wait(
+                    args.requests, started=started, timeout=args.timeout, alive=workers.alive
+                )
+            except BenchmarkFailed:
+                if not workers.alive():
+                    raise BenchmarkFailed(workers.failure()) from None
+                raise
+            finally:
+                workers.stop()
+        finally:
+            counter.close()
+    finally:
+        for future in admin.delete_topics([t.name for t in topics]).values():
+            try:
+                future.result(30)
+            except Exception as exc:
+                print(f"could not delete a benchmark topic: {exc}", file=sys.stderr)
+    return Result(case, drain.rate, drain.seconds, math.nan)
 
 
 def cases(args: argparse.Namespace) -> list[Case]:
@@ -346,6 +392,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per wait")
+    parser.add_argument(
+        "--from-start",
+        action="store_true",
+        help="queue the backlog first and time from the workers' start (start-up and the "
+        "group's join included) until every result is in",
+    )
     args = parser.parse_args(argv)
     if 1 not in args.workers:
         parser.error("--workers must include 1: every figure is a ratio to one worker")

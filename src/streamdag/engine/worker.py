@@ -166,7 +166,7 @@ class StepWorker:
         client_id = f"{plan.group_id}.{self.instance_id or 'worker'}"
         overrides: dict[str, Any] = {
             "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1500,
+            "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 300_000,
             **self._consumer_overrides,
         }
