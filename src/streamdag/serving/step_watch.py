@@ -53,6 +53,7 @@ log = logging.getLogger("streamdag.serving.gateway")
 TP = tuple[str, int]
 _NO_OFFSET = -1001  # what Kafka reports for a partition the group never committed
 _UNCHECKED = "its steps could not be checked"
+_NOT_CHECKED = "its steps were not checked yet"
 
 
 class StepWatch:
@@ -73,7 +74,7 @@ class StepWatch:
         self._probe = GroupProbe(kafka)
         # Replaced whole by check, read by anyone: a dict assignment is atomic.
         self._seen: dict[str, PipelineReadiness] = {
-            name: PipelineReadiness(True, "its steps were not checked yet") for name in self._plans
+            name: PipelineReadiness(True, _NOT_CHECKED) for name in self._plans
         }
 
     def prepare(self) -> None:
@@ -218,6 +219,9 @@ def _log_change(pipeline: str, before: PipelineReadiness, now: PipelineReadiness
     idle_now = {s for s, n in now.workers.items() if n == 0}
     if now.ready and not before.ready:
         log.info("pipeline %s is ready: every step has a worker", pipeline)
+    elif not now.ready and before.reason == _NOT_CHECKED:
+        # At the gateway's start its workers are often still starting: not yet a warning.
+        log.info("pipeline %s is not ready: %s", pipeline, now.reason)
     elif not now.ready and (before.ready or idle_now != idle_before):
         log.warning("pipeline %s is not ready: %s", pipeline, now.reason)
     elif now.reason.startswith(_UNCHECKED) and not before.reason.startswith(_UNCHECKED):
