@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,3 +98,13 @@ def _not_connected(cause: BaseException | None) -> bool:
     if isinstance(cause, grpc.RpcError) and isinstance(cause, grpc.Call):
         return cause.code() is grpc.StatusCode.UNAVAILABLE and "connect" in (cause.details() or "")
     return False
+
+
+def freeze_startup_objects() -> None:
+    """Hide what exists now (imported modules, specs, settings: tens of thousands of
+    objects that live as long as the process) from the cyclic garbage collector, so that
+    its full collections, which would otherwise scan them all (about 12 ms), stop pausing
+    requests on their way through a worker or the gateway. Called by long-running
+    commands once they are set up."""
+    gc.collect()
+    gc.freeze()

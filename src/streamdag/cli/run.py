@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
+from streamdag.cli.options import (
+    freeze_startup_objects,
+    kafka_options,
+    payload_store_option,
+    resolve_kafka,
+)
 from streamdag.engine import PipelineRunner, handle_signals
 from streamdag.engine.supervisor import Supervisor
 from streamdag.errors import ConfigError, StreamdagError
@@ -100,6 +105,7 @@ def run(
     if metrics_port is not None:
         serve_metrics(metrics_port)
     configure_tracing(f"streamdag-run-{spec.name}")
+    freeze_startup_objects()
     try:
         with handle_signals(runner):
             runner.run()

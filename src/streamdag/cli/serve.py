@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from streamdag.cli.options import kafka_options, payload_store_option, resolve_kafka
+from streamdag.cli.options import (
+    freeze_startup_objects,
+    kafka_options,
+    payload_store_option,
+    resolve_kafka,
+)
 from streamdag.errors import KafkaOperationError
 from streamdag.observability.tracing import configure_tracing, shutdown_tracing
 from streamdag.payloads import store_from_settings
@@ -144,6 +149,7 @@ def serve(
     # The pipelines need Kafka (the gateway's request-reply); the models alone do not.
     gateway = None if models_only else build_gateway(plans, kafka, payloads=payloads)
     configure_tracing("streamdag-serve")
+    freeze_startup_objects()
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(
