@@ -263,23 +263,32 @@ def run_case(
             finally:
                 counter.close()
         except BenchmarkFailed:
-            if not workers.alive():
-                raise BenchmarkFailed(workers.failure()) from None
-            raise
+            raise _why(workers) from None
         finally:
             workers.stop()
     finally:
-        for future in admin.delete_topics([t.name for t in topics]).values():
-            try:
-                future.result(30)
-            except Exception as exc:
-                print(f"could not delete a benchmark topic: {exc}", file=sys.stderr)
+        _delete(admin, topics)
     if sample is None:
         raise BenchmarkFailed("no result to check")
     y = decode_response(response_from_bytes(sample))["y"]
     if y.dtype != np.float32 or y.shape != (1, FLOATS):
         raise BenchmarkFailed(f"unexpected result: {y.dtype} {y.shape}")
     return Result(case, drain.rate, drain.seconds, join_s)
+
+
+def _delete(admin: Any, topics: list[Any]) -> None:
+    for future in admin.delete_topics([t.name for t in topics]).values():
+        try:
+            future.result(30)
+        except Exception as exc:
+            print(f"could not delete a benchmark topic: {exc}", file=sys.stderr)
+
+
+def _why(workers: Workers) -> BenchmarkFailed:
+    """The failure to report for a drain that failed: a worker's death, if one died."""
+    exc = sys.exc_info()[1]
+    assert isinstance(exc, BenchmarkFailed)
+    return BenchmarkFailed(workers.failure()) if not workers.alive() else exc
 
 
 def _from_start(
@@ -307,19 +316,13 @@ def _from_start(
                     args.requests, started=started, timeout=args.timeout, alive=workers.alive
                 )
             except BenchmarkFailed:
-                if not workers.alive():
-                    raise BenchmarkFailed(workers.failure()) from None
-                raise
+                raise _why(workers) from None
             finally:
                 workers.stop()
         finally:
             counter.close()
     finally:
-        for future in admin.delete_topics([t.name for t in topics]).values():
-            try:
-                future.result(30)
-            except Exception as exc:
-                print(f"could not delete a benchmark topic: {exc}", file=sys.stderr)
+        _delete(admin, topics)
     return Result(case, drain.rate, drain.seconds, math.nan)
 
 
