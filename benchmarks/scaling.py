@@ -262,8 +262,8 @@ def run_case(
                 sample = counter.sample
             finally:
                 counter.close()
-        except BenchmarkFailed:
-            raise _why(workers) from None
+        except BenchmarkFailed as exc:
+            raise _why(workers, exc) from None
         finally:
             workers.stop()
     finally:
@@ -284,11 +284,9 @@ def _delete(admin: Any, topics: list[Any]) -> None:
             print(f"could not delete a benchmark topic: {exc}", file=sys.stderr)
 
 
-def _why(workers: Workers) -> BenchmarkFailed:
+def _why(workers: Workers, exc: BenchmarkFailed) -> BenchmarkFailed:
     """The failure to report for a drain that failed: a worker's death, if one died."""
-    exc = sys.exc_info()[1]
-    assert isinstance(exc, BenchmarkFailed)
-    return BenchmarkFailed(workers.failure()) if not workers.alive() else exc
+    return exc if workers.alive() else BenchmarkFailed(workers.failure())
 
 
 def _from_start(
@@ -315,8 +313,8 @@ def _from_start(
                 drain = counter.wait(
                     args.requests, started=started, timeout=args.timeout, alive=workers.alive
                 )
-            except BenchmarkFailed:
-                raise _why(workers) from None
+            except BenchmarkFailed as exc:
+                raise _why(workers, exc) from None
             finally:
                 workers.stop()
         finally:

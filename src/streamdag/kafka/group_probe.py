@@ -40,6 +40,17 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec: not in its stubs
+    AdminClient,
+    OffsetSpec,
+)
+
 from streamdag.errors import KafkaOperationError
 from streamdag.kafka.config import KAFKA_CLIENT_LOGGER, admin_config
 from streamdag.kafka.connection import KafkaConnection
@@ -166,8 +177,6 @@ def _readline(stream: IO[bytes], timeout_s: float) -> bytes:
 
 # -- the child ---------------------------------------------------------------------------
 def _answer(admin: Any, request: Mapping[str, Any]) -> dict[str, Any]:
-    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-
     timeout = float(request["timeout_s"])
     partitions: list[TP] = [(t, p) for t, p in request["partitions"]]
     try:
@@ -204,9 +213,6 @@ def _is_stage(group: str, prefix: str) -> bool:
 
 
 def _offsets(admin: Any, tps: Sequence[TP], which: str, timeout: float) -> list[list[Any]]:
-    from confluent_kafka import IsolationLevel, KafkaException, TopicPartition
-    from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
-
     if not tps:
         return []
     spec = OffsetSpec.latest() if which == "latest" else OffsetSpec.earliest()  # type: ignore[no-untyped-call]
@@ -225,8 +231,6 @@ def _offsets(admin: Any, tps: Sequence[TP], which: str, timeout: float) -> list[
 
 
 def _members(described: Any, timeout: float) -> int:
-    from confluent_kafka import KafkaException
-
     try:
         description = described.result(timeout)
     except KafkaException as exc:
@@ -245,8 +249,6 @@ def _committed(result: Any) -> list[list[Any]]:
 
 
 def main() -> None:
-    from confluent_kafka.admin import AdminClient
-
     first = sys.stdin.buffer.readline()
     if not first:
         return
